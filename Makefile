@@ -1,0 +1,68 @@
+# mseg: `make` builds build/mseg.bpf.o and every C helper into build/.
+# `make MSEG_MAX_SESSIONS=N` sets the session table capacity everywhere.
+
+MSEG_MAX_SESSIONS ?= 262144
+MSEG_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
+
+BUILD := build
+CLANG ?= clang
+CC ?= cc
+BPFTOOL ?= bpftool
+
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+DEFS := -DMSEG_MAX_SESSIONS=$(MSEG_MAX_SESSIONS) -DMSEG_VERSION='"$(MSEG_VERSION)"'
+
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
+	-I bpf -I /usr/include/$(shell uname -m)-linux-gnu $(DEFS)
+USER_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -I bpf $(DEFS) $(EXTRA_CFLAGS)
+USER_LDLIBS := -lbpf
+
+BPF_HEADERS := $(wildcard bpf/*.h)
+# Every C helper is one file: tools/*.c, exporters/*.c, tests/bats/helpers/*.c
+HELPER_SRCS := $(wildcard tools/*.c exporters/*.c tests/bats/helpers/*.c)
+HELPERS := $(addprefix $(BUILD)/,$(notdir $(HELPER_SRCS:.c=)))
+
+vpath %.c tools exporters tests/bats/helpers
+
+.PHONY: all deps test demo bench install clean lint FORCE
+
+all: $(BUILD)/mseg.bpf.o $(HELPERS)
+
+# Rebuild everything when the capacity or version changes.
+$(BUILD)/.config: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(DEFS)' | cmp -s - $@ || echo '$(DEFS)' > $@
+
+$(BUILD)/mseg.bpf.o: bpf/mseg.bpf.c $(BPF_HEADERS) $(BUILD)/.config
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/%: %.c $(BPF_HEADERS) $(BUILD)/.config
+	$(CC) $(USER_CFLAGS) $< -o $@ $(USER_LDLIBS)
+
+deps:
+	./scripts/mseg-deps
+
+test: all
+	./tests/run
+
+demo: all
+	./scripts/mseg-demo
+
+bench: all
+	./bench/run
+
+lint:
+	shellcheck -x scripts/* lib/sh/*.sh tests/run tests/bats/helpers/*.bash
+
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib/mseg/build $(DESTDIR)$(PREFIX)/lib/mseg/lib/sh \
+		$(DESTDIR)$(PREFIX)/lib/mseg/scripts $(DESTDIR)$(PREFIX)/sbin
+	install -m 0644 $(BUILD)/mseg.bpf.o $(DESTDIR)$(PREFIX)/lib/mseg/build/
+	install -m 0755 $(HELPERS) $(DESTDIR)$(PREFIX)/lib/mseg/build/
+	install -m 0644 lib/sh/*.sh $(DESTDIR)$(PREFIX)/lib/mseg/lib/sh/
+	install -m 0755 scripts/* $(DESTDIR)$(PREFIX)/lib/mseg/scripts/
+	ln -sf ../lib/mseg/scripts/mseg $(DESTDIR)$(PREFIX)/sbin/mseg
+
+clean:
+	rm -rf $(BUILD)

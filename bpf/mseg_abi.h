@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The mseg ABI: the key and value layout of every pinned map.
+ *
+ * The BPF object and the C programs include this header; lib/sh/mseg-layout.sh
+ * encodes the same layouts as hex for bpftool. Any change to a layout below
+ * must bump MSEG_ABI_VERSION: `mseg attach` compares it (and every map's
+ * sizes) with what is pinned and refuses to mix versions.
+ *
+ * Conventions:
+ *  - addresses are 16 bytes in network order; IPv4 is stored IPv4-mapped
+ *    (::ffff:a.b.c.d) so one code path serves both families;
+ *  - ports are in host byte order (so `bpftool map dump` shows 443, not
+ *    47873); for ICMP echo both ports hold the echo identifier;
+ *  - a zero field means "the built-in default", so the maps work as created
+ *    by a plain `tc filter add ... bpf obj` with no user space at all;
+ *  - times are CLOCK_BOOTTIME nanoseconds (bpf_ktime_get_boot_ns()), which
+ *    user space reads as clock_gettime(CLOCK_BOOTTIME) or /proc/uptime.
+ */
+#ifndef MSEG_ABI_H
+#define MSEG_ABI_H
+
+#include <linux/types.h>
+
+#define MSEG_ABI_VERSION 1
+
+/* Session table capacity: one build setting (make MSEG_MAX_SESSIONS=N). */
+#ifndef MSEG_MAX_SESSIONS
+#define MSEG_MAX_SESSIONS 262144
+#endif
+#define MSEG_MAX_RULES 131072
+#define MSEG_MAX_CIDRS 131072
+
+enum mseg_action {
+	MSEG_ACT_ALLOW = 0,
+	MSEG_ACT_DENY = 1,
+	MSEG_ACT_LOG = 2, /* allow and emit an event */
+	MSEG_ACT_MAX,
+};
+
+/* The originator's RFC 793 state; numbers are the seed's and DESIGN.md's. */
+enum mseg_tcp_state {
+	MSEG_TCP_NONE = 0,
+	MSEG_TCP_SYN_SENT = 1,
+	MSEG_TCP_SYN_RECV = 2,
+	MSEG_TCP_ESTABLISHED = 3,
+	MSEG_TCP_FIN_WAIT1 = 4,
+	MSEG_TCP_FIN_WAIT2 = 5,
+	MSEG_TCP_TIME_WAIT = 6,
+	MSEG_TCP_CLOSE = 7,
+	MSEG_TCP_CLOSE_WAIT = 8,
+	MSEG_TCP_LAST_ACK = 9,
+	MSEG_TCP_CLOSING = 10,
+	MSEG_TCP_STATE_MAX,
+};
+
+/* Index of the per-direction arrays in struct mseg_session. */
+enum mseg_dir {
+	MSEG_DIR_ORIG = 0,  /* sent by the originator */
+	MSEG_DIR_REPLY = 1, /* sent by the responder */
+};
+
+/*
+ * mseg_sessions key: direction-normalised, so both directions of a
+ * connection find one entry. Endpoint "lo" is the smaller of the two
+ * (address compared as a big-endian 128-bit number, then port).
+ */
+struct mseg_session_key {
+	__u8 addr_lo[16];
+	__u8 addr_hi[16];
+	__u16 port_lo;
+	__u16 port_hi;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* What one side of a TCP connection has shown us. */
+struct mseg_tcp_peer {
+	__u32 seq_end; /* highest seq + length (+1 per SYN/FIN) sent */
+	__u32 ack;     /* highest acknowledgement sent */
+	__u32 max_win; /* largest window advertised, scaled */
+	__u32 fin_seq; /* sequence number of this side's FIN */
+	__u8 flags;    /* MSEG_PEER_* */
+	__u8 wscale;   /* window scale announced in this side's SYN */
+	__u16 pad;
+};
+
+#define MSEG_PEER_SEEN 0x01      /* a packet from this side was seen */
+#define MSEG_PEER_SYN 0x02       /* this side sent a SYN */
+#define MSEG_PEER_FIN 0x04       /* this side sent a FIN: fin_seq is valid */
+#define MSEG_PEER_FIN_ACKED 0x08 /* the other side acknowledged that FIN */
+#define MSEG_PEER_WSCALE 0x10    /* this side's SYN carried window scaling */
+
+struct mseg_session {
+	__u64 created_ns;
+	__u64 last_seen_ns;
+	__u64 packets[2]; /* by enum mseg_dir */
+	__u64 bytes[2];
+	struct mseg_tcp_peer tcp[2]; /* by enum mseg_dir */
+	__u32 policy_gen; /* mseg_config.policy_gen the verdict was taken under */
+	__u8 state;       /* enum mseg_tcp_state; NONE for everything but TCP */
+	__u8 action;      /* cached verdict, enum mseg_action */
+	__u8 orig_is_hi;  /* 1: the originator is the key's "hi" endpoint */
+	__u8 flags;       /* MSEG_SESS_* */
+};
+
+#define MSEG_SESS_REPLIED 0x01 /* the responder has sent something */
+#define MSEG_SESS_PICKUP 0x02  /* picked up mid-stream (loose mode) */
+
+/*
+ * mseg_policy: exact rules. A rule written with fewer fields is stored with
+ * zeros there; the data path tries the packet's own tuple, then sport=0,
+ * then sport=dport=0, then sport=dport=proto=0.
+ */
+struct mseg_rule_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport; /* 0 = any */
+	__u16 dport; /* 0 = any */
+	__u8 proto;  /* IPPROTO_*; 0 = any */
+	__u8 set;    /* ruleset; the data path uses mseg_config.active_set */
+	__u8 pad[2];
+};
+
+struct mseg_rule_val {
+	__u64 hits;
+	__u8 action; /* enum mseg_action */
+	__u8 pad[7];
+};
+
+/*
+ * mseg_cidr: LPM trie. The data starts with the ruleset and the family, which
+ * every prefix covers in full (16 bits), so a prefix of one family never
+ * covers an address of the other: an IPv6 ::/0 has prefixlen 16, an IPv4
+ * 10.0.0.0/8 has prefixlen 16 + 96 + 8 over the mapped address.
+ */
+struct mseg_cidr_key {
+	__u32 prefixlen;
+	__u8 set;
+	__u8 family; /* 4 or 6 */
+	__u8 addr[16];
+	__u8 pad[2]; /* never inside a prefix: prefixlen <= MSEG_CIDR_FULL_BITS */
+};
+
+#define MSEG_CIDR_HDR_BITS 16
+#define MSEG_CIDR_V4_BASE_BITS (MSEG_CIDR_HDR_BITS + 96)
+#define MSEG_CIDR_FULL_BITS (MSEG_CIDR_HDR_BITS + 128)
+
+struct mseg_cidr_val {
+	__u64 hits;
+	__u32 priority;
+	__u8 action; /* enum mseg_action */
+	__u8 pad[3];
+};
+
+/* Built-in defaults for zero config fields: nf_conntrack's timeouts (s). */
+#define MSEG_DEF_TO_SYN_SENT 120
+#define MSEG_DEF_TO_SYN_RECV 60
+#define MSEG_DEF_TO_ESTABLISHED 432000
+#define MSEG_DEF_TO_FIN_WAIT 120
+#define MSEG_DEF_TO_CLOSE_WAIT 60
+#define MSEG_DEF_TO_LAST_ACK 30
+#define MSEG_DEF_TO_TIME_WAIT 120
+#define MSEG_DEF_TO_CLOSE 10
+#define MSEG_DEF_TO_UDP 30
+#define MSEG_DEF_TO_UDP_REPLIED 120
+#define MSEG_DEF_TO_ICMP 30
+#define MSEG_DEF_TO_OTHER 600
+#define MSEG_DEF_WARN_PCT 80
+#define MSEG_DEF_CRIT_PCT 90
+#define MSEG_DEF_DEGRADE_PCT 95
+#define MSEG_DEF_FLOOD_HALF_OPEN 10000
+#define MSEG_DEF_FLOOD_SYN_RATE 10000
+#define MSEG_DEF_FLOOD_SYN_TIMEOUT 5
+#define MSEG_DEF_EVENT_RATE 1000
+
+/* mseg_config: one entry, written by user space only. Zero = default. */
+struct mseg_config {
+	__u32 abi_version; /* stamped by `mseg attach`; 0 = never attached by mseg */
+	__u32 policy_gen;  /* bumped on every rule change: sessions are re-judged */
+	__u8 default_action;
+	__u8 strict; /* drop malformed frames and TCP without a session */
+	__u8 active_set;
+	__u8 pad0;
+	/* timeouts in seconds (0 = nf_conntrack's default) */
+	__u32 to_syn_sent;
+	__u32 to_syn_recv;
+	__u32 to_established;
+	__u32 to_fin_wait;
+	__u32 to_close_wait;
+	__u32 to_last_ack;
+	__u32 to_time_wait;
+	__u32 to_close;
+	__u32 to_udp;
+	__u32 to_udp_replied;
+	__u32 to_icmp;
+	__u32 to_other;
+	/* pressure (percent of capacity) and SYN flood thresholds */
+	__u32 warn_pct;
+	__u32 crit_pct;
+	__u32 degrade_pct;
+	__u32 flood_half_open;
+	__u32 flood_syn_rate;
+	__u32 flood_syn_timeout;
+	__u32 event_rate; /* events per second the data path may emit */
+	__u32 pad1;
+};
+
+/* mseg_stats: one per-CPU entry; readers sum over CPUs. */
+struct mseg_stats {
+	/* the seed's thirteen */
+	__u64 total;
+	__u64 policy_hit; /* new flow decided by an exact rule */
+	__u64 session_hit;
+	__u64 new_session;
+	__u64 allowed; /* passed by a verdict (log included) */
+	__u64 denied;  /* dropped by a deny verdict */
+	__u64 logged;
+	__u64 dropped; /* dropped for any other reason (strict, pressure, full) */
+	__u64 ip_range_hit;
+	__u64 map_full;
+	__u64 pressure_drop;
+	__u64 tcp_established;
+	__u64 tcp_closed;
+	/* mseg's own */
+	__u64 default_hit; /* new flow decided by the default action */
+	__u64 rejudged;    /* sessions judged again after a rule change */
+	__u64 non_ip;      /* passed untouched: ARP, LLDP, ... */
+	__u64 malformed;   /* truncated or unparseable */
+	__u64 fragments;   /* non-first IP fragments */
+	__u64 invalid;     /* TCP that fits no session (strict drops it) */
+	__u64 rst_ignored; /* RST outside the receive window */
+	__u64 events_lost;
+};
+
+#define MSEG_STATS_FIELDS (sizeof(struct mseg_stats) / sizeof(__u64))
+
+_Static_assert(sizeof(struct mseg_session_key) == 40, "session key layout");
+_Static_assert(sizeof(struct mseg_tcp_peer) == 20, "tcp peer layout");
+_Static_assert(sizeof(struct mseg_session) == 96, "session layout");
+_Static_assert(sizeof(struct mseg_rule_key) == 40, "rule key layout");
+_Static_assert(sizeof(struct mseg_rule_val) == 16, "rule value layout");
+_Static_assert(sizeof(struct mseg_cidr_key) == 24, "cidr key layout");
+_Static_assert(sizeof(struct mseg_cidr_val) == 16, "cidr value layout");
+_Static_assert(sizeof(struct mseg_config) == 92, "config layout");
+_Static_assert(sizeof(struct mseg_stats) == 21 * 8, "stats layout");
+
+#endif /* MSEG_ABI_H */

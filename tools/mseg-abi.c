@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * mseg-abi: print the ABI this build was compiled with, one fact per line,
+ * so the shell commands never restate a size or an offset by hand:
+ * `mseg attach` compares the pinned maps against it, and a test checks
+ * lib/sh/mseg-layout.sh's offsets against the compiler's.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mseg_abi.h"
+
+#define MAP(name, key, val, max) \
+	printf("map %s %zu %zu %u\n", name, sizeof(key), sizeof(val), (unsigned)(max))
+#define FIELD(type, prefix, f)                                      \
+	printf("field %s.%s %zu %zu\n", prefix, #f, offsetof(type, f), \
+	       sizeof(((type *)0)->f))
+#define CONF(f, def)                          \
+	do {                                  \
+		FIELD(struct mseg_config, "config", f); \
+		printf("default config.%s %u\n", #f, (unsigned)(def)); \
+	} while (0)
+
+static void print_maps(void)
+{
+	MAP("mseg_sessions", struct mseg_session_key, struct mseg_session,
+	    MSEG_MAX_SESSIONS);
+	MAP("mseg_policy", struct mseg_rule_key, struct mseg_rule_val,
+	    MSEG_MAX_RULES);
+	MAP("mseg_cidr", struct mseg_cidr_key, struct mseg_cidr_val,
+	    MSEG_MAX_CIDRS);
+	MAP("mseg_config", __u32, struct mseg_config, 1);
+	MAP("mseg_stats", __u32, struct mseg_stats, 1);
+}
+
+static void print_fields(void)
+{
+	FIELD(struct mseg_rule_key, "rule_key", src);
+	FIELD(struct mseg_rule_key, "rule_key", dst);
+	FIELD(struct mseg_rule_key, "rule_key", sport);
+	FIELD(struct mseg_rule_key, "rule_key", dport);
+	FIELD(struct mseg_rule_key, "rule_key", proto);
+	FIELD(struct mseg_rule_key, "rule_key", set);
+	FIELD(struct mseg_rule_val, "rule_val", hits);
+	FIELD(struct mseg_rule_val, "rule_val", action);
+	FIELD(struct mseg_cidr_key, "cidr_key", prefixlen);
+	FIELD(struct mseg_cidr_key, "cidr_key", set);
+	FIELD(struct mseg_cidr_key, "cidr_key", family);
+	FIELD(struct mseg_cidr_key, "cidr_key", addr);
+	FIELD(struct mseg_cidr_val, "cidr_val", hits);
+	FIELD(struct mseg_cidr_val, "cidr_val", priority);
+	FIELD(struct mseg_cidr_val, "cidr_val", action);
+	CONF(abi_version, 0);
+	CONF(policy_gen, 0);
+	CONF(default_action, 0);
+	CONF(strict, 0);
+	CONF(active_set, 0);
+	CONF(to_syn_sent, MSEG_DEF_TO_SYN_SENT);
+	CONF(to_syn_recv, MSEG_DEF_TO_SYN_RECV);
+	CONF(to_established, MSEG_DEF_TO_ESTABLISHED);
+	CONF(to_fin_wait, MSEG_DEF_TO_FIN_WAIT);
+	CONF(to_close_wait, MSEG_DEF_TO_CLOSE_WAIT);
+	CONF(to_last_ack, MSEG_DEF_TO_LAST_ACK);
+	CONF(to_time_wait, MSEG_DEF_TO_TIME_WAIT);
+	CONF(to_close, MSEG_DEF_TO_CLOSE);
+	CONF(to_udp, MSEG_DEF_TO_UDP);
+	CONF(to_udp_replied, MSEG_DEF_TO_UDP_REPLIED);
+	CONF(to_icmp, MSEG_DEF_TO_ICMP);
+	CONF(to_other, MSEG_DEF_TO_OTHER);
+	CONF(warn_pct, MSEG_DEF_WARN_PCT);
+	CONF(crit_pct, MSEG_DEF_CRIT_PCT);
+	CONF(degrade_pct, MSEG_DEF_DEGRADE_PCT);
+	CONF(flood_half_open, MSEG_DEF_FLOOD_HALF_OPEN);
+	CONF(flood_syn_rate, MSEG_DEF_FLOOD_SYN_RATE);
+	CONF(flood_syn_timeout, MSEG_DEF_FLOOD_SYN_TIMEOUT);
+	CONF(event_rate, MSEG_DEF_EVENT_RATE);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: mseg-abi\n"
+		       "Print this build's ABI version, session capacity, map sizes\n"
+		       "(map NAME KEY_SIZE VALUE_SIZE MAX_ENTRIES) and field offsets\n"
+		       "(field STRUCT.NAME OFFSET SIZE).\n");
+		return 0;
+	}
+	printf("abi_version %d\n", MSEG_ABI_VERSION);
+	printf("max_sessions %u\n", (unsigned)MSEG_MAX_SESSIONS);
+	print_maps();
+	print_fields();
+	return 0;
+}
