@@ -72,7 +72,7 @@ struct mseg_session_key {
 	__u16 port_hi;
 	__u8 proto;
 	__u8 pad[3];
-};
+} __attribute__((aligned(8)));
 
 /* What one side of a TCP connection has shown us. */
 struct mseg_tcp_peer {
@@ -90,6 +90,7 @@ struct mseg_tcp_peer {
 #define MSEG_PEER_FIN 0x04       /* this side sent a FIN: fin_seq is valid */
 #define MSEG_PEER_FIN_ACKED 0x08 /* the other side acknowledged that FIN */
 #define MSEG_PEER_WSCALE 0x10    /* this side's SYN carried window scaling */
+#define MSEG_PEER_ACK 0x20       /* this side sent an ACK: ack is valid */
 
 struct mseg_session {
 	__u64 created_ns;
@@ -120,7 +121,7 @@ struct mseg_rule_key {
 	__u8 proto;  /* IPPROTO_*; 0 = any */
 	__u8 set;    /* ruleset; the data path uses mseg_config.active_set */
 	__u8 pad[2];
-};
+} __attribute__((aligned(8)));
 
 struct mseg_rule_val {
 	__u64 hits;
@@ -152,6 +153,28 @@ struct mseg_cidr_val {
 	__u8 action; /* enum mseg_action */
 	__u8 pad[3];
 };
+
+/*
+ * mseg_frags: the ports of a fragmented datagram, remembered from its first
+ * fragment so the later ones (which carry no L4 header) get the same verdict.
+ */
+struct mseg_frag_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u32 id; /* IPv4 identification or IPv6 fragment identification */
+	__u8 proto;
+	__u8 pad[3];
+} __attribute__((aligned(8)));
+
+struct mseg_frag_val {
+	__u64 seen_ns;
+	__u16 sport;
+	__u16 dport;
+	__u32 pad;
+};
+
+#define MSEG_MAX_FRAGS 8192
+#define MSEG_FRAG_TIMEOUT_NS (30ULL * 1000000000ULL)
 
 /* Built-in defaults for zero config fields: nf_conntrack's timeouts (s). */
 #define MSEG_DEF_TO_SYN_SENT 120
@@ -242,6 +265,8 @@ _Static_assert(sizeof(struct mseg_rule_key) == 40, "rule key layout");
 _Static_assert(sizeof(struct mseg_rule_val) == 16, "rule value layout");
 _Static_assert(sizeof(struct mseg_cidr_key) == 24, "cidr key layout");
 _Static_assert(sizeof(struct mseg_cidr_val) == 16, "cidr value layout");
+_Static_assert(sizeof(struct mseg_frag_key) == 40, "frag key layout");
+_Static_assert(sizeof(struct mseg_frag_val) == 16, "frag value layout");
 _Static_assert(sizeof(struct mseg_config) == 92, "config layout");
 _Static_assert(sizeof(struct mseg_stats) == 21 * 8, "stats layout");
 

@@ -30,6 +30,8 @@ static void print_maps(void)
 	    MSEG_MAX_RULES);
 	MAP("mseg_cidr", struct mseg_cidr_key, struct mseg_cidr_val,
 	    MSEG_MAX_CIDRS);
+	MAP("mseg_frags", struct mseg_frag_key, struct mseg_frag_val,
+	    MSEG_MAX_FRAGS);
 	MAP("mseg_config", __u32, struct mseg_config, 1);
 	MAP("mseg_stats", __u32, struct mseg_stats, 1);
 }

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map of the classifier, defined once. All are pinned by name, so
+ * iproute2 pins them under $TC_BPF_MNT/tc/globals/ and every attachment
+ * (devices, ingress and egress, later replacements) shares them.
+ */
+#ifndef MSEG_MAPS_H
+#define MSEG_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "mseg_abi.h"
+
+/*
+ * A plain hash, not an LRU: an LRU would silently evict established
+ * connections to make room for a SYN flood. Here a full table refuses the
+ * new entry and the data path decides what the refused flow may do.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MSEG_MAX_SESSIONS);
+	__type(key, struct mseg_session_key);
+	__type(value, struct mseg_session);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_sessions SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MSEG_MAX_RULES);
+	__type(key, struct mseg_rule_key);
+	__type(value, struct mseg_rule_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MSEG_MAX_CIDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mseg_cidr_key);
+	__type(value, struct mseg_cidr_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_cidr SEC(".maps");
+
+/* Losing an old fragment entry only costs that datagram its later parts. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MSEG_MAX_FRAGS);
+	__type(key, struct mseg_frag_key);
+	__type(value, struct mseg_frag_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_frags SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mseg_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mseg_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_stats SEC(".maps");
+
+#endif /* MSEG_MAPS_H */
