@@ -14,10 +14,10 @@ DEFS := -DMSEG_MAX_SESSIONS=$(MSEG_MAX_SESSIONS) -DMSEG_VERSION='"$(MSEG_VERSION
 
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
 	-I bpf -I /usr/include/$(shell uname -m)-linux-gnu $(DEFS)
-USER_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -I bpf $(DEFS) $(EXTRA_CFLAGS)
+USER_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -I bpf -I tools $(DEFS) $(EXTRA_CFLAGS)
 USER_LDLIBS := -lbpf
 
-BPF_HEADERS := $(wildcard bpf/*.h)
+BPF_HEADERS := $(wildcard bpf/*.h tools/*.h)
 # Every C helper is one file: tools/*.c, exporters/*.c, tests/bats/helpers/*.c
 HELPER_SRCS := $(wildcard tools/*.c exporters/*.c tests/bats/helpers/*.c)
 HELPERS := $(addprefix $(BUILD)/,$(notdir $(HELPER_SRCS:.c=)))

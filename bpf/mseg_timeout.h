@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Session timeouts. Shared by the data path and mseg-gc, so the packet that
+ * finds an entry expired and the collector that reclaims it agree exactly.
+ */
+#ifndef MSEG_TIMEOUT_H
+#define MSEG_TIMEOUT_H
+
+#include <stdbool.h>
+#include <linux/in.h>
+
+#include "mseg_abi.h"
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
+
+#define MSEG_NSEC_PER_SEC 1000000000ULL
+
+#define MSEG_CFG_OR(cfg, field, def) ((cfg)->field ? (cfg)->field : (def))
+
+static __always_inline __u64 mseg_tcp_timeout(const struct mseg_config *cfg,
+					      __u8 state)
+{
+	switch (state) {
+	case MSEG_TCP_SYN_SENT:
+		return MSEG_CFG_OR(cfg, to_syn_sent, MSEG_DEF_TO_SYN_SENT);
+	case MSEG_TCP_SYN_RECV:
+		return MSEG_CFG_OR(cfg, to_syn_recv, MSEG_DEF_TO_SYN_RECV);
+	case MSEG_TCP_ESTABLISHED:
+		return MSEG_CFG_OR(cfg, to_established,
+				   MSEG_DEF_TO_ESTABLISHED);
+	case MSEG_TCP_FIN_WAIT1:
+	case MSEG_TCP_FIN_WAIT2:
+	case MSEG_TCP_CLOSING:
+		return MSEG_CFG_OR(cfg, to_fin_wait, MSEG_DEF_TO_FIN_WAIT);
+	case MSEG_TCP_CLOSE_WAIT:
+		return MSEG_CFG_OR(cfg, to_close_wait, MSEG_DEF_TO_CLOSE_WAIT);
+	case MSEG_TCP_LAST_ACK:
+		return MSEG_CFG_OR(cfg, to_last_ack, MSEG_DEF_TO_LAST_ACK);
+	case MSEG_TCP_TIME_WAIT:
+		return MSEG_CFG_OR(cfg, to_time_wait, MSEG_DEF_TO_TIME_WAIT);
+	case MSEG_TCP_CLOSE:
+		return MSEG_CFG_OR(cfg, to_close, MSEG_DEF_TO_CLOSE);
+	}
+	return MSEG_CFG_OR(cfg, to_syn_sent, MSEG_DEF_TO_SYN_SENT);
+}
+
+static __always_inline __u64 mseg_timeout_ns(const struct mseg_config *cfg,
+					      const struct mseg_session_key *k,
+					      const struct mseg_session *s)
+{
+	__u64 sec;
+
+	switch (k->proto) {
+	case IPPROTO_TCP:
+		sec = mseg_tcp_timeout(cfg, s->state);
+		break;
+	case IPPROTO_UDP:
+		sec = (s->flags & MSEG_SESS_REPLIED) ?
+			      MSEG_CFG_OR(cfg, to_udp_replied,
+					  MSEG_DEF_TO_UDP_REPLIED) :
+			      MSEG_CFG_OR(cfg, to_udp, MSEG_DEF_TO_UDP);
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		sec = MSEG_CFG_OR(cfg, to_icmp, MSEG_DEF_TO_ICMP);
+		break;
+	default:
+		sec = MSEG_CFG_OR(cfg, to_other, MSEG_DEF_TO_OTHER);
+	}
+	return sec * MSEG_NSEC_PER_SEC;
+}
+
+static __always_inline bool mseg_session_expired(const struct mseg_config *cfg,
+						 const struct mseg_session_key *k,
+						 const struct mseg_session *s,
+						 __u64 now)
+{
+	/* another CPU may have stamped last_seen after we read the clock */
+	return now > s->last_seen_ns &&
+	       now - s->last_seen_ns > mseg_timeout_ns(cfg, k, s);
+}
+
+static __always_inline bool mseg_session_half_open(const struct mseg_session_key *k,
+						   const struct mseg_session *s)
+{
+	return k->proto == IPPROTO_TCP && (s->state == MSEG_TCP_SYN_SENT ||
+					   s->state == MSEG_TCP_SYN_RECV);
+}
+
+#endif /* MSEG_TIMEOUT_H */
