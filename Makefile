@@ -18,11 +18,11 @@ USER_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -I bpf -I tools $(DEFS) $
 USER_LDLIBS := -lbpf
 
 BPF_HEADERS := $(wildcard bpf/*.h tools/*.h)
-# Every C helper is one file: tools/*.c, exporters/*.c, tests/bats/helpers/*.c
-HELPER_SRCS := $(wildcard tools/*.c exporters/*.c tests/bats/helpers/*.c)
+# Every C helper is one file: tools/*.c, exporters/*.c, tests/bats/helpers/*.c, bench/*.c
+HELPER_SRCS := $(wildcard tools/*.c exporters/*.c tests/bats/helpers/*.c bench/*.c)
 HELPERS := $(addprefix $(BUILD)/,$(notdir $(HELPER_SRCS:.c=)))
 
-vpath %.c tools exporters tests/bats/helpers
+vpath %.c tools exporters tests/bats/helpers bench
 
 .PHONY: all deps test demo bench install clean lint FORCE
 
