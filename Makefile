@@ -52,7 +52,7 @@ bench: all
 	./bench/run
 
 lint:
-	shellcheck -x scripts/* lib/sh/*.sh tests/run tests/bats/helpers/*.bash
+	shellcheck -x scripts/* lib/sh/*.sh tests/run .ci/run bench/run bench/*.sh tests/bats/*.bats tests/bats/helpers/*.bash
 
 PREFIX ?= /usr/local
 install: all

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# mseg-bpftool.sh: thin wrappers around bpftool for the pinned maps.
+#
+# Keys and values go in as hex strings made by mseg-layout.sh; failures
+# become one "mseg: ..." line. Requires mseg-common.sh and mseg-layout.sh.
+# shellcheck disable=SC2034 # globals and namerefs serve the sourcing scripts
+
+[[ -n ${MSEG_BPFTOOL_LOADED:-} ]] && return 0
+MSEG_BPFTOOL_LOADED=1
+
+#######################################
+# Print the pinned path of map NAME.
+#######################################
+mseg_map_path() {
+  printf '%s/%s\n' "$MSEG_PIN_DIR" "$1"
+}
+
+#######################################
+# Run bpftool -j; print its JSON, or die with its error on one line.
+#######################################
+_mseg_bpftool_json() {
+  local out
+  if ! out=$(bpftool -j "$@" 2>&1); then
+    out=$(jq -r '.error? // empty' <<<"$out" 2>/dev/null || true)
+    mseg_die "bpftool $1 $2 failed: ${out:-unknown error}"
+  fi
+  printf '%s\n' "$out"
+}
+
+#######################################
+# Print `bpftool map show` JSON of map NAME (id, sizes, max_entries).
+#######################################
+mseg_map_show() {
+  _mseg_bpftool_json map show pinned "$MSEG_PIN_DIR/$1"
+}
+
+#######################################
+# Print the whole map NAME as bpftool's JSON array (raw and BTF "formatted").
+#######################################
+mseg_map_dump() {
+  _mseg_bpftool_json map dump pinned "$MSEG_PIN_DIR/$1"
+}
+
+#######################################
+# Print the number of entries in map NAME without decoding them.
+#######################################
+mseg_map_count() {
+  local n
+  # Streamed: a full session table dumps hundreds of MB of JSON, too much
+  # for a shell variable or for jq. Each entry has one raw "key":[ array.
+  n=$(
+    set +e
+    bpftool -j map dump pinned "$MSEG_PIN_DIR/$1" 2>/dev/null |
+      tr '[' '\n' | grep -c '"key":$'
+    exit "${PIPESTATUS[0]}"
+  ) || mseg_die "bpftool map dump of $1 failed"
+  printf '%s\n' "$n"
+}
+
+#######################################
+# Print the value of KEY_HEX in map NAME as hex bytes ("0a 00 ..."), or
+# nothing if the key is absent; dies on any other failure.
+#######################################
+mseg_map_lookup() {
+  local name=$1 key=$2 out rc=0
+  local -a k
+  read -ra k <<<"$key"
+  out=$(bpftool -j map lookup pinned "$MSEG_PIN_DIR/$name" key hex "${k[@]}" 2>&1) ||
+    rc=$?
+  if ((rc != 0)); then
+    # bpftool prints a bare null (and no error) for a missing key.
+    [[ $out == null ]] && return 0
+    out=$(jq -r '.error? // empty' <<<"$out" 2>/dev/null || true)
+    mseg_die "lookup in $name failed: ${out:-unknown error}"
+  fi
+  jq -r '.value | map(ltrimstr("0x")) | join(" ")' <<<"$out"
+}
+
+#######################################
+# Write KEY_HEX -> VALUE_HEX into map NAME.
+#######################################
+mseg_map_update() {
+  local name=$1
+  local -a k v
+  read -ra k <<<"$2"
+  read -ra v <<<"$3"
+  _mseg_bpftool_json map update pinned "$MSEG_PIN_DIR/$name" \
+    key hex "${k[@]}" value hex "${v[@]}" >/dev/null
+}
+
+#######################################
+# Delete KEY_HEX from map NAME.
+# Returns:
+#   1 if the key was absent; dies on any other failure.
+#######################################
+mseg_map_delete() {
+  local name=$1 out rc=0
+  local -a k
+  read -ra k <<<"$2"
+  out=$(bpftool -j map delete pinned "$MSEG_PIN_DIR/$name" key hex "${k[@]}" 2>&1) ||
+    rc=$?
+  ((rc == 0)) && return 0
+  out=$(jq -r '.error? // empty' <<<"$out" 2>/dev/null || true)
+  [[ $out == *"No such file or directory"* ]] && return 1
+  mseg_die "delete from $name failed: ${out:-unknown error}"
+}
+
+#######################################
+# Load mseg_config's value into array NAME as hex bytes.
+#######################################
+mseg_config_read() {
+  local hex key
+  key=$(mseg_index_key_hex 0)
+  hex=$(mseg_map_lookup mseg_config "$key") || exit
+  [[ -n $hex ]] || mseg_die "mseg_config has no entry 0"
+  # shellcheck disable=SC2086 # split the hex bytes into words on purpose
+  mseg_buf_from "$1" $hex
+}
+
+#######################################
+# Print config field NAME (e.g. policy_gen) as stored (0 = default).
+#######################################
+mseg_config_get() {
+  local -a cfg
+  mseg_config_read cfg
+  mseg_buf_get_uint cfg "config.$1"
+}
+
+#######################################
+# Read-modify-write mseg_config in one map update. Call under mseg_lock:
+# only user space writes this map, so the lock makes the edit atomic.
+# Arguments:
+#   [--bump-gen] then FIELD VALUE pairs (field names without "config.").
+#######################################
+mseg_config_edit() {
+  local bump=0 gen key
+  local -a cfg
+  if [[ ${1:-} == --bump-gen ]]; then
+    bump=1
+    shift
+  fi
+  mseg_config_read cfg
+  while (($# >= 2)); do
+    mseg_buf_set_uint cfg "config.$1" "$2"
+    shift 2
+  done
+  if ((bump)); then
+    gen=$(mseg_buf_get_uint cfg config.policy_gen) || exit
+    # Wraps like the u32 it is; sessions only compare for equality.
+    mseg_buf_set_uint cfg config.policy_gen $(((gen + 1) & 0xffffffff))
+  fi
+  key=$(mseg_index_key_hex 0)
+  mseg_map_update mseg_config "$key" "${cfg[*]}"
+}
+
+#######################################
+# Bump config.policy_gen so sessions are judged again. Call under mseg_lock.
+#######################################
+mseg_policy_gen_bump() {
+  mseg_config_edit --bump-gen
+}

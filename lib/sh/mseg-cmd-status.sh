@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# mseg-cmd-status.sh: `mseg status`.
+# Requires mseg-common.sh, mseg-layout.sh, mseg-bpftool.sh, mseg-tc.sh and
+# mseg-jq.sh.
+# shellcheck disable=SC2034 # globals and namerefs serve the sourcing scripts
+
+mseg_status_usage() {
+  cat <<'EOF'
+usage: mseg status [--json]
+
+Show the pin directory, the ABI version stamped in the pinned maps and this
+build's, the session table's capacity and use, the number of rules, the
+default action, the policy generation, strict mode, and the devices of the
+current network namespace that run mseg with these maps.
+EOF
+}
+
+#######################################
+# Print the status JSON object.
+#######################################
+_mseg_status_json() {
+  local capacity sessions rules cidrs attached
+  local -a cfg
+  capacity=$(mseg_map_show mseg_sessions | jq '.max_entries') || exit
+  sessions=$(mseg_map_count mseg_sessions) || exit
+  mseg_config_read cfg
+  local abi gen def strict set
+  abi=$(mseg_buf_get_uint cfg config.abi_version) || exit
+  gen=$(mseg_buf_get_uint cfg config.policy_gen) || exit
+  def=$(mseg_buf_get_uint cfg config.default_action) || exit
+  strict=$(mseg_buf_get_uint cfg config.strict) || exit
+  set=$(mseg_buf_get_uint cfg config.active_set) || exit
+  # Only the active rule set is in force; other sets are staged.
+  rules=$(mseg_map_dump mseg_policy |
+    jq --argjson s "$set" 'map(select(.formatted.key.set == $s)) | length') || exit
+  cidrs=$(mseg_map_count mseg_cidr) || exit
+  attached=$(mseg_tc_attached | jq -s '.') || exit
+  jq -n --arg pin_dir "$MSEG_PIN_DIR" --argjson abi "$abi" \
+    --argjson build_abi "$MSEG_ABI_VERSION" --argjson capacity "$capacity" \
+    --argjson sessions "$sessions" --argjson rules "$rules" \
+    --argjson cidrs "$cidrs" --arg dflt "${MSEG_ACTION_NAMES[def]:-$def}" \
+    --argjson gen "$gen" --argjson strict "$strict" --argjson set "$set" \
+    --argjson attached "$attached" '{
+      pin_dir: $pin_dir,
+      abi_version: $abi,
+      build_abi_version: $build_abi,
+      capacity: $capacity,
+      sessions: $sessions,
+      rules: $rules,
+      cidrs: $cidrs,
+      default_action: $dflt,
+      policy_gen: $gen,
+      strict: ($strict != 0),
+      active_set: $set,
+      attached: $attached
+    }'
+}
+
+mseg_cmd_status() {
+  local json=0
+  while (($#)); do
+    case $1 in
+      -h | --help) mseg_status_usage; return 0 ;;
+      --json) json=1 ;;
+      *) mseg_usage_die "status: unknown argument: $1" ;;
+    esac
+    shift
+  done
+  mseg_abi_load
+  mseg_require_maps "${MSEG_ABI_MAPS[@]}"
+  local out
+  out=$(_mseg_status_json) || exit
+  if ((json)); then
+    printf '%s\n' "$out"
+    return 0
+  fi
+  jq -r '
+    def dirs: [if .ingress then "ingress" else empty end,
+               if .egress then "egress" else empty end] | join(",");
+    "pin dir:         \(.pin_dir)",
+    "abi version:     \(.abi_version) (this build: \(.build_abi_version))",
+    "sessions:        \(.sessions) / \(.capacity)",
+    "rules:           \(.rules)",
+    "cidr rules:      \(.cidrs)",
+    "default action:  \(.default_action)",
+    "policy gen:      \(.policy_gen)",
+    "strict:          \(if .strict then "on" else "off" end)",
+    "attached:        \(if .attached == [] then "none in this netns"
+                        else .attached | map("\(.dev) (\(dirs))") | join(", ") end)"
+  ' <<<"$out"
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# mseg-common.sh: errors, paths and the edit lock shared by every mseg command.
+#
+# Sourced, never run. The caller sets MSEG_ROOT (the repository or install
+# root) before sourcing; everything else may be overridden from the
+# environment so tests and installed copies find their own build.
+# shellcheck disable=SC2034 # globals and namerefs serve the sourcing scripts
+
+[[ -n ${MSEG_COMMON_LOADED:-} ]] && return 0
+MSEG_COMMON_LOADED=1
+
+: "${MSEG_ROOT:?MSEG_ROOT must be set before sourcing mseg-common.sh}"
+MSEG_OBJ=${MSEG_OBJ:-$MSEG_ROOT/build/mseg.bpf.o}
+MSEG_ABI_BIN=${MSEG_ABI_BIN:-$MSEG_ROOT/build/mseg-abi}
+MSEG_GC_BIN=${MSEG_GC_BIN:-$MSEG_ROOT/build/mseg-gc}
+# Exactly where tc pins BTF maps with LIBBPF_PIN_BY_NAME, so scripts and a
+# plain `tc filter add ... bpf obj` always agree on one set of maps.
+MSEG_PIN_DIR="${TC_BPF_MNT:-/sys/fs/bpf}/tc/globals"
+
+# mseg's tc filters are recognised by this (pref, handle): a fixed low pref
+# runs mseg before filters with auto-assigned prefs (49152 and down), and a
+# fixed slot lets `tc filter replace` upgrade the program in place.
+readonly MSEG_TC_PREF=1337
+readonly MSEG_TC_HANDLE=1
+
+#######################################
+# Print one "mseg: ..." line to stderr and exit 1 (a runtime failure).
+# Arguments:
+#   The message, without the "mseg: " prefix.
+#######################################
+mseg_die() {
+  printf 'mseg: %s\n' "$*" >&2
+  exit 1
+}
+
+#######################################
+# Like mseg_die, but exit 2: the command line itself is wrong.
+#######################################
+mseg_usage_die() {
+  printf 'mseg: %s\n' "$*" >&2
+  exit 2
+}
+
+#######################################
+# Succeed if $1 is a decimal integer in 0..$2 (no sign, no leading zeros).
+#######################################
+mseg_is_uint() {
+  local s=$1 max=$2
+  [[ $s =~ ^(0|[1-9][0-9]*)$ ]] || return 1
+  # Compare lengths first: bash arithmetic would overflow on long input.
+  ((${#s} <= ${#max})) || return 1
+  ((10#$s <= max))
+}
+
+#######################################
+# Read the value of option $1 from "$2" or die with a usage error.
+# Globals:
+#   MSEG_OPTARG is set to the value.
+#######################################
+mseg_optarg() {
+  local opt=$1
+  (($# >= 2)) || mseg_usage_die "$opt needs a value"
+  MSEG_OPTARG=$2
+}
+
+#######################################
+# Die unless every named map is pinned, with a hint on what to run.
+# Arguments:
+#   Map names.
+#######################################
+mseg_require_maps() {
+  local name
+  local -a pinned=()
+  for name in "$@"; do
+    [[ -e $MSEG_PIN_DIR/$name ]] && continue
+    shopt -s nullglob
+    pinned=("$MSEG_PIN_DIR"/mseg_*)
+    shopt -u nullglob
+    if ((${#pinned[@]} == 0)); then
+      mseg_die "no pinned maps under $MSEG_PIN_DIR: run 'mseg attach DEV' first"
+    fi
+    mseg_die "map $name is not pinned under $MSEG_PIN_DIR: run 'mseg attach DEV' with this build"
+  done
+}
+
+#######################################
+# Take the edit lock for this pin dir; held until the process exits.
+# One lock per pin dir, so concurrent edits of one rule set serialise while
+# tests on private bpffs mounts never wait on each other. /run/lock is not
+# remounted by `ip netns exec`, so commands in different netns still agree.
+# Globals:
+#   MSEG_LOCK_FD, MSEG_LOCK_FILE
+#######################################
+mseg_lock() {
+  [[ -n ${MSEG_LOCK_FD:-} ]] && return 0
+  local dir=${MSEG_LOCK_DIR:-/run/lock}
+  [[ -d $dir && -w $dir ]] || dir=${TMPDIR:-/tmp}
+  local sum
+  sum=$(realpath -m -- "$MSEG_PIN_DIR" | sha256sum)
+  MSEG_LOCK_FILE="$dir/mseg-${sum:0:16}.lock"
+  exec {MSEG_LOCK_FD}>>"$MSEG_LOCK_FILE" ||
+    mseg_die "cannot open lock file $MSEG_LOCK_FILE"
+  flock -w "${MSEG_LOCK_TIMEOUT:-30}" "$MSEG_LOCK_FD" ||
+    mseg_die "timed out waiting for the lock $MSEG_LOCK_FILE"
+}
+
+#######################################
+# Die with a usage error unless $1 names a plausible network device.
+#######################################
+mseg_check_devname() {
+  local dev=$1
+  # The kernel's dev_valid_name(), plus no leading '-' so tc/ip never
+  # read the name as an option.
+  if [[ -z $dev || ${#dev} -gt 15 || $dev == -* || $dev == . || $dev == .. ||
+    $dev =~ [/:[:space:]] ]]; then
+    mseg_usage_die "invalid device name: '$dev'"
+  fi
+}
+
+#######################################
+# Succeed if any argument asks for help.
+#######################################
+mseg_wants_help() {
+  local a
+  for a in "$@"; do
+    [[ $a == -h || $a == --help ]] && return 0
+  done
+  return 1
+}

@@ -1,0 +1,246 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#
+# The tc-native contract (DESIGN.md "Loading and pinning"): plain iproute2
+# pins every map by name under $TC_BPF_MNT/tc/globals, every later load
+# reuses them, so `tc filter replace` with a rebuilt object keeps sessions,
+# rules and config; and bpftool shows every map with its BTF field names.
+#
+# Each test gets a fresh private bpffs and netns: pins are what is tested.
+
+load helpers/common
+
+REQUIRED_MAPS=(mseg_sessions mseg_policy mseg_cidr mseg_config mseg_stats)
+
+setup() {
+	require_build
+	bpffs_setup
+	NS=mseg-p$$-$RANDOM
+	ip netns add "$NS"
+	ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+	ip netns exec "$NS" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+	ip -n "$NS" link add mp0 type veth peer name mp1
+	ip -n "$NS" link add mp2 type veth peer name mp3
+}
+
+teardown() {
+	[[ -n ${NS:-} ]] && ip netns del "$NS" 2>/dev/null
+	bpffs_teardown
+}
+
+# plain_attach DEV: exactly the contract's two commands, no wrapper.
+plain_attach() {
+	ip netns exec "$NS" tc qdisc add dev "$1" clsact
+	ip netns exec "$NS" tc filter add dev "$1" ingress bpf da obj "$MSEG_OBJ" sec tc
+}
+
+# map_id NAME: id of the pinned map NAME.
+map_id() { bpftool -j map show pinned "$(pin "$1")" | jq .id; }
+
+# pinned_ids: ids of every map pinned under $TC_BPF_MNT/tc/globals.
+pinned_ids() {
+	local p
+	for p in "$TC_BPF_MNT"/tc/globals/*; do
+		bpftool -j map show pinned "$p" | jq .id
+	done | jq -s -c sort
+}
+
+# prog_maps ID: the program's pinned map ids (its own .rodata/.bss aside),
+# sorted, one line.
+prog_maps() {
+	bpftool -j prog show id "$1" |
+		jq -c --argjson pinned "$(pinned_ids)" '[.map_ids[] | select(. as $i | $pinned | index($i))] | sort'
+}
+
+# handshake SPORT: SYN, SYN+ACK, ACK of 10.50.0.1:SPORT -> 10.50.0.2:80.
+handshake() {
+	local c="--src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport $1 --dport 80"
+	local r="--src 10.50.0.2 --dst 10.50.0.1 --proto tcp --sport 80 --dport $1"
+	# shellcheck disable=SC2086
+	{
+		assert_eq "SYN" 0 "$(verdict $c --flags S --seq 1000)"
+		assert_eq "SYN+ACK" 0 "$(verdict $r --flags SA --seq 9000 --ack 1001)"
+		assert_eq "ACK" 0 "$(verdict $c --flags A --seq 1001 --ack 9001)"
+	}
+}
+
+# rebuild_object OUT: compile bpf/mseg.bpf.c with the Makefile's own clang
+# command line (same capacity as build/), another MSEG_VERSION, into OUT.
+rebuild_object() {
+	local out=$1 max cmd
+	max=$(sed -n 's/.*-DMSEG_MAX_SESSIONS=\([0-9]*\).*/\1/p' "$MSEG_BUILD/.config")
+	cmd=$(make -C "$MSEG_ROOT" -s -n -B build/mseg.bpf.o \
+		MSEG_VERSION="pinning-test-$$" ${max:+MSEG_MAX_SESSIONS=$max} |
+		grep -- '-target bpf' | grep -- ' -o build/mseg.bpf.o')
+	[[ -n $cmd ]] || { echo "rebuild_object: no clang line from make -n" >&2; return 1; }
+	cmd=${cmd/ -o build\/mseg.bpf.o/ -o $out}
+	(cd "$MSEG_ROOT" && eval "$cmd")
+}
+
+@test "plain tc pins every mseg map by name under \$TC_BPF_MNT/tc/globals" {
+	plain_attach mp0
+	local m name
+	for m in "${REQUIRED_MAPS[@]}"; do
+		[[ -e $(pin "$m") ]] || { echo "not pinned: $m" >&2; ls -R "$TC_BPF_MNT" >&2; return 1; }
+		name=$(bpftool -j map show pinned "$(pin "$m")" | jq -r .name)
+		assert_eq "kernel name of $m" "$m" "$name"
+	done
+	# everything pinned there is ours: mseg_ prefix, within 15 characters
+	for m in "$TC_BPF_MNT"/tc/globals/*; do
+		name=${m##*/}
+		[[ $name == mseg_* && ${#name} -le 15 ]] || { echo "unexpected pin: $name" >&2; return 1; }
+	done
+	# and the program uses exactly the pinned maps
+	PROG_ID=$(prog_id mp0 "$NS")
+	for m in "${REQUIRED_MAPS[@]}"; do
+		jq -e --argjson id "$(map_id "$m")" 'index($id) != null' <<<"$(prog_maps "$PROG_ID")" >/dev/null ||
+			{ echo "program $PROG_ID does not use pinned $m" >&2; return 1; }
+	done
+}
+
+@test "bpftool map dump pinned shows BTF field names for every mseg map" {
+	plain_attach mp0
+	PROG_ID=$(prog_id mp0 "$NS")
+	# Put an entry in each map: a session, a first fragment, a rule, a CIDR.
+	handshake 40100
+	assert_eq "first fragment" 0 "$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto udp --mf --ip-id 77 --payload 64)"
+	local -a z10 key val
+	read -r -a z10 <<<"00 00 00 00 00 00 00 00 00 00"
+	if [[ -x $MSEG_SCRIPTS/mseg-rule ]]; then
+		mseg_rule add --src 10.50.0.1 --dst 10.50.0.9 --proto tcp --dport 22 --action deny >/dev/null
+	else
+		# struct mseg_rule_key: ::ffff:10.50.0.1, ::ffff:10.50.0.9, sport 0,
+		# dport 22 (LE), proto 6, set 0, pad; struct mseg_rule_val: action 1
+		key=("${z10[@]}" ff ff 0a 32 00 01 "${z10[@]}" ff ff 0a 32 00 09 00 00 16 00 06 00 00 00)
+		val=("${z10[@]:0:8}" 01 "${z10[@]:0:7}")
+		bpftool map update pinned "$(pin mseg_policy)" key hex "${key[@]}" value hex "${val[@]}"
+	fi
+	if [[ -x $MSEG_SCRIPTS/mseg-cidr ]]; then
+		"$MSEG_SCRIPTS/mseg-cidr" add 10.51.0.0/16 --action deny >/dev/null
+	else
+		# struct mseg_cidr_key: prefixlen 16+96+16 = 128 (LE), set 0, family 4,
+		# ::ffff:10.51.0.0, pad; struct mseg_cidr_val: hits, priority, action 1
+		key=(80 00 00 00 00 04 "${z10[@]}" ff ff 0a 33 00 00 00 00)
+		val=("${z10[@]}" 00 00 01 00 00 00)
+		bpftool map update pinned "$(pin mseg_cidr)" key hex "${key[@]}" value hex "${val[@]}"
+	fi
+
+	local -A fields=(
+		[mseg_sessions]="addr_lo addr_hi port_lo proto state policy_gen action orig_is_hi packets"
+		[mseg_policy]="src dst sport dport proto set hits action"
+		[mseg_cidr]="prefixlen family addr hits priority action"
+		[mseg_config]="abi_version policy_gen default_action strict active_set to_established"
+		[mseg_stats]="total policy_hit session_hit new_session allowed denied malformed rejudged"
+	)
+	[[ -e $(pin mseg_frags) ]] && fields[mseg_frags]="src dst id proto seen_ns sport dport"
+	local m f text
+	for m in "${!fields[@]}"; do
+		text=$(bpftool map dump pinned "$(pin "$m")")
+		[[ -n $text ]] || { echo "empty dump of $m" >&2; return 1; }
+		for f in ${fields[$m]}; do
+			grep -q "\"$f\":" <<<"$text" || {
+				echo "bpftool map dump pinned $m lacks field '$f':" >&2
+				head -c 2000 <<<"$text" >&2
+				return 1
+			}
+		done
+		# and the JSON form carries them under "formatted"
+		bpftool -j map dump pinned "$(pin "$m")" | jq -e '.[0].formatted' >/dev/null ||
+			{ echo "no formatted entry in the JSON dump of $m" >&2; return 1; }
+	done
+	# the values are the real ones, not just names
+	local state
+	state=$(map_dump mseg_sessions | jq '[.[].formatted | select(.key.proto == 6) | .value.state] | first')
+	assert_eq "state of the handshaken session" 3 "$state"
+}
+
+@test "tc filter replace with a rebuilt object keeps sessions, rules and config" {
+	need scripts/mseg-rule test -x "$MSEG_SCRIPTS/mseg-rule"
+	plain_attach mp0
+	PROG_ID=$(prog_id mp0 "$NS")
+	local old_id=$PROG_ID new_obj=$BATS_TEST_TMPDIR/mseg-rebuilt.bpf.o
+	rebuild_object "$new_obj"
+	[[ -s $new_obj ]]
+
+	# state before: a live session, a rule, default deny, counters
+	handshake 40200
+	assert_session tcp 10.50.0.1 40200 10.50.0.2 80 ESTABLISHED
+	mseg_rule add --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --dport 22 --action deny >/dev/null
+	# the live session's own flow stays allowed under the default deny
+	mseg_rule add --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --dport 80 --action allow >/dev/null
+	mseg default deny >/dev/null
+	assert_eq "denied before" 2 "$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport 1 --dport 22)"
+	local maps_before gen total_before pkts_before
+	maps_before=$(prog_maps "$old_id")
+	gen=$(config_get policy_gen)
+	total_before=$(stat_get total)
+	pkts_before=$(sessions_raw | jq -s '[.[] | select(.sport == 40200)][0].packets')
+
+	# replace the program in place
+	local pref handle
+	read -r pref handle < <(ip netns exec "$NS" tc -j filter show dev mp0 ingress |
+		jq -r '.[] | select(.options.prog) | "\(.pref) \(.options.handle)"')
+	ip netns exec "$NS" tc filter replace dev mp0 ingress pref "$pref" handle "$handle" \
+		bpf da obj "$new_obj" sec tc
+	PROG_ID=$(prog_id mp0 "$NS")
+	[[ $PROG_ID != "$old_id" ]] || { echo "program id did not change: $PROG_ID" >&2; return 1; }
+	assert_eq "bpf filters on ingress" 1 \
+		"$(ip netns exec "$NS" tc -j filter show dev mp0 ingress | jq '[.[] | select(.options.prog)] | length')"
+	assert_eq "maps of the new program" "$maps_before" "$(prog_maps "$PROG_ID")"
+	[[ $maps_before == "$(pinned_ids)" ]] || { echo "the program does not use every pin" >&2; return 1; }
+
+	# everything is still there and still applied by the new program
+	assert_eq "policy_gen" "$gen" "$(config_get policy_gen)"
+	assert_eq "default_action" 1 "$(config_get default_action)"
+	(($(stat_get total) >= total_before)) || { echo "stats were reset" >&2; return 1; }
+	assert_session tcp 10.50.0.1 40200 10.50.0.2 80 ESTABLISHED
+	stats_save
+	assert_eq "next packet of the live session" 0 \
+		"$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport 40200 --dport 80 --flags PA --seq 1001 --ack 9001 --payload 20)"
+	local delta
+	delta=$(stats_delta_json)
+	assert_eq "session_hit ($delta)" 1 "$(jq '.session_hit // 0' <<<"$delta")"
+	assert_eq "new_session ($delta)" 0 "$(jq '.new_session // 0' <<<"$delta")"
+	assert_eq "session packets" "$((pkts_before + 1))" \
+		"$(sessions_raw | jq -s '[.[] | select(.sport == 40200)][0].packets')"
+	assert_eq "the rule, after replace" 2 \
+		"$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport 2 --dport 22)"
+	assert_eq "default deny, after replace" 2 \
+		"$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto udp --sport 3 --dport 4)"
+}
+
+@test "deleting and re-adding the filter reuses the pinned maps" {
+	plain_attach mp0
+	PROG_ID=$(prog_id mp0 "$NS")
+	handshake 40300
+	local sessions_id
+	sessions_id=$(map_id mseg_sessions)
+	ip netns exec "$NS" tc filter del dev mp0 ingress
+	[[ -e $(pin mseg_sessions) ]]
+	ip netns exec "$NS" tc filter add dev mp0 ingress bpf da obj "$MSEG_OBJ" sec tc
+	PROG_ID=$(prog_id mp0 "$NS")
+	assert_eq "sessions map id" "$sessions_id" "$(map_id mseg_sessions)"
+	assert_eq "sessions" 1 "$(sessions_raw | jq -s '[.[] | select(.sport == 40300 and .state == "ESTABLISHED")] | length')"
+	stats_save
+	assert_eq "next packet" 0 \
+		"$(verdict --src 10.50.0.2 --dst 10.50.0.1 --proto tcp --sport 80 --dport 40300 --flags A --seq 9001 --ack 1001)"
+	assert_eq "session_hit" 1 "$(stat_delta session_hit)"
+}
+
+@test "two attachments share one session table" {
+	plain_attach mp0
+	plain_attach mp2
+	local a b
+	a=$(prog_id mp0 "$NS")
+	b=$(prog_id mp2 "$NS")
+	[[ $a != "$b" ]]
+	assert_eq "maps of both programs" "$(prog_maps "$a")" "$(prog_maps "$b")"
+	# the SYN through one, the SYN+ACK through the other: one session
+	PROG_ID=$a
+	assert_eq "SYN on mp0" 0 "$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport 40400 --dport 80 --flags S --seq 5)"
+	PROG_ID=$b
+	stats_save
+	assert_eq "SYN+ACK on mp2" 0 "$(verdict --src 10.50.0.2 --dst 10.50.0.1 --proto tcp --sport 80 --dport 40400 --flags SA --seq 70 --ack 6)"
+	assert_eq "session_hit on mp2" 1 "$(stat_delta session_hit)"
+	assert_eq "sessions" 1 "$(sessions_raw | jq -s '[.[] | select(.sport == 40400 and .state == "SYN_RECV")] | length')"
+}
