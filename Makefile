@@ -42,17 +42,21 @@ $(BUILD)/%: %.c $(BPF_HEADERS) $(BUILD)/.config
 deps:
 	./scripts/mseg-deps
 
-test: all
+# test and demo work on a fresh machine: install what is missing, then build.
+test: deps
+	$(MAKE) all
 	./tests/run
 
-demo: all
-	./scripts/mseg-demo
+demo: deps
+	$(MAKE) all
+	./tests/demo
 
-bench: all
+bench: deps
+	$(MAKE) all
 	./bench/run
 
 lint:
-	shellcheck -x scripts/* lib/sh/*.sh tests/run .ci/run bench/run bench/*.sh tests/bats/*.bats tests/bats/helpers/*.bash
+	shellcheck -x scripts/* lib/sh/*.sh tests/run tests/demo .ci/run bench/run bench/*.sh tests/bats/*.bats tests/bats/helpers/*.bash
 
 PREFIX ?= /usr/local
 install: all

@@ -623,7 +623,7 @@ for i in range(20):
 @test "shellcheck passes on the operator scripts and lib/sh" {
   command -v shellcheck  # installed by scripts/mseg-deps; missing means a red test
   cd "$ROOT"
-  run shellcheck -x scripts/* lib/sh/*.sh tests/run .ci/run bench/run bench/*.sh \
+  run shellcheck -x scripts/* lib/sh/*.sh tests/run tests/demo .ci/run bench/run bench/*.sh \
     tests/bats/*.bats tests/bats/helpers/*.bash
   echo "$output"
   [[ $status == 0 ]]
