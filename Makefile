@@ -12,7 +12,7 @@ BPFTOOL ?= bpftool
 ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 DEFS := -DMSEG_MAX_SESSIONS=$(MSEG_MAX_SESSIONS) -DMSEG_VERSION='"$(MSEG_VERSION)"'
 
-BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
+BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
 	-I bpf -I /usr/include/$(shell uname -m)-linux-gnu $(DEFS)
 USER_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -I bpf -I tools $(DEFS) $(EXTRA_CFLAGS)
 USER_LDLIBS := -lbpf

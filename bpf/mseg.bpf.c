@@ -15,6 +15,7 @@
 #include "mseg_policy.h"
 #include "mseg_conntrack.h"
 #include "mseg_tcp.h"
+#include "mseg_pressure.h"
 
 #ifndef E2BIG
 #define E2BIG 7
@@ -97,6 +98,7 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 					 const struct mseg_pkt *p,
 					 const struct mseg_config *cfg,
 					 struct mseg_stats *st,
+					 struct mseg_pressure *pr,
 					 const struct mseg_session_key *key,
 					 struct mseg_session *s, int dir,
 					 __u64 now)
@@ -127,6 +129,9 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 		if (r == MSEG_TCP_RST_IGNORED)
 			st->rst_ignored++;
 		if (s->state != old_state) {
+			if (mseg_half_open_state(old_state) &&
+			    !mseg_half_open_state(s->state))
+				__sync_fetch_and_add(&pr->half_open_closed, 1);
 			if (s->state == MSEG_TCP_ESTABLISHED)
 				st->tcp_established++;
 			else if (s->state == MSEG_TCP_CLOSE)
@@ -139,15 +144,17 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 
 /*
  * A packet with no live session: judge it and, when it may start one, open
- * a session for it. `replace` overwrites an expired or finished entry.
+ * a session for it. `old` is the expired or finished entry it replaces.
  */
 static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 					 const struct mseg_pkt *p,
 					 const struct mseg_config *cfg,
 					 struct mseg_stats *st,
+					 struct mseg_pressure *pr,
 					 const struct mseg_session_key *key,
-					 bool sender_hi, bool replace,
-					 bool trackable, __u64 now)
+					 const struct mseg_session *old,
+					 bool sender_hi, bool trackable,
+					 __u64 now)
 {
 	struct mseg_tuple t = p->t;
 	struct mseg_session ns = {};
@@ -172,6 +179,9 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 		}
 	}
 
+	if (trackable)
+		mseg_pressure_update(pr, cfg, now,
+				     state == MSEG_TCP_SYN_SENT);
 	mseg_judge_new(&t, cfg, st, &v);
 	if (v.action == MSEG_ACT_DENY) {
 		st->denied++;
@@ -179,6 +189,15 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 	}
 	if (!trackable)
 		return mseg_pass(st, v.action);
+	if (mseg_degraded(pr) && !mseg_admit_without_session(&t, &v)) {
+		if (mseg_table_full(pr)) {
+			st->map_full++;
+			__sync_fetch_and_add(&pr->refused, 1);
+		} else {
+			st->pressure_drop++;
+		}
+		return mseg_drop(st);
+	}
 
 	dir = sender_hi == orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
 	ns.created_ns = now;
@@ -192,18 +211,29 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 		mseg_tcp_track(&ns.tcp[dir & 1], &ns.tcp[!(dir & 1)], p);
 	mseg_account(&ns, dir, skb->len, now);
 
+	/* A plain hash never evicts (mseg_maps.h): when the table is full
+	 * this insertion fails and an established session keeps its slot.
+	 * Replacing `old` reuses its slot. */
 	err = bpf_map_update_elem(&mseg_sessions, key, &ns,
-				  replace ? BPF_ANY : BPF_NOEXIST);
+				  old ? BPF_ANY : BPF_NOEXIST);
 	if (err == -EEXIST) {
 		/* Another CPU opened it first; its session serves from now. */
 		return mseg_pass(st, v.action);
 	}
 	if (err) {
 		st->map_full++;
+		__sync_fetch_and_add(&pr->refused, 1);
 		if (!mseg_admit_without_session(&t, &v))
 			return mseg_drop(st);
 		return mseg_pass(st, v.action);
 	}
+	if (old && mseg_half_open_state(old->state) &&
+	    key->proto == IPPROTO_TCP)
+		__sync_fetch_and_add(&pr->half_open_closed, 1);
+	if (mseg_half_open_state(state))
+		__sync_fetch_and_add(&pr->half_open_opened, 1);
+	if (!old)
+		__sync_fetch_and_add(&pr->sessions, 1);
 	st->new_session++;
 	return mseg_pass(st, v.action);
 }
@@ -248,6 +278,7 @@ int mseg_classifier(struct __sk_buff *skb)
 {
 	struct mseg_session_key key = {};
 	struct mseg_pkt p = {};
+	struct mseg_pressure *pr;
 	struct mseg_config *cfg;
 	struct mseg_session *s;
 	struct mseg_stats *st;
@@ -258,7 +289,8 @@ int mseg_classifier(struct __sk_buff *skb)
 
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
 	st = bpf_map_lookup_elem(&mseg_stats, &zero);
-	if (!cfg || !st)
+	pr = mseg_pressure_get();
+	if (!cfg || !st || !pr)
 		return TC_ACT_OK;
 	st->total++;
 
@@ -275,20 +307,21 @@ int mseg_classifier(struct __sk_buff *skb)
 		return mseg_pass(st, MSEG_ACT_ALLOW);
 
 	now = bpf_ktime_get_boot_ns();
+	mseg_pressure_tick(pr, cfg, now);
 	if (p.frag != MSEG_FRAG_NONE && !mseg_fragment_ports(&p, st, now))
 		trackable = false;
 
 	sender_hi = mseg_session_key(&p.t, &key);
 	s = trackable ? bpf_map_lookup_elem(&mseg_sessions, &key) : NULL;
-	if (s && !mseg_session_expired(cfg, &key, s, now)) {
+	if (s && !mseg_session_expired(cfg, &key, s, now, mseg_flooded(pr))) {
 		int dir = sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG :
 						       MSEG_DIR_REPLY;
 
-		r = mseg_existing(skb, &p, cfg, st, &key, s, dir, now);
+		r = mseg_existing(skb, &p, cfg, st, pr, &key, s, dir, now);
 		if (r != MSEG_TCP_REOPEN_VERDICT)
 			return r;
 	}
-	return mseg_new_flow(skb, &p, cfg, st, &key, sender_hi, s != NULL,
+	return mseg_new_flow(skb, &p, cfg, st, pr, &key, s, sender_hi,
 			     trackable, now);
 }
 

@@ -229,6 +229,45 @@ struct mseg_config {
 	__u32 pad1;
 };
 
+/*
+ * mseg_pressure: the session table's load, written by the data path only
+ * (atomically; several CPUs share it). User space reads it.
+ * half-open sessions = half_open_opened - half_open_closed
+ *                      - mseg_gc.half_open_reaped
+ */
+struct mseg_pressure {
+	__u64 sessions;         /* entries in mseg_sessions at the last update */
+	__u64 updated_ns;       /* when `sessions` and `level` were computed */
+	__u64 half_open_opened; /* sessions that entered SYN_SENT/SYN_RECV */
+	__u64 half_open_closed; /* ... that left it, or were replaced */
+	__u64 refused;          /* new sessions refused: the table was full */
+	__u64 window_start_ns;  /* start of the current one-second SYN window */
+	__u64 syn_count;        /* new SYNs in the current window */
+	__u64 syn_rate;         /* new SYNs in the last complete window */
+	__u64 warn_count;       /* times the warning level was entered */
+	__u64 crit_count;       /* ... the critical level */
+	__u64 degrade_count;    /* ... degradation */
+	__u64 flood_count;      /* ... SYN-flood state */
+	__u32 level;            /* sessions * 100 / capacity, rounded down */
+	__u32 flags;            /* MSEG_PRESSURE_* */
+};
+
+#define MSEG_PRESSURE_WARN 0x1
+#define MSEG_PRESSURE_CRIT 0x2
+#define MSEG_PRESSURE_DEGRADED 0x4
+#define MSEG_PRESSURE_FLOOD 0x8
+
+/* mseg_gc: written by mseg-gc only (one writer, under the edit lock). */
+struct mseg_gc_state {
+	__u64 last_run_ns;      /* CLOCK_BOOTTIME of the last sweep */
+	__u64 runs;
+	__u64 sessions;         /* entries left after the last sweep */
+	__u64 live;             /* unexpired sessions at the last sweep */
+	__u64 half_open;        /* unexpired half-open sessions at the last sweep */
+	__u64 deleted;          /* expired sessions deleted, all runs */
+	__u64 half_open_reaped; /* expired half-open sessions deleted, all runs */
+};
+
 /* mseg_stats: one per-CPU entry; readers sum over CPUs. */
 struct mseg_stats {
 	/* the seed's thirteen */
@@ -269,5 +308,7 @@ _Static_assert(sizeof(struct mseg_frag_key) == 40, "frag key layout");
 _Static_assert(sizeof(struct mseg_frag_val) == 16, "frag value layout");
 _Static_assert(sizeof(struct mseg_config) == 92, "config layout");
 _Static_assert(sizeof(struct mseg_stats) == 21 * 8, "stats layout");
+_Static_assert(sizeof(struct mseg_pressure) == 12 * 8 + 8, "pressure layout");
+_Static_assert(sizeof(struct mseg_gc_state) == 7 * 8, "gc state layout");
 
 #endif /* MSEG_ABI_H */

@@ -67,4 +67,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mseg_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mseg_pressure);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_pressure SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mseg_gc_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_gc SEC(".maps");
+
 #endif /* MSEG_MAPS_H */

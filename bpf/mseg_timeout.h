@@ -50,15 +50,38 @@ static __always_inline __u64 mseg_tcp_timeout(const struct mseg_config *cfg,
 	return MSEG_CFG_OR(cfg, to_syn_sent, MSEG_DEF_TO_SYN_SENT);
 }
 
+static __always_inline bool mseg_half_open_state(__u8 state)
+{
+	return state == MSEG_TCP_SYN_SENT || state == MSEG_TCP_SYN_RECV;
+}
+
+static __always_inline bool mseg_session_half_open(const struct mseg_session_key *k,
+						   const struct mseg_session *s)
+{
+	return k->proto == IPPROTO_TCP && mseg_half_open_state(s->state);
+}
+
+/*
+ * During a SYN flood half-open sessions get the short flood timeout, so the
+ * flood cannot hold the table (the established ones keep theirs).
+ */
 static __always_inline __u64 mseg_timeout_ns(const struct mseg_config *cfg,
 					      const struct mseg_session_key *k,
-					      const struct mseg_session *s)
+					      const struct mseg_session *s,
+					      bool flood)
 {
 	__u64 sec;
 
 	switch (k->proto) {
 	case IPPROTO_TCP:
 		sec = mseg_tcp_timeout(cfg, s->state);
+		if (flood && mseg_session_half_open(k, s)) {
+			__u64 f = MSEG_CFG_OR(cfg, flood_syn_timeout,
+					      MSEG_DEF_FLOOD_SYN_TIMEOUT);
+
+			if (f < sec)
+				sec = f;
+		}
 		break;
 	case IPPROTO_UDP:
 		sec = (s->flags & MSEG_SESS_REPLIED) ?
@@ -79,18 +102,11 @@ static __always_inline __u64 mseg_timeout_ns(const struct mseg_config *cfg,
 static __always_inline bool mseg_session_expired(const struct mseg_config *cfg,
 						 const struct mseg_session_key *k,
 						 const struct mseg_session *s,
-						 __u64 now)
+						 __u64 now, bool flood)
 {
 	/* another CPU may have stamped last_seen after we read the clock */
 	return now > s->last_seen_ns &&
-	       now - s->last_seen_ns > mseg_timeout_ns(cfg, k, s);
-}
-
-static __always_inline bool mseg_session_half_open(const struct mseg_session_key *k,
-						   const struct mseg_session *s)
-{
-	return k->proto == IPPROTO_TCP && (s->state == MSEG_TCP_SYN_SENT ||
-					   s->state == MSEG_TCP_SYN_RECV);
+	       now - s->last_seen_ns > mseg_timeout_ns(cfg, k, s, flood);
 }
 
 #endif /* MSEG_TIMEOUT_H */

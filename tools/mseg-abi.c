@@ -34,6 +34,8 @@ static void print_maps(void)
 	    MSEG_MAX_FRAGS);
 	MAP("mseg_config", __u32, struct mseg_config, 1);
 	MAP("mseg_stats", __u32, struct mseg_stats, 1);
+	MAP("mseg_pressure", __u32, struct mseg_pressure, 1);
+	MAP("mseg_gc", __u32, struct mseg_gc_state, 1);
 }
 
 static void print_fields(void)

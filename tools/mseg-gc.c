@@ -8,6 +8,7 @@
  * table is swept in well under a second.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <bpf/bpf.h>
 
 #include "mseg_abi.h"
@@ -28,6 +30,7 @@ struct gc_result {
 	__u64 scanned;
 	__u64 expired;
 	__u64 deleted;
+	__u64 reaped_half_open; /* deleted sessions that were half-open */
 	__u64 live;
 	__u64 half_open;
 	__u64 by_state[MSEG_TCP_STATE_MAX];
@@ -38,8 +41,16 @@ struct gc_buffers {
 	struct mseg_session_key *keys;
 	struct mseg_session *vals;
 	struct mseg_session_key *dead; /* expired keys waiting for deletion */
+	bool *dead_half_open;          /* was dead[i] a half-open session */
 	__u32 dead_cap;
 	__u32 ndead;
+};
+
+struct gc_maps {
+	int sessions;
+	int config;
+	int pressure;
+	int gc;
 };
 
 static volatile sig_atomic_t stop;
@@ -66,6 +77,16 @@ static double now_mono_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static void count_deleted(const struct gc_buffers *b, __u32 from, __u32 n,
+			  struct gc_result *r)
+{
+	__u32 i;
+
+	r->deleted += n;
+	for (i = from; i < from + n; i++)
+		r->reaped_half_open += b->dead_half_open[i];
+}
+
 static int flush_dead(int fd, struct gc_buffers *b, struct gc_result *r)
 {
 	__u32 done = 0;
@@ -74,10 +95,11 @@ static int flush_dead(int fd, struct gc_buffers *b, struct gc_result *r)
 		__u32 count = b->ndead - done;
 		int err = bpf_map_delete_batch(fd, b->dead + done, &count, NULL);
 
-		/* ENOENT: a key vanished meanwhile (the data path reopened
-		 * it, or another gc ran); skip it and go on. */
+		/* ENOENT: the key vanished meanwhile; skip it and go on.
+		 * Only what this call really deleted is counted, so the
+		 * half-open count the data path derives stays exact. */
+		count_deleted(b, done, count, r);
 		done += count;
-		r->deleted += count;
 		if (err && errno == ENOENT) {
 			done++;
 			continue;
@@ -92,14 +114,15 @@ static int flush_dead(int fd, struct gc_buffers *b, struct gc_result *r)
 	return 0;
 }
 
-static void account(const struct mseg_config *cfg, __u64 now,
+static void account(const struct mseg_config *cfg, __u64 now, bool flood,
 		    const struct mseg_session_key *k,
 		    const struct mseg_session *s, struct gc_buffers *b,
 		    struct gc_result *r)
 {
 	r->scanned++;
-	if (mseg_session_expired(cfg, k, s, now)) {
+	if (mseg_session_expired(cfg, k, s, now, flood)) {
 		r->expired++;
+		b->dead_half_open[b->ndead] = mseg_session_half_open(k, s);
 		b->dead[b->ndead++] = *k;
 		return;
 	}
@@ -110,18 +133,56 @@ static void account(const struct mseg_config *cfg, __u64 now,
 		r->by_state[s->state]++;
 }
 
-static int gc_once(int sess_fd, int cfg_fd, struct gc_buffers *b,
+static bool flood_now(int pressure_fd)
+{
+	struct mseg_pressure pr;
+	__u32 zero = 0;
+
+	if (pressure_fd < 0 || bpf_map_lookup_elem(pressure_fd, &zero, &pr))
+		return false;
+	return pr.flags & MSEG_PRESSURE_FLOOD;
+}
+
+/* The data path subtracts half_open_reaped from its own half-open count. */
+static int publish(int gc_fd, const struct gc_result *r, __u64 now)
+{
+	struct mseg_gc_state st;
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(gc_fd, &zero, &st)) {
+		fprintf(stderr, "mseg: cannot read mseg_gc: %s\n",
+			strerror(errno));
+		return -1;
+	}
+	st.last_run_ns = now;
+	st.runs++;
+	st.sessions = r->scanned - r->deleted;
+	st.live = r->live;
+	st.half_open = r->half_open;
+	st.deleted += r->deleted;
+	st.half_open_reaped += r->reaped_half_open;
+	if (bpf_map_update_elem(gc_fd, &zero, &st, BPF_ANY)) {
+		fprintf(stderr, "mseg: cannot write mseg_gc: %s\n",
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int gc_once(const struct gc_maps *m, struct gc_buffers *b,
 		   struct gc_result *r)
 {
 	struct mseg_config cfg;
 	__u32 in_batch = 0, out_batch = 0;
-	bool first = true;
+	bool first = true, flood;
 	double t0 = now_mono_s();
+	int sess_fd = m->sessions;
 	__u64 now;
 
 	memset(r, 0, sizeof(*r));
-	if (mseg_read_config(cfg_fd, &cfg))
+	if (mseg_read_config(m->config, &cfg))
 		return -1;
+	flood = flood_now(m->pressure);
 	now = now_boot_ns();
 	for (;;) {
 		__u32 i, count = GC_BATCH;
@@ -136,7 +197,8 @@ static int gc_once(int sess_fd, int cfg_fd, struct gc_buffers *b,
 			return -1;
 		}
 		for (i = 0; i < count; i++)
-			account(&cfg, now, &b->keys[i], &b->vals[i], b, r);
+			account(&cfg, now, flood, &b->keys[i], &b->vals[i], b,
+				r);
 		if (b->ndead + GC_BATCH > b->dead_cap && flush_dead(sess_fd, b, r))
 			return -1;
 		if (done)
@@ -147,7 +209,7 @@ static int gc_once(int sess_fd, int cfg_fd, struct gc_buffers *b,
 	if (flush_dead(sess_fd, b, r))
 		return -1;
 	r->seconds = now_mono_s() - t0;
-	return 0;
+	return publish(m->gc, r, now);
 }
 
 static void print_result(const struct gc_result *r, bool json)
@@ -168,10 +230,10 @@ static void print_result(const struct gc_result *r, bool json)
 		return;
 	}
 	printf("{\"scanned\":%llu,\"expired\":%llu,\"deleted\":%llu,"
-	       "\"live\":%llu,\"half_open\":%llu,\"seconds\":%.6f,"
-	       "\"tcp_states\":{",
-	       r->scanned, r->expired, r->deleted, r->live, r->half_open,
-	       r->seconds);
+	       "\"deleted_half_open\":%llu,\"live\":%llu,\"half_open\":%llu,"
+	       "\"seconds\":%.6f,\"tcp_states\":{",
+	       r->scanned, r->expired, r->deleted, r->reaped_half_open,
+	       r->live, r->half_open, r->seconds);
 	for (i = 0; i < MSEG_TCP_STATE_MAX; i++)
 		printf("%s\"%s\":%llu", i ? "," : "", names[i], r->by_state[i]);
 	printf("}}\n");
@@ -234,42 +296,94 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 	return 0;
 }
 
+/*
+ * One collector at a time: mseg_gc has a single writer. An flock on the pin
+ * directory serialises collectors of one pin set and no other.
+ */
+static int lock_pins(void)
+{
+	char dir[PATH_MAX];
+	int fd = open(mseg_pin_dir(dir, sizeof(dir)), O_RDONLY | O_DIRECTORY);
+
+	if (fd < 0 || flock(fd, LOCK_EX)) {
+		fprintf(stderr, "mseg: cannot lock %s: %s\n", dir,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int open_maps(struct gc_maps *m)
+{
+	m->sessions = mseg_open_map("mseg_sessions",
+				    sizeof(struct mseg_session_key),
+				    sizeof(struct mseg_session), NULL);
+	if (m->sessions < 0)
+		return -1;
+	m->config = mseg_open_map("mseg_config", sizeof(__u32),
+				  sizeof(struct mseg_config), NULL);
+	if (m->config < 0)
+		return -1;
+	m->pressure = mseg_open_map("mseg_pressure", sizeof(__u32),
+				    sizeof(struct mseg_pressure), NULL);
+	if (m->pressure < 0)
+		return -1;
+	m->gc = mseg_open_map("mseg_gc", sizeof(__u32),
+			      sizeof(struct mseg_gc_state), NULL);
+	return m->gc < 0 ? -1 : 0;
+}
+
+static void close_maps(struct gc_maps *m)
+{
+	if (m->sessions >= 0)
+		close(m->sessions);
+	if (m->config >= 0)
+		close(m->config);
+	if (m->pressure >= 0)
+		close(m->pressure);
+	if (m->gc >= 0)
+		close(m->gc);
+}
+
 int main(int argc, char **argv)
 {
+	struct gc_maps m = { -1, -1, -1, -1 };
 	struct gc_buffers b = { 0 };
-	struct bpf_map_info info;
 	struct gc_result r;
 	unsigned interval = 0;
 	bool json = false;
-	int sess_fd, cfg_fd, rc;
+	int lock_fd = -1, rc;
 
 	rc = parse_args(argc, argv, &interval, &json);
 	if (rc)
 		return rc == 1 ? 0 : rc;
-
-	sess_fd = mseg_open_map("mseg_sessions", sizeof(struct mseg_session_key),
-				sizeof(struct mseg_session), &info);
-	if (sess_fd < 0)
+	if (open_maps(&m)) {
+		close_maps(&m);
 		return 1;
-	cfg_fd = mseg_open_map("mseg_config", sizeof(__u32),
-			       sizeof(struct mseg_config), NULL);
-	if (cfg_fd < 0)
-		return 1;
+	}
 
 	b.dead_cap = 4 * GC_BATCH;
 	b.keys = calloc(GC_BATCH, sizeof(*b.keys));
 	b.vals = calloc(GC_BATCH, sizeof(*b.vals));
 	b.dead = calloc(b.dead_cap, sizeof(*b.dead));
-	if (!b.keys || !b.vals || !b.dead) {
+	b.dead_half_open = calloc(b.dead_cap, sizeof(*b.dead_half_open));
+	if (!b.keys || !b.vals || !b.dead || !b.dead_half_open) {
 		fprintf(stderr, "mseg: out of memory\n");
 		rc = 1;
 		goto out;
 	}
 
+	lock_fd = lock_pins();
+	if (lock_fd < 0) {
+		rc = 1;
+		goto out;
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	do {
-		rc = gc_once(sess_fd, cfg_fd, &b, &r) ? 1 : 0;
+		rc = gc_once(&m, &b, &r) ? 1 : 0;
 		if (rc)
 			break;
 		print_result(&r, json);
@@ -280,7 +394,9 @@ out:
 	free(b.keys);
 	free(b.vals);
 	free(b.dead);
-	close(sess_fd);
-	close(cfg_fd);
+	free(b.dead_half_open);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	close_maps(&m);
 	return rc;
 }

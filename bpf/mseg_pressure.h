@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Session-table pressure and SYN floods (DESIGN.md, "Pressure and SYN
+ * floods"). The level is the table's real occupancy, read from the kernel's
+ * own per-CPU element counters at every admission decision, so it is exact
+ * and falls as soon as mseg-gc reclaims entries. Several CPUs update
+ * mseg_pressure at once: counters are atomic, and the once-a-second SYN
+ * window is rolled by whichever CPU wins a compare-and-swap.
+ */
+#ifndef MSEG_PRESSURE_H
+#define MSEG_PRESSURE_H
+
+#include "mseg_abi.h"
+#include "mseg_maps.h"
+#include "mseg_timeout.h"
+
+/*
+ * kfunc (kernel >= 6.6). libbpf 1.1 matches the prototype strictly: the
+ * kernel's takes a non-const pointer, and wants a struct, not a forward
+ * declaration.
+ */
+struct bpf_map {};
+extern __s64 bpf_map_sum_elem_count(struct bpf_map *map) __ksym;
+
+static __always_inline struct mseg_pressure *mseg_pressure_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&mseg_pressure, &zero);
+}
+
+static __always_inline __s64 mseg_half_open(const struct mseg_pressure *pr)
+{
+	struct mseg_gc_state *gc;
+	__u32 zero = 0;
+	__s64 n = pr->half_open_opened - pr->half_open_closed;
+
+	gc = bpf_map_lookup_elem(&mseg_gc, &zero);
+	if (gc)
+		n -= gc->half_open_reaped;
+	return n > 0 ? n : 0;
+}
+
+/* Set or clear `flag`; count each entry into it in *entered. */
+static __always_inline void mseg_pressure_flag(struct mseg_pressure *pr,
+					       __u32 flag, bool on,
+					       __u64 *entered)
+{
+	if (on && !(pr->flags & flag)) {
+		if (!(__sync_fetch_and_or(&pr->flags, flag) & flag))
+			__sync_fetch_and_add(entered, 1);
+	} else if (!on && (pr->flags & flag)) {
+		__sync_fetch_and_and(&pr->flags, ~flag);
+	}
+}
+
+/* Above pct percent of capacity, compared exactly (no rounding). */
+static __always_inline bool mseg_above(__u64 n, __u32 pct)
+{
+	return n * 100 > (__u64)pct * MSEG_MAX_SESSIONS;
+}
+
+/*
+ * Once a second, on any tracked packet: close the SYN window; the flood
+ * state is decided on the complete second, so it also clears here. One
+ * compare on the fast path; whichever CPU wins the swap does the rest.
+ */
+static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
+					       const struct mseg_config *cfg,
+					       __u64 now)
+{
+	__u64 start = pr->window_start_ns;
+	__u64 syn_max, half_max;
+	bool flood;
+
+	if (now - start < MSEG_NSEC_PER_SEC ||
+	    __sync_val_compare_and_swap(&pr->window_start_ns, start, now) !=
+		    start)
+		return;
+	syn_max = MSEG_CFG_OR(cfg, flood_syn_rate, MSEG_DEF_FLOOD_SYN_RATE);
+	half_max = MSEG_CFG_OR(cfg, flood_half_open, MSEG_DEF_FLOOD_HALF_OPEN);
+	pr->syn_rate = __sync_lock_test_and_set(&pr->syn_count, 0);
+	flood = pr->syn_rate > syn_max || (__u64)mseg_half_open(pr) > half_max;
+	mseg_pressure_flag(pr, MSEG_PRESSURE_FLOOD, flood, &pr->flood_count);
+}
+
+/*
+ * Called for every packet that would open a session: recount the table,
+ * move the levels, count the SYN, raise the flood flag at once when a
+ * threshold is crossed mid-window (clearing waits for the tick).
+ */
+static __always_inline void mseg_pressure_update(struct mseg_pressure *pr,
+						 const struct mseg_config *cfg,
+						 __u64 now, bool syn)
+{
+	__s64 cnt = bpf_map_sum_elem_count((struct bpf_map *)&mseg_sessions);
+	__u64 n = cnt > 0 ? cnt : 0;
+	__u64 syn_max = MSEG_CFG_OR(cfg, flood_syn_rate,
+				    MSEG_DEF_FLOOD_SYN_RATE);
+	__u64 half_max = MSEG_CFG_OR(cfg, flood_half_open,
+				     MSEG_DEF_FLOOD_HALF_OPEN);
+
+	pr->sessions = n;
+	pr->level = n * 100 / MSEG_MAX_SESSIONS;
+	pr->updated_ns = now;
+	mseg_pressure_flag(pr, MSEG_PRESSURE_WARN,
+			   mseg_above(n, MSEG_CFG_OR(cfg, warn_pct,
+						     MSEG_DEF_WARN_PCT)),
+			   &pr->warn_count);
+	mseg_pressure_flag(pr, MSEG_PRESSURE_CRIT,
+			   mseg_above(n, MSEG_CFG_OR(cfg, crit_pct,
+						     MSEG_DEF_CRIT_PCT)),
+			   &pr->crit_count);
+	mseg_pressure_flag(pr, MSEG_PRESSURE_DEGRADED,
+			   mseg_above(n, MSEG_CFG_OR(cfg, degrade_pct,
+						     MSEG_DEF_DEGRADE_PCT)),
+			   &pr->degrade_count);
+
+	if (!syn)
+		return;
+	__sync_fetch_and_add(&pr->syn_count, 1);
+	if (pr->syn_count > syn_max || (__u64)mseg_half_open(pr) > half_max)
+		mseg_pressure_flag(pr, MSEG_PRESSURE_FLOOD, true,
+				   &pr->flood_count);
+}
+
+/* The table is full: a refused flow is a map_full, not a pressure drop. */
+static __always_inline bool mseg_table_full(const struct mseg_pressure *pr)
+{
+	return pr->sessions >= MSEG_MAX_SESSIONS;
+}
+
+static __always_inline bool mseg_flooded(const struct mseg_pressure *pr)
+{
+	return pr->flags & MSEG_PRESSURE_FLOOD;
+}
+
+static __always_inline bool mseg_degraded(const struct mseg_pressure *pr)
+{
+	return pr->flags & MSEG_PRESSURE_DEGRADED;
+}
+
+#endif /* MSEG_PRESSURE_H */

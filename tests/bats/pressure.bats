@@ -1,0 +1,264 @@
+#!/usr/bin/env bats
+# Session-table pressure, degradation and SYN floods (issue 4/6), on a
+# build with a 1024-entry table: levels at their exact thresholds, what a
+# degraded or full table still admits, pressure falling after expiry, the
+# flood flag rising and clearing, and an established connection surviving a
+# real SYN flood.
+#
+# Thresholds for 1024 entries, "above" compared exactly: warning at 820
+# entries (> 80 %), critical at 922 (> 90 %), degradation at 973 (> 95 %).
+
+# shellcheck disable=SC2154,SC2153 # bats sets $stderr; lab.bash sets LAB_R
+bats_require_minimum_version 1.5.0
+
+load helpers/common
+load helpers/lab
+
+setup_file() {
+  SMALL="$BATS_FILE_TMPDIR/build"
+  make -s -C "$MSEG_ROOT" BUILD="$SMALL" MSEG_MAX_SESSIONS=1024 >/dev/null
+  export SMALL
+}
+
+setup() {
+  export MSEG_OBJ="$SMALL/mseg.bpf.o" MSEG_ABI_BIN="$SMALL/mseg-abi"
+  export MSEG_GC_BIN="$SMALL/mseg-gc"
+}
+
+teardown() {
+  if [[ -n ${LAB_ATT:-} ]]; then
+    ip netns del "$LAB_ATT" 2>/dev/null || true
+  fi
+  if [[ -n ${LAB_C:-} ]]; then
+    lab_teardown
+  fi
+  crafted_teardown
+}
+
+# fill N [FIRST [EXPIRED]]: N synthetic ESTABLISHED sessions.
+fill() {
+  "$SMALL/mseg-fill" --count "$1" --first "${2:-0}" --expired "${3:-0}" \
+    --idle 130 >/dev/null
+}
+
+entries() { map_dump mseg_sessions | jq length; }
+
+# syn SPORT [DPORT]: verdict on a new TCP SYN from 10.9.0.1:SPORT.
+syn() {
+  verdict --proto tcp --src 10.9.0.1 --dst 10.9.0.2 --sport "$1" \
+    --dport "${2:-80}" --flags S
+}
+
+monitor_json() { mseg monitor --once --json; }
+
+monitor_field() { monitor_json | jq -r ".$1"; }
+
+@test "levels: warning above 80%, critical above 90%, degradation above 95%, each exact" {
+  crafted_setup
+  fill 819
+  [ "$(syn 1000)" = 0 ]  # decided at 819 entries: 81900 <= 81920
+  [ "$(monitor_field level)" = ok ]
+  [ "$(syn 1001)" = 0 ]  # decided at 820
+  [ "$(monitor_field level)" = warning ]
+  [ "$(monitor_field warn_count)" = 1 ]
+
+  fill 100 5000000     # 921 entries
+  [ "$(syn 1002)" = 0 ]
+  [ "$(monitor_field level)" = warning ]
+  [ "$(syn 1003)" = 0 ]  # decided at 922
+  [ "$(monitor_field level)" = critical ]
+
+  fill 49 6000000      # 972 entries
+  [ "$(syn 1004)" = 0 ]
+  [ "$(monitor_field level)" = critical ]
+  [ "$(syn 1005)" = "$TC_ACT_SHOT" ]  # decided at 973: degraded, dropped
+  [ "$(monitor_field level)" = degraded ]
+  [ "$(stat_get pressure_drop)" = 1 ]
+  [ "$(stat_get map_full)" = 0 ]
+  [ "$(entries)" = 973 ]
+}
+
+@test "degraded: only ICMP, DNS and explicitly allowed exact rules open sessions" {
+  crafted_setup
+  mseg_rule add --src 10.9.0.1 --dst 10.9.0.2 --proto tcp --dport 8080 --action allow
+  mseg_rule add --src 10.9.0.1 --dst 10.9.0.2 --proto tcp --dport 8443 --action log
+  fill 980
+  [ "$(syn 2000)" = "$TC_ACT_SHOT" ]                       # default allow: dropped
+  [ "$(stat_get pressure_drop)" = 1 ]
+  [ "$(verdict --proto icmp --src 10.9.0.1 --dst 10.9.0.2 --icmp-type 8 --icmp-id 7)" = 0 ]
+  [ "$(verdict --proto icmpv6 --src fd00::1 --dst fd00::2 --icmp-type 128 --icmp-id 7)" = 0 ]
+  [ "$(verdict --proto udp --src 10.9.0.1 --dst 10.9.0.2 --sport 3333 --dport 53)" = 0 ]
+  [ "$(syn 2001 53)" = 0 ]
+  [ "$(syn 2002 8080)" = 0 ]
+  [ "$(syn 2003 8443)" = 0 ]
+  [ "$(stat_get pressure_drop)" = 1 ]
+  # Each admitted flow got a session.
+  [ "$(entries)" = 986 ]
+  # An existing session's packets pass as before: the server answers 8080.
+  [ "$(verdict --proto tcp --src 10.9.0.2 --dst 10.9.0.1 --sport 8080 --dport 2002 \
+    --flags SA --seq 5000 --ack 1001)" = 0 ]
+  # A deny rule still denies, degraded or not.
+  mseg_rule add --src 10.9.0.1 --dst 10.9.0.2 --proto tcp --dport 9000 --action deny
+  [ "$(syn 2004 9000)" = "$TC_ACT_SHOT" ]
+  [ "$(stat_get denied)" -ge 1 ]
+  [ "$(stat_get pressure_drop)" = 1 ]
+}
+
+@test "full table: refused flows count as map_full, admitted ones pass without a session, nothing is evicted" {
+  crafted_setup
+  mseg_rule add --src 10.9.0.1 --dst 10.9.0.2 --proto tcp --dport 8080 --action allow
+  fill 1024
+  local before
+  before=$(map_dump mseg_sessions | jq -c '[.[].key] | sort')
+  [ "$(syn 3000)" = "$TC_ACT_SHOT" ]
+  [ "$(stat_get map_full)" = 1 ]
+  [ "$(stat_get pressure_drop)" = 0 ]
+  [ "$(syn 3001 8080)" = 0 ]   # explicitly allowed: passes, no room for a session
+  [ "$(syn 3002 53)" = 0 ]
+  [ "$(stat_get map_full)" = 3 ]
+  [ "$(stat_get new_session)" = 0 ]
+  [ "$(monitor_field evictions)" = 3 ]
+
+  # Without degradation the insertion itself fails: the same order applies.
+  mseg config set degrade_pct 100
+  [ "$(syn 3003)" = "$TC_ACT_SHOT" ]
+  [ "$(syn 3004 8080)" = 0 ]
+  [ "$(stat_get map_full)" = 5 ]
+  [ "$(stat_get pressure_drop)" = 0 ]
+  # Every established session is still there, untouched.
+  [ "$(map_dump mseg_sessions | jq -c '[.[].key] | sort')" = "$before" ]
+}
+
+@test "pressure falls to its true value when sessions expire and gc reclaims them" {
+  crafted_setup
+  fill 1000 0 900       # 900 of them TIME_WAIT, idle past their timeout
+  [ "$(syn 4000)" = "$TC_ACT_SHOT" ]  # 1000 entries held: degraded
+  [ "$(monitor_field level)" = degraded ]
+  run mseg gc --json
+  [ "$status" -eq 0 ]
+  [ "$(jq -r .deleted <<<"$output")" = 900 ]
+  [ "$(jq -r .live <<<"$output")" = 100 ]
+  # The monitor shows the collector's figure at once ...
+  [ "$(monitor_field sessions)" = 100 ]
+  [ "$(monitor_field pressure_pct)" = 9 ]
+  # ... and the next new flow recomputes the level and clears the flags.
+  [ "$(syn 4001)" = 0 ]
+  [ "$(monitor_field level)" = ok ]
+  [ "$(monitor_field sessions)" = 101 ]
+}
+
+@test "SYN flood by rate: the flag rises at once, half-open sessions expire early, the flag clears" {
+  crafted_setup
+  # A threshold far below the burst: however slowly bpftool sends it, some
+  # one-second window holds more than 5 SYNs.
+  mseg config set flood_syn_rate 5
+  mseg config set flood_syn_timeout 1
+  local i
+  for ((i = 0; i < 30; i++)); do
+    [ "$(syn $((5000 + i)))" = 0 ]
+  done
+  [ "$(monitor_field flood)" = true ]
+  [ "$(monitor_field flood_count)" = 1 ]
+  [ "$(monitor_field half_open)" = 30 ]
+  sleep 1.5
+  # Half-open sessions got the 1 s flood timeout, not SYN_SENT's 120 s.
+  run mseg gc --json
+  [ "$(jq -r .deleted_half_open <<<"$output")" = 30 ]
+  [ "$(monitor_field half_open)" = 0 ]
+  # The window holding the burst's tail closes at the next packet; the one
+  # after it holds a single SYN: the flag clears there.
+  [ "$(syn 6000)" = 0 ]
+  sleep 1.1
+  [ "$(syn 6001)" = 0 ]
+  [ "$(monitor_field flood)" = false ]
+  [ "$(monitor_field flood_count)" = 1 ]
+}
+
+@test "SYN flood by half-open count" {
+  crafted_setup
+  mseg config set flood_half_open 10
+  local i
+  for ((i = 0; i < 10; i++)); do
+    [ "$(syn $((7000 + i)))" = 0 ]
+  done
+  [ "$(monitor_field flood)" = false ]
+  [ "$(syn 7010)" = 0 ]
+  [ "$(syn 7011)" = 0 ]
+  [ "$(monitor_field flood)" = true ]
+  [ "$(monitor_field half_open)" = 12 ]
+  # Completing handshakes takes sessions out of half-open.
+  [ "$(verdict --proto tcp --src 10.9.0.2 --dst 10.9.0.1 --sport 80 --dport 7000 \
+    --flags SA --seq 100 --ack 1001)" = 0 ]
+  [ "$(verdict --proto tcp --src 10.9.0.1 --dst 10.9.0.2 --sport 7000 --dport 80 \
+    --flags A --seq 1001 --ack 101)" = 0 ]
+  [ "$(monitor_field half_open)" = 11 ]
+}
+
+@test "monitor: --once prints one line, --json one object, bad arguments are refused" {
+  crafted_setup
+  fill 10
+  [ "$(syn 8000)" = 0 ]
+  run mseg monitor --once
+  [ "$status" -eq 0 ]
+  [ "${#lines[@]}" -eq 1 ]
+  [[ $output =~ ^Sessions:\ 11\ \|\ Evictions:\ 0\ \|\ Pressure:\ 1%\ \|\ SYN_SENT:\ 1\ \|\ Flood:\ no ]]
+  run mseg monitor --json --once
+  [ "$status" -eq 0 ]
+  [ "$(jq -r '[.sessions, .capacity, .evictions, .half_open, .flood] | @csv' <<<"$output")" = '11,1024,0,1,false' ]
+  run mseg monitor --json --count 2
+  [ "$status" -eq 0 ]
+  [ "${#lines[@]}" -eq 2 ]
+  run --separate-stderr mseg monitor --count x
+  [ "$status" -eq 2 ]
+  [[ $stderr == "mseg: monitor: --count wants a whole number > 0, not 'x'" ]]
+}
+
+# A fourth namespace on the router, its traffic filtered by the same maps.
+attacker_setup() {
+  LAB_ATT="mseg-$LAB_TAG-a"
+  local rdev="mr${LAB_TAG}a" adev="ma$LAB_TAG"
+  ip netns add "$LAB_ATT"
+  ip link add "$adev" netns "$LAB_ATT" type veth peer name "$rdev" netns "$LAB_R"
+  ip -n "$LAB_ATT" addr add 10.77.3.2/24 dev "$adev"
+  ip -n "$LAB_R" addr add 10.77.3.1/24 dev "$rdev"
+  ip -n "$LAB_ATT" link set "$adev" up
+  ip -n "$LAB_ATT" link set lo up
+  ip -n "$LAB_R" link set "$rdev" up
+  ip -n "$LAB_ATT" route add default via 10.77.3.1
+  ip netns exec "$LAB_R" "$MSEG_SCRIPTS/mseg" attach "$rdev" --ingress >/dev/null
+}
+
+@test "real SYN flood from another namespace: the flag rises and clears, an established connection never breaks" {
+  need hping3 command -v hping3
+  lab_setup ""
+  attacker_setup
+  lab_start_servers 60
+  mseg config set flood_syn_rate 300
+  lab_conn_open c1 "$LAB_S4" 5001
+  [ "$(lab_conn_send c1)" = ok ]
+
+  # 3000 SYNs at about 5000/s toward the lab's own server, then it stops.
+  ip netns exec "$LAB_ATT" timeout 30 hping3 -q -S -p 5001 -c 3000 -i u200 "$LAB_S4" \
+    >/dev/null 2>&1 &
+  local flood_pid=$! i
+  # lab_conn_open allows 8 exchanges on the connection: 1 + 3 + 3 used here.
+  for ((i = 0; i < 3; i++)); do
+    [ "$(lab_conn_send c1)" = ok ]
+    sleep 0.1
+  done
+  wait "$flood_pid" || true
+  [ "$(monitor_field flood_count)" -ge 1 ]
+  run mseg monitor --once
+  echo "$output"
+  [[ $output =~ Sessions:\ [0-9]+\ \|\ Evictions:\ [0-9]+\ \|\ Pressure:\ [0-9]+%\ \|\ SYN_SENT:\ [0-9]+ ]]
+
+  # The connection keeps talking; its packets close the quiet windows.
+  for ((i = 0; i < 3; i++)); do
+    sleep 1
+    [ "$(lab_conn_send c1)" = ok ]
+    [ "$(monitor_field flood)" = false ] && break
+  done
+  [ "$(monitor_field flood)" = false ]
+  [ "$(sessions_json | jq -r --arg p "$LAB_CONN_SPORT" \
+    'select(.sport == ($p | tonumber)) | .state')" = ESTABLISHED ]
+}
