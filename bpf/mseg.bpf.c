@@ -27,6 +27,26 @@
 /* Not a tc verdict: mseg_existing() hands the packet to mseg_new_flow(). */
 #define MSEG_TCP_REOPEN_VERDICT (-1000)
 
+/* A verdict's origin is its event's reason. */
+_Static_assert(MSEG_BY_EXACT == MSEG_RSN_EXACT && MSEG_BY_CIDR == MSEG_RSN_CIDR &&
+		       MSEG_BY_DEFAULT == MSEG_RSN_DEFAULT,
+	       "verdict origins double as event reasons");
+
+/* Denies and log verdicts are told to `mseg log`. */
+static __always_inline void mseg_verdict_event(const struct mseg_config *cfg,
+					       struct mseg_stats *st,
+					       const struct mseg_tuple *t,
+					       const struct mseg_verdict *v,
+					       __u8 flags)
+{
+	if (v->action == MSEG_ACT_DENY)
+		mseg_event(cfg, st, t,
+			   mseg_ev(MSEG_EV_DENY, v->by, v->action, flags, 0));
+	else if (v->action == MSEG_ACT_LOG)
+		mseg_event(cfg, st, t,
+			   mseg_ev(MSEG_EV_LOG, v->by, v->action, flags, 0));
+}
+
 static __always_inline int mseg_pass(struct mseg_stats *st, __u8 action)
 {
 	st->allowed++;
@@ -112,6 +132,8 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 
 		mseg_session_orig(key, s, p->t.family, &t);
 		mseg_policy_decide(&t, cfg, &v);
+		if (v.action != s->action)
+			mseg_verdict_event(cfg, st, &t, &v, MSEG_EVF_REJUDGED);
 		s->action = v.action;
 		s->policy_gen = cfg->policy_gen;
 		st->rejudged++;
@@ -180,22 +202,29 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 	}
 
 	if (trackable)
-		mseg_pressure_update(pr, cfg, now,
+		mseg_pressure_update(pr, cfg, st, now,
 				     state == MSEG_TCP_SYN_SENT);
 	mseg_judge_new(&t, cfg, st, &v);
 	if (v.action == MSEG_ACT_DENY) {
+		mseg_verdict_event(cfg, st, &t, &v, 0);
 		st->denied++;
 		return TC_ACT_SHOT;
 	}
 	if (!trackable)
 		return mseg_pass(st, v.action);
 	if (mseg_degraded(pr) && !mseg_admit_without_session(&t, &v)) {
-		if (mseg_table_full(pr)) {
+		bool full = mseg_table_full(pr);
+
+		if (full) {
 			st->map_full++;
 			__sync_fetch_and_add(&pr->refused, 1);
 		} else {
 			st->pressure_drop++;
 		}
+		mseg_event(cfg, st, &t,
+			   mseg_ev(MSEG_EV_DROP,
+				   full ? MSEG_RSN_FULL : MSEG_RSN_DEGRADED,
+				   MSEG_ACT_DENY, 0, pr->level));
 		return mseg_drop(st);
 	}
 
@@ -223,8 +252,12 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 	if (err) {
 		st->map_full++;
 		__sync_fetch_and_add(&pr->refused, 1);
-		if (!mseg_admit_without_session(&t, &v))
+		if (!mseg_admit_without_session(&t, &v)) {
+			mseg_event(cfg, st, &t,
+				   mseg_ev(MSEG_EV_DROP, MSEG_RSN_FULL,
+					   MSEG_ACT_DENY, 0, pr->level));
 			return mseg_drop(st);
+		}
 		return mseg_pass(st, v.action);
 	}
 	if (old && mseg_half_open_state(old->state) &&
@@ -234,6 +267,8 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 		__sync_fetch_and_add(&pr->half_open_opened, 1);
 	if (!old)
 		__sync_fetch_and_add(&pr->sessions, 1);
+	if (v.action == MSEG_ACT_LOG)
+		mseg_verdict_event(cfg, st, &t, &v, 0);
 	st->new_session++;
 	return mseg_pass(st, v.action);
 }
@@ -307,7 +342,7 @@ int mseg_classifier(struct __sk_buff *skb)
 		return mseg_pass(st, MSEG_ACT_ALLOW);
 
 	now = bpf_ktime_get_boot_ns();
-	mseg_pressure_tick(pr, cfg, now);
+	mseg_pressure_tick(pr, cfg, st, now);
 	if (p.frag != MSEG_FRAG_NONE && !mseg_fragment_ports(&p, st, now))
 		trackable = false;
 

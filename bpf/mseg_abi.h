@@ -268,6 +268,57 @@ struct mseg_gc_state {
 	__u64 half_open_reaped; /* expired half-open sessions deleted, all runs */
 };
 
+/* mseg_events: a ring buffer of these, read by `mseg log`. */
+enum mseg_event_kind {
+	MSEG_EV_DENY = 1,     /* a flow denied by policy */
+	MSEG_EV_LOG = 2,      /* a flow allowed by a log rule */
+	MSEG_EV_DROP = 3,     /* a new flow dropped to protect the table */
+	MSEG_EV_PRESSURE = 4, /* the table entered a pressure level */
+	MSEG_EV_FLOOD = 5,    /* the SYN-flood flag rose */
+};
+
+enum mseg_event_reason {
+	MSEG_RSN_EXACT = 0,    /* decided by an exact rule */
+	MSEG_RSN_CIDR = 1,     /* by a CIDR rule */
+	MSEG_RSN_DEFAULT = 2,  /* by the default action */
+	MSEG_RSN_DEGRADED = 3, /* dropped: the table is degraded */
+	MSEG_RSN_FULL = 4,     /* dropped: the table is full */
+	MSEG_RSN_WARN = 5,     /* pressure above the warning level */
+	MSEG_RSN_CRIT = 6,     /* ... the critical level */
+	MSEG_RSN_DEGRADE = 7,  /* ... the degradation level */
+	MSEG_RSN_SYN_RATE = 8, /* SYN flood: new SYNs per second */
+	MSEG_RSN_HALF_OPEN = 9, /* SYN flood: half-open sessions */
+};
+
+#define MSEG_EVF_REJUDGED 0x1 /* an open session judged again */
+
+struct mseg_event {
+	__u64 ts_ns; /* CLOCK_BOOTTIME */
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 kind;   /* enum mseg_event_kind */
+	__u8 action; /* enum mseg_action */
+	__u8 reason; /* enum mseg_event_reason */
+	__u32 suppressed; /* events the rate limit dropped since the last one */
+	__u32 value;      /* pressure: percent of capacity; flood: the count */
+	__u8 flags;       /* MSEG_EVF_* */
+	__u8 pad[7];
+};
+
+#define MSEG_EVENTS_BYTES (256 * 1024)
+
+/* mseg_evlimit: the data path's event rate limit (mseg_config.event_rate). */
+struct mseg_event_limit {
+	__u64 window_start_ns;
+	__u64 count;            /* events in the current one-second window */
+	__u64 pending;          /* suppressed since the last event emitted */
+	__u64 emitted_total;
+	__u64 suppressed_total;
+};
+
 /* mseg_stats: one per-CPU entry; readers sum over CPUs. */
 struct mseg_stats {
 	/* the seed's thirteen */
@@ -310,5 +361,7 @@ _Static_assert(sizeof(struct mseg_config) == 92, "config layout");
 _Static_assert(sizeof(struct mseg_stats) == 21 * 8, "stats layout");
 _Static_assert(sizeof(struct mseg_pressure) == 12 * 8 + 8, "pressure layout");
 _Static_assert(sizeof(struct mseg_gc_state) == 7 * 8, "gc state layout");
+_Static_assert(sizeof(struct mseg_event) == 64, "event layout");
+_Static_assert(sizeof(struct mseg_event_limit) == 5 * 8, "event limit layout");
 
 #endif /* MSEG_ABI_H */

@@ -83,4 +83,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mseg_gc SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MSEG_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mseg_event_limit);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_evlimit SEC(".maps");
+
 #endif /* MSEG_MAPS_H */

@@ -13,6 +13,7 @@
 #include "mseg_abi.h"
 #include "mseg_maps.h"
 #include "mseg_timeout.h"
+#include "mseg_events.h"
 
 /*
  * kfunc (kernel >= 6.6). libbpf 1.1 matches the prototype strictly: the
@@ -41,17 +42,38 @@ static __always_inline __s64 mseg_half_open(const struct mseg_pressure *pr)
 	return n > 0 ? n : 0;
 }
 
-/* Set or clear `flag`; count each entry into it in *entered. */
-static __always_inline void mseg_pressure_flag(struct mseg_pressure *pr,
+/*
+ * Set or clear `flag`; count each entry into it in *entered. True only for
+ * the one CPU that set it, so one event goes out per entry.
+ */
+static __always_inline bool mseg_pressure_flag(struct mseg_pressure *pr,
 					       __u32 flag, bool on,
 					       __u64 *entered)
 {
 	if (on && !(pr->flags & flag)) {
-		if (!(__sync_fetch_and_or(&pr->flags, flag) & flag))
+		if (!(__sync_fetch_and_or(&pr->flags, flag) & flag)) {
 			__sync_fetch_and_add(entered, 1);
+			return true;
+		}
 	} else if (!on && (pr->flags & flag)) {
 		__sync_fetch_and_and(&pr->flags, ~flag);
 	}
+	return false;
+}
+
+static __always_inline void mseg_flood_event(const struct mseg_config *cfg,
+					     struct mseg_stats *st,
+					     __u64 syns, __u64 syn_max,
+					     __u64 half_open)
+{
+	if (syns > syn_max)
+		mseg_event(cfg, st, NULL,
+			   mseg_ev(MSEG_EV_FLOOD, MSEG_RSN_SYN_RATE,
+				   MSEG_ACT_ALLOW, 0, syns));
+	else
+		mseg_event(cfg, st, NULL,
+			   mseg_ev(MSEG_EV_FLOOD, MSEG_RSN_HALF_OPEN,
+				   MSEG_ACT_ALLOW, 0, half_open));
 }
 
 /* Above pct percent of capacity, compared exactly (no rounding). */
@@ -67,10 +89,10 @@ static __always_inline bool mseg_above(__u64 n, __u32 pct)
  */
 static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
 					       const struct mseg_config *cfg,
-					       __u64 now)
+					       struct mseg_stats *st, __u64 now)
 {
 	__u64 start = pr->window_start_ns;
-	__u64 syn_max, half_max;
+	__u64 syn_max, half_max, half;
 	bool flood;
 
 	if (now - start < MSEG_NSEC_PER_SEC ||
@@ -80,8 +102,10 @@ static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
 	syn_max = MSEG_CFG_OR(cfg, flood_syn_rate, MSEG_DEF_FLOOD_SYN_RATE);
 	half_max = MSEG_CFG_OR(cfg, flood_half_open, MSEG_DEF_FLOOD_HALF_OPEN);
 	pr->syn_rate = __sync_lock_test_and_set(&pr->syn_count, 0);
-	flood = pr->syn_rate > syn_max || (__u64)mseg_half_open(pr) > half_max;
-	mseg_pressure_flag(pr, MSEG_PRESSURE_FLOOD, flood, &pr->flood_count);
+	half = mseg_half_open(pr);
+	flood = pr->syn_rate > syn_max || half > half_max;
+	if (mseg_pressure_flag(pr, MSEG_PRESSURE_FLOOD, flood, &pr->flood_count))
+		mseg_flood_event(cfg, st, pr->syn_rate, syn_max, half);
 }
 
 /*
@@ -89,8 +113,21 @@ static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
  * move the levels, count the SYN, raise the flood flag at once when a
  * threshold is crossed mid-window (clearing waits for the tick).
  */
+static __always_inline void mseg_level(struct mseg_pressure *pr,
+				       const struct mseg_config *cfg,
+				       struct mseg_stats *st, __u64 n,
+				       __u32 flag, __u32 pct, __u64 *entered,
+				       __u8 reason)
+{
+	if (mseg_pressure_flag(pr, flag, mseg_above(n, pct), entered))
+		mseg_event(cfg, st, NULL,
+			   mseg_ev(MSEG_EV_PRESSURE, reason, MSEG_ACT_ALLOW, 0,
+				   pr->level));
+}
+
 static __always_inline void mseg_pressure_update(struct mseg_pressure *pr,
 						 const struct mseg_config *cfg,
+						 struct mseg_stats *st,
 						 __u64 now, bool syn)
 {
 	__s64 cnt = bpf_map_sum_elem_count((struct bpf_map *)&mseg_sessions);
@@ -100,28 +137,28 @@ static __always_inline void mseg_pressure_update(struct mseg_pressure *pr,
 	__u64 half_max = MSEG_CFG_OR(cfg, flood_half_open,
 				     MSEG_DEF_FLOOD_HALF_OPEN);
 
+	__u64 half;
+
 	pr->sessions = n;
 	pr->level = n * 100 / MSEG_MAX_SESSIONS;
 	pr->updated_ns = now;
-	mseg_pressure_flag(pr, MSEG_PRESSURE_WARN,
-			   mseg_above(n, MSEG_CFG_OR(cfg, warn_pct,
-						     MSEG_DEF_WARN_PCT)),
-			   &pr->warn_count);
-	mseg_pressure_flag(pr, MSEG_PRESSURE_CRIT,
-			   mseg_above(n, MSEG_CFG_OR(cfg, crit_pct,
-						     MSEG_DEF_CRIT_PCT)),
-			   &pr->crit_count);
-	mseg_pressure_flag(pr, MSEG_PRESSURE_DEGRADED,
-			   mseg_above(n, MSEG_CFG_OR(cfg, degrade_pct,
-						     MSEG_DEF_DEGRADE_PCT)),
-			   &pr->degrade_count);
+	mseg_level(pr, cfg, st, n, MSEG_PRESSURE_WARN,
+		   MSEG_CFG_OR(cfg, warn_pct, MSEG_DEF_WARN_PCT),
+		   &pr->warn_count, MSEG_RSN_WARN);
+	mseg_level(pr, cfg, st, n, MSEG_PRESSURE_CRIT,
+		   MSEG_CFG_OR(cfg, crit_pct, MSEG_DEF_CRIT_PCT),
+		   &pr->crit_count, MSEG_RSN_CRIT);
+	mseg_level(pr, cfg, st, n, MSEG_PRESSURE_DEGRADED,
+		   MSEG_CFG_OR(cfg, degrade_pct, MSEG_DEF_DEGRADE_PCT),
+		   &pr->degrade_count, MSEG_RSN_DEGRADE);
 
 	if (!syn)
 		return;
 	__sync_fetch_and_add(&pr->syn_count, 1);
-	if (pr->syn_count > syn_max || (__u64)mseg_half_open(pr) > half_max)
-		mseg_pressure_flag(pr, MSEG_PRESSURE_FLOOD, true,
-				   &pr->flood_count);
+	half = mseg_half_open(pr);
+	if ((pr->syn_count > syn_max || half > half_max) &&
+	    mseg_pressure_flag(pr, MSEG_PRESSURE_FLOOD, true, &pr->flood_count))
+		mseg_flood_event(cfg, st, pr->syn_count, syn_max, half);
 }
 
 /* The table is full: a refused flow is a map_full, not a pressure drop. */

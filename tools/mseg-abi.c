@@ -36,6 +36,7 @@ static void print_maps(void)
 	MAP("mseg_stats", __u32, struct mseg_stats, 1);
 	MAP("mseg_pressure", __u32, struct mseg_pressure, 1);
 	MAP("mseg_gc", __u32, struct mseg_gc_state, 1);
+	MAP("mseg_evlimit", __u32, struct mseg_event_limit, 1);
 }
 
 static void print_fields(void)

@@ -22,36 +22,44 @@ static inline const char *mseg_pin_dir(char *buf, size_t len)
 	return buf;
 }
 
-/* Returns the map fd, or -1 after printing "mseg: ..." to stderr. */
-static inline int mseg_open_map(const char *name, __u32 key_size,
-				__u32 value_size, struct bpf_map_info *info_out)
+/* Returns the fd of pinned object NAME, or -1 after printing "mseg: ...". */
+static inline int mseg_open_pinned(const char *name)
 {
-	struct bpf_map_info info;
-	__u32 info_len = sizeof(info);
 	char dir[PATH_MAX], path[PATH_MAX + 32];
 	int fd;
 
 	mseg_pin_dir(dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	fd = bpf_obj_get(path);
-	if (fd < 0) {
+	if (fd < 0)
 		fprintf(stderr, "mseg: cannot open %s: %s%s\n", path,
 			strerror(errno),
 			errno == ENOENT ? " (run 'mseg attach DEV' first)" : "");
+	return fd;
+}
+
+/* Like mseg_open_pinned(), refusing a map whose layout is not this build's. */
+static inline int mseg_open_map(const char *name, __u32 key_size,
+				__u32 value_size, struct bpf_map_info *info_out)
+{
+	struct bpf_map_info info;
+	__u32 info_len = sizeof(info);
+	int fd = mseg_open_pinned(name);
+
+	if (fd < 0)
 		return -1;
-	}
 	memset(&info, 0, sizeof(info));
 	if (bpf_obj_get_info_by_fd(fd, &info, &info_len)) {
-		fprintf(stderr, "mseg: cannot read %s: %s\n", path,
+		fprintf(stderr, "mseg: cannot read map %s: %s\n", name,
 			strerror(errno));
 		close(fd);
 		return -1;
 	}
 	if (info.key_size != key_size || info.value_size != value_size) {
 		fprintf(stderr,
-			"mseg: %s has key/value sizes %u/%u, this build expects %u/%u: "
+			"mseg: pinned map %s has key/value sizes %u/%u, this build expects %u/%u: "
 			"the pinned maps are from another mseg version\n",
-			path, info.key_size, info.value_size, key_size,
+			name, info.key_size, info.value_size, key_size,
 			value_size);
 		close(fd);
 		return -1;

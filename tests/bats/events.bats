@@ -1,0 +1,156 @@
+#!/usr/bin/env bats
+# Events and `mseg log` (issue 5/6): denies, log verdicts and re-judged
+# sessions reach the reader with the right fields; a burst of 100,000
+# denies yields a bounded number of events plus a count of the suppressed
+# ones; pressure and flood events; the reader's modes and errors; the reader
+# under AddressSanitizer.
+
+# shellcheck disable=SC2154 # bats sets $stderr
+bats_require_minimum_version 1.5.0
+
+load helpers/common
+
+setup() {
+  crafted_setup
+}
+
+teardown() {
+  crafted_teardown
+}
+
+# log_json: the buffered events as JSON lines.
+log_json() { mseg log --json; }
+
+evlimit() { map_dump mseg_evlimit | jq -r ".[0].formatted.value.$1"; }
+
+@test "a deny event carries time, action, reason, addresses, ports and protocol" {
+  mseg_rule add --src 10.1.0.1 --dst 10.1.0.2 --proto tcp --dport 22 --action deny
+  [ "$(verdict --proto tcp --src 10.1.0.1 --dst 10.1.0.2 --sport 40001 --dport 22 --flags S)" = "$TC_ACT_SHOT" ]
+  run log_json
+  [ "$status" -eq 0 ]
+  [ "${#lines[@]}" -eq 1 ]
+  [ "$(jq -c '[.event, .action, .reason, .proto, .src, .sport, .dst, .dport, .rejudged, .suppressed]' <<<"$output")" = \
+    '["deny","deny","exact-rule","tcp","10.1.0.1",40001,"10.1.0.2",22,false,0]' ]
+  # The time is now, in UTC.
+  local t now
+  t=$(jq -r '.time | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601' <<<"$output")
+  now=$(date +%s)
+  ((now - t >= 0 && now - t < 30))
+  # Read events are gone from the ring.
+  run log_json
+  [ -z "$output" ]
+}
+
+@test "default-deny, log, CIDR-free IPv6 and re-judged sessions are reported" {
+  mseg default deny
+  [ "$(verdict --proto udp --src fd00::1 --dst fd00::2 --sport 5353 --dport 9999)" = "$TC_ACT_SHOT" ]
+  mseg_rule add --src 10.1.0.1 --dst 10.1.0.2 --proto tcp --dport 443 --action log
+  [ "$(verdict --proto tcp --src 10.1.0.1 --dst 10.1.0.2 --sport 40002 --dport 443 --flags S)" = 0 ]
+  # The log session's next packet makes no second event.
+  [ "$(verdict --proto tcp --src 10.1.0.2 --dst 10.1.0.1 --sport 443 --dport 40002 --flags SA --seq 9 --ack 1001)" = 0 ]
+  # Turning the rule into a deny cuts the open session, once, as a re-judgement.
+  mseg_rule add --src 10.1.0.1 --dst 10.1.0.2 --proto tcp --dport 443 --action deny
+  [ "$(verdict --proto tcp --src 10.1.0.1 --dst 10.1.0.2 --sport 40002 --dport 443 --flags A --seq 1001 --ack 10)" = "$TC_ACT_SHOT" ]
+  [ "$(verdict --proto tcp --src 10.1.0.1 --dst 10.1.0.2 --sport 40002 --dport 443 --flags A --seq 1001 --ack 10)" = "$TC_ACT_SHOT" ]
+  run log_json
+  [ "$status" -eq 0 ]
+  [ "${#lines[@]}" -eq 3 ]
+  [ "$(jq -c '[.event, .reason, .proto, .src, .dst, .dport]' <<<"${lines[0]}")" = \
+    '["deny","default-action","udp","fd00::1","fd00::2",9999]' ]
+  [ "$(jq -c '[.event, .action, .reason, .rejudged]' <<<"${lines[1]}")" = '["log","log","exact-rule",false]' ]
+  [ "$(jq -c '[.event, .action, .rejudged, .sport]' <<<"${lines[2]}")" = '["deny","deny",true,40002]' ]
+}
+
+@test "100,000 denied packets: a bounded number of events plus the count suppressed" {
+  mseg config set event_rate 100
+  mseg_rule add --src 10.2.0.1 --dst 10.2.0.2 --action deny
+  local f out
+  f=$(pkt_file --proto udp --src 10.2.0.1 --dst 10.2.0.2 --sport 1 --dport 2)
+  out=$(bpftool -j prog run id "$PROG_ID" data_in "$f" repeat 100000)
+  [ "$(jq -r .retval <<<"$out")" = "$TC_ACT_SHOT" ]
+  [ "$(stat_get denied)" = 100000 ]
+  local emitted suppressed pending events reported seconds
+  emitted=$(evlimit emitted_total)
+  suppressed=$(evlimit suppressed_total)
+  [ $((emitted + suppressed)) -eq 100000 ]
+  events=$(log_json | wc -l)
+  [ "$events" -eq "$emitted" ]
+  # At most 100 a second: the run took jq's "duration" ns per packet.
+  seconds=$(jq -r '(.duration * 100000 / 1e9) | ceil' <<<"$out")
+  ((events <= 100 * (seconds + 1)))
+  ((events >= 100))
+  # Every suppressed event is accounted for: in a later event, or pending.
+  mseg_rule add --src 10.2.0.1 --dst 10.2.0.3 --action deny
+  sleep 1.1  # a new window, so this deny is not suppressed itself
+  [ "$(verdict --proto udp --src 10.2.0.1 --dst 10.2.0.3 --sport 1 --dport 2)" = "$TC_ACT_SHOT" ]
+  reported=$(log_json | jq -s 'map(.suppressed) | add')
+  pending=$(evlimit pending)
+  [ "$pending" -eq 0 ]
+  [ "$reported" -eq "$suppressed" ]
+  [ "$(stat_get events_lost)" = 0 ]
+}
+
+@test "pressure levels and SYN floods are reported" {
+  mseg config set warn_pct 1      # 1 % of 262144: above 2621 entries
+  mseg config set flood_syn_rate 3
+  "$MSEG_BUILD/mseg-fill" --count 2700 >/dev/null
+  local i
+  for ((i = 0; i < 5; i++)); do
+    [ "$(verdict --proto tcp --src 10.3.0.1 --dst 10.3.0.2 --sport $((41000 + i)) --dport 80 --flags S)" = 0 ]
+  done
+  run log_json
+  [ "$status" -eq 0 ]
+  [ "$(jq -sc 'map(select(.event == "pressure")) | map([.reason, .value])' <<<"$output")" = '[["pressure-warning",1]]' ]
+  [ "$(jq -sc 'map(select(.event == "flood")) | map([.reason, .value])' <<<"$output")" = '[["syn-rate",4]]' ]
+}
+
+@test "text output, --follow with --timeout and --count, bad arguments, no pins" {
+  mseg_rule add --src fd00::a --dst fd00::b --proto udp --dport 53 --action deny
+  [ "$(verdict --proto udp --src fd00::a --dst fd00::b --sport 1234 --dport 53)" = "$TC_ACT_SHOT" ]
+  run mseg log
+  [ "$status" -eq 0 ]
+  [[ $output =~ ^20[0-9-]+T[0-9:.]+Z\ deny\ +udp\ \[fd00::a\]:1234\ -\>\ \[fd00::b\]:53\ reason=exact-rule$ ]]
+
+  # --follow sees an event that arrives while it waits, and --count ends it.
+  local out="$BATS_TEST_TMPDIR/follow"
+  mseg log --json --follow --count 1 --timeout 10 >"$out" &
+  local pid=$!
+  sleep 0.5
+  [ "$(verdict --proto udp --src fd00::a --dst fd00::b --sport 1235 --dport 53)" = "$TC_ACT_SHOT" ]
+  wait "$pid"
+  [ "$(jq -r .sport "$out")" = 1235 ]
+  # --timeout ends a quiet follow.
+  run timeout 10 "$MSEG_SCRIPTS/mseg" log --follow --timeout 1
+  [ "$status" -eq 0 ]
+  [ -z "$output" ]
+
+  run --separate-stderr mseg log --count 0
+  [ "$status" -eq 2 ]
+  [ "$stderr" = "mseg: --count wants a whole number > 0, not '0'" ]
+  run --separate-stderr mseg log --bogus
+  [ "$status" -eq 2 ]
+  [ "$stderr" = "mseg: log: unknown option '--bogus'" ]
+  local empty
+  empty=$(mktemp -d)
+  run --separate-stderr env TC_BPF_MNT="$empty" "$MSEG_SCRIPTS/mseg" log
+  rmdir "$empty"
+  [ "$status" -eq 1 ]
+  [[ $stderr == "mseg: cannot open $empty/tc/globals/mseg_events: No such file or directory (run 'mseg attach DEV' first)" ]]
+}
+
+@test "mseg-log runs clean under AddressSanitizer and LeakSanitizer" {
+  need gcc command -v gcc
+  local bin="$BATS_TEST_TMPDIR/mseg-log-asan"
+  gcc -std=gnu11 -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
+    -fno-omit-frame-pointer -I "$MSEG_ROOT/bpf" -I "$MSEG_ROOT/tools" \
+    "$MSEG_ROOT/tools/mseg-log.c" -o "$bin" -lbpf
+  mseg_rule add --src 10.4.0.1 --dst 10.4.0.2 --action deny
+  [ "$(verdict --proto tcp --src 10.4.0.1 --dst 10.4.0.2 --sport 5 --dport 6 --flags S)" = "$TC_ACT_SHOT" ]
+  run --separate-stderr env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 "$bin" --json
+  [ "$status" -eq 0 ]
+  [ -z "$stderr" ]
+  [ "$(jq -r .dst <<<"$output")" = 10.4.0.2 ]
+  run --separate-stderr env ASAN_OPTIONS=detect_leaks=1 "$bin" --follow --timeout 1
+  [ "$status" -eq 0 ]
+  [ -z "$stderr" ]
+}
