@@ -15,7 +15,7 @@ readonly ROOT
 readonly REPEAT="${MSEG_BENCH_REPEAT:-1000000}"
 readonly BIG="${MSEG_BENCH_PREFIXES:-100000}"
 readonly SMALL=10
-readonly RUNS=3
+readonly RUNS=5
 
 WORK=""
 NS=""
