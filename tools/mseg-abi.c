@@ -88,11 +88,15 @@ int main(int argc, char **argv)
 		printf("usage: mseg-abi\n"
 		       "Print this build's ABI version, session capacity, map sizes\n"
 		       "(map NAME KEY_SIZE VALUE_SIZE MAX_ENTRIES) and field offsets\n"
-		       "(field STRUCT.NAME OFFSET SIZE).\n");
+		       "(field STRUCT.NAME OFFSET SIZE) and layout constants\n"
+		       "(const NAME VALUE).\n");
 		return 0;
 	}
 	printf("abi_version %d\n", MSEG_ABI_VERSION);
 	printf("max_sessions %u\n", (unsigned)MSEG_MAX_SESSIONS);
+	/* How mseg_cidr prefix lengths are stored (bpf/mseg_abi.h). */
+	printf("const cidr_hdr_bits %d\n", MSEG_CIDR_HDR_BITS);
+	printf("const cidr_v4_base_bits %d\n", MSEG_CIDR_V4_BASE_BITS);
 	print_maps();
 	print_fields();
 	return 0;

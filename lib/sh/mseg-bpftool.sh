@@ -89,6 +89,45 @@ mseg_map_update() {
 }
 
 #######################################
+# Write KEY_HEX -> VALUE_HEX into map NAME only if that exact key is absent
+# (BPF_NOEXIST). For an LPM trie this is the way to ask "is this very
+# prefix there?": a lookup answers with the longest prefix that contains
+# the key, which may be a shorter one.
+# Returns:
+#   1 if the key was already there (nothing written); dies on any other
+#   failure.
+#######################################
+mseg_map_insert() {
+  local name=$1 out rc=0
+  local -a k v
+  read -ra k <<<"$2"
+  read -ra v <<<"$3"
+  out=$(bpftool -j map update pinned "$MSEG_PIN_DIR/$name" \
+    key hex "${k[@]}" value hex "${v[@]}" noexist 2>&1) || rc=$?
+  ((rc == 0)) && return 0
+  out=$(jq -r '.error? // empty' <<<"$out" 2>/dev/null || true)
+  [[ $out == *"File exists"* ]] && return 1
+  mseg_die "update of $name failed: ${out:-unknown error}"
+}
+
+#######################################
+# Print how many entries of map NAME belong to rule set SET, without
+# decoding them: streamed like mseg_map_count, because a full trie dumps
+# far more JSON than jq takes quickly. Counts the BTF "set" field, which
+# only the keys of mseg_policy and mseg_cidr have.
+#######################################
+mseg_map_count_set() {
+  local n
+  n=$(
+    set +e
+    bpftool -j map dump pinned "$MSEG_PIN_DIR/$1" 2>/dev/null |
+      tr ',{' '[\n*]' | grep -cx "\"set\":$2"
+    exit "${PIPESTATUS[0]}"
+  ) || mseg_die "bpftool map dump of $1 failed"
+  printf '%s\n' "$n"
+}
+
+#######################################
 # Delete KEY_HEX from map NAME.
 # Returns:
 #   1 if the key was absent; dies on any other failure.

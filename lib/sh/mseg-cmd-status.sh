@@ -33,7 +33,7 @@ _mseg_status_json() {
   # Only the active rule set is in force; other sets are staged.
   rules=$(mseg_map_dump mseg_policy |
     jq --argjson s "$set" 'map(select(.formatted.key.set == $s)) | length') || exit
-  cidrs=$(mseg_map_count mseg_cidr) || exit
+  cidrs=$(mseg_map_count_set mseg_cidr "$set") || exit
   attached=$(mseg_tc_attached | jq -s '.') || exit
   jq -n --arg pin_dir "$MSEG_PIN_DIR" --argjson abi "$abi" \
     --argjson build_abi "$MSEG_ABI_VERSION" --argjson capacity "$capacity" \

@@ -15,27 +15,31 @@ def mseg_hex:
   if . < 16 then "0123456789abcdef"[.:.+1]
   else ((. / 16 | floor) | mseg_hex) + ((. % 16) | mseg_hex) end;
 
-# 16 address bytes -> text: IPv4-mapped as a dotted quad, else RFC 5952.
 def mseg_is_v4: (.[0:10] | all(. == 0)) and .[10] == 255 and .[11] == 255;
 
-def mseg_addr:
+def mseg_addr4: .[12:16] | map(tostring) | join(".");
+
+# 16 bytes as IPv6 text (RFC 5952), whatever they hold.
+def mseg_addr6:
   . as $b
-  | if $b | mseg_is_v4 then
-      $b[12:16] | map(tostring) | join(".")
-    else
-      [range(0; 8) as $i | $b[2 * $i] * 256 + $b[2 * $i + 1]] as $g
-      | (reduce range(0; 8) as $i ({best: null, cur: null};
-           if $g[$i] == 0 then
-             .cur = (if .cur == null then [$i, 1] else [.cur[0], .cur[1] + 1] end)
-             | if .cur[1] >= 2 and (.best == null or .cur[1] > .best[1])
-               then .best = .cur else . end
-           else .cur = null end)
-         | .best) as $z
-      | if $z == null then $g | map(mseg_hex) | join(":")
-        else ($g[0:$z[0]] | map(mseg_hex) | join(":")) + "::"
-          + ($g[$z[0] + $z[1]:] | map(mseg_hex) | join(":"))
-        end
+  | [range(0; 8) as $i | $b[2 * $i] * 256 + $b[2 * $i + 1]] as $g
+  | (reduce range(0; 8) as $i ({best: null, cur: null};
+       if $g[$i] == 0 then
+         .cur = (if .cur == null then [$i, 1] else [.cur[0], .cur[1] + 1] end)
+         | if .cur[1] >= 2 and (.best == null or .cur[1] > .best[1])
+           then .best = .cur else . end
+       else .cur = null end)
+     | .best) as $z
+  | if $z == null then $g | map(mseg_hex) | join(":")
+    else ($g[0:$z[0]] | map(mseg_hex) | join(":")) + "::"
+      + ($g[$z[0] + $z[1]:] | map(mseg_hex) | join(":"))
     end;
+
+# 16 address bytes -> text: IPv4-mapped as a dotted quad, else RFC 5952.
+def mseg_addr: if mseg_is_v4 then mseg_addr4 else mseg_addr6 end;
+
+# By a stored family (mseg_cidr keys carry one): 4 is a dotted quad.
+def mseg_addr_family($family): if $family == 4 then mseg_addr4 else mseg_addr6 end;
 
 # {address bytes as JSON text: address text} for every address f yields
 # over the input array: a big table between few hosts decodes each once.

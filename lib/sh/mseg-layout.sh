@@ -16,7 +16,7 @@ MSEG_ABI_VERSION=
 MSEG_ABI_MAX_SESSIONS=
 MSEG_ABI_MAPS=()
 declare -gA MSEG_MAP_KEYSZ=() MSEG_MAP_VALSZ=() MSEG_MAP_MAX=()
-declare -gA MSEG_FIELD_OFF=() MSEG_FIELD_SIZE=() MSEG_DEFAULT=()
+declare -gA MSEG_FIELD_OFF=() MSEG_FIELD_SIZE=() MSEG_DEFAULT=() MSEG_CONST=()
 
 # enum mseg_action and enum mseg_tcp_state of bpf/mseg_abi.h. mseg-abi does
 # not print enums; tests/bats/cli.bats checks these against the header.
@@ -47,6 +47,7 @@ mseg_abi_load() {
         MSEG_FIELD_SIZE[$a]=$c
         ;;
       default) MSEG_DEFAULT[${a#config.}]=$b ;;
+      const) MSEG_CONST[$a]=$b ;;
     esac
   done <<<"$out"
   [[ -n $MSEG_ABI_VERSION ]] || mseg_die "$MSEG_ABI_BIN printed no abi_version"
@@ -232,6 +233,142 @@ mseg_addr_parse() {
 }
 
 #######################################
+# Print 16 stored address bytes as text: a dotted quad for FAMILY 4 (the
+# last four bytes), else RFC 5952 (lower case, no leading zeros, the
+# longest run of two or more zero groups as "::", the first on a tie).
+# Arguments:
+#   HEX (16 bytes, space separated), FAMILY (4 or 6)
+#######################################
+mseg_addr_text() {
+  local -a b g=()
+  local i best=-1 best_n=0 cur=-1 cur_n=0 out=""
+  read -ra b <<<"$1"
+  if [[ $2 == 4 ]]; then
+    printf '%d.%d.%d.%d\n' "0x${b[12]}" "0x${b[13]}" "0x${b[14]}" "0x${b[15]}"
+    return 0
+  fi
+  for ((i = 0; i < 8; i++)); do
+    g+=($((16#${b[2 * i]}${b[2 * i + 1]})))
+    if ((g[i] == 0)); then
+      ((cur_n == 0)) && cur=$i
+      cur_n=$((cur_n + 1))
+      if ((cur_n > best_n)); then
+        best=$cur
+        best_n=$cur_n
+      fi
+    else
+      cur_n=0
+    fi
+  done
+  # RFC 5952 4.2.2: "::" never stands for a single zero group.
+  ((best_n >= 2)) || best=-1
+  for ((i = 0; i < 8; i++)); do
+    if ((i == best)); then
+      out+="::"
+      i=$((i + best_n - 1))
+      continue
+    fi
+    [[ -n $out && $out != *:: ]] && out+=":"
+    printf -v out '%s%x' "$out" "${g[i]}"
+  done
+  printf '%s\n' "$out"
+}
+
+#######################################
+# Zero every bit of 16 address bytes past the first BITS.
+# Arguments:
+#   HEX (16 bytes, space separated), BITS (0..128)
+# Outputs:
+#   The masked bytes, same format.
+#######################################
+mseg_addr_mask() {
+  local -a b
+  local i bits=$2 keep
+  read -ra b <<<"$1"
+  for ((i = 0; i < 16; i++)); do
+    keep=$((bits - 8 * i))
+    if ((keep <= 0)); then
+      b[i]=00
+    elif ((keep < 8)); then
+      printf -v "b[i]" '%02x' $((16#${b[i]} & (0xff << (8 - keep)) & 0xff))
+    fi
+  done
+  printf '%s\n' "${b[*]}"
+}
+
+#######################################
+# Parse and check a CIDR prefix as an operator writes it: ADDRESS/LENGTH,
+# IPv4 (LENGTH 0..32) or IPv6 (0..128), nothing before or after, no host
+# bits set past LENGTH. The family follows the text: a dotted quad is IPv4,
+# anything with a colon IPv6, because that is the header the data path
+# keys the trie with. An IPv6 prefix inside ::ffff:0:0/96 is refused: it
+# reads like IPv4 but would only ever match IPv6 packets.
+# Globals:
+#   MSEG_CIDR_FAMILY (4|6), MSEG_CIDR_LEN (as written), MSEG_CIDR_BITS (the
+#   stored mseg_cidr_key.prefixlen), MSEG_CIDR_HEX (the 16 address bytes),
+#   MSEG_CIDR_TEXT (canonical text); on failure MSEG_CIDR_ERR, the message.
+# Returns:
+#   1 if TEXT is not a valid prefix.
+#######################################
+mseg_cidr_parse() {
+  local text=$1 addr len max masked hint
+  MSEG_CIDR_ERR=""
+  if [[ -z $text ]]; then
+    MSEG_CIDR_ERR="invalid CIDR: empty (expected ADDRESS/LENGTH, e.g. 10.0.0.0/8)"
+    return 1
+  fi
+  if [[ $text != */* ]]; then
+    MSEG_CIDR_ERR="invalid CIDR '$text': missing /LENGTH (e.g. 10.0.0.0/8 or 2001:db8::/32)"
+    return 1
+  fi
+  addr=${text%%/*}
+  len=${text#*/}
+  if ! mseg_addr_parse "$addr"; then
+    MSEG_CIDR_ERR="invalid CIDR '$text': '$addr' is not an IPv4 or IPv6 address"
+    return 1
+  fi
+  if [[ $addr == *:* ]]; then
+    MSEG_CIDR_FAMILY=6
+    max=128
+  else
+    MSEG_CIDR_FAMILY=4
+    max=32
+  fi
+  if [[ ! $len =~ ^[+-]?[0-9]+$ ]]; then
+    MSEG_CIDR_ERR="invalid CIDR '$text': prefix length '$len' is not a number"
+    return 1
+  fi
+  if [[ ! $len =~ ^(0|[1-9][0-9]*)$ ]]; then
+    MSEG_CIDR_ERR="invalid CIDR '$text': write the prefix length '$len' without sign or leading zeros"
+    return 1
+  fi
+  if ! mseg_is_uint "$len" "$max"; then
+    MSEG_CIDR_ERR="invalid CIDR '$text': an IPv$MSEG_CIDR_FAMILY prefix length is 0..$max"
+    return 1
+  fi
+  MSEG_CIDR_LEN=$len
+  if ((MSEG_CIDR_FAMILY == 6 && MSEG_ADDR_FAMILY == 4 && len >= 96)); then
+    masked=$(mseg_addr_mask "$MSEG_ADDR_HEX" "$len")
+    hint="$(mseg_addr_text "$masked" 4)/$((len - 96))"
+    MSEG_CIDR_ERR="$text is an IPv4-mapped prefix, which only IPv6 packets could match: write it as $hint"
+    return 1
+  fi
+  if ((MSEG_CIDR_FAMILY == 4)); then
+    masked=$(mseg_addr_mask "$MSEG_ADDR_HEX" $((96 + len)))
+    MSEG_CIDR_BITS=$((MSEG_CONST[cidr_v4_base_bits] + len))
+  else
+    masked=$(mseg_addr_mask "$MSEG_ADDR_HEX" "$len")
+    MSEG_CIDR_BITS=$((MSEG_CONST[cidr_hdr_bits] + len))
+  fi
+  MSEG_CIDR_HEX=$masked
+  MSEG_CIDR_TEXT="$(mseg_addr_text "$masked" "$MSEG_CIDR_FAMILY")/$len"
+  if [[ $masked != "$MSEG_ADDR_HEX" ]]; then
+    MSEG_CIDR_ERR="$text has host bits set: did you mean $MSEG_CIDR_TEXT?"
+    return 1
+  fi
+}
+
+#######################################
 # Print the number of an action name (allow|deny|log); 1 if unknown.
 #######################################
 mseg_action_num() {
@@ -271,6 +408,37 @@ mseg_rule_val_hex() {
   mseg_buf_zero val "${MSEG_MAP_VALSZ[mseg_policy]}"
   mseg_buf_set_uint val rule_val.hits "${2:-0}"
   mseg_buf_set_uint val rule_val.action "$1"
+  printf '%s\n' "${val[*]}"
+}
+
+#######################################
+# Print an mseg_cidr key as hex.
+# Arguments:
+#   PREFIXLEN (as stored, see mseg_cidr_parse), SET, FAMILY (4|6),
+#   ADDR_HEX (16 bytes, space separated)
+#######################################
+mseg_cidr_key_hex() {
+  local -a key addr
+  read -ra addr <<<"$4"
+  mseg_buf_zero key "${MSEG_MAP_KEYSZ[mseg_cidr]}"
+  mseg_buf_set_uint key cidr_key.prefixlen "$1"
+  mseg_buf_set_uint key cidr_key.set "$2"
+  mseg_buf_set_uint key cidr_key.family "$3"
+  mseg_buf_set_bytes key cidr_key.addr "${addr[@]}"
+  printf '%s\n' "${key[*]}"
+}
+
+#######################################
+# Print an mseg_cidr value as hex.
+# Arguments:
+#   ACTION number, PRIORITY, HITS (optional, default 0)
+#######################################
+mseg_cidr_val_hex() {
+  local -a val
+  mseg_buf_zero val "${MSEG_MAP_VALSZ[mseg_cidr]}"
+  mseg_buf_set_uint val cidr_val.hits "${3:-0}"
+  mseg_buf_set_uint val cidr_val.priority "$2"
+  mseg_buf_set_uint val cidr_val.action "$1"
   printf '%s\n' "${val[*]}"
 }
 

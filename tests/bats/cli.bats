@@ -599,6 +599,7 @@ for i in range(20):
       echo "map $n ${MSEG_MAP_KEYSZ[$n]} ${MSEG_MAP_VALSZ[$n]} ${MSEG_MAP_MAX[$n]}"
     done
     for k in "${!MSEG_DEFAULT[@]}"; do echo "default config.$k ${MSEG_DEFAULT[$k]}"; done
+    for k in "${!MSEG_CONST[@]}"; do echo "const $k ${MSEG_CONST[$k]}"; done
     echo "abi_version $MSEG_ABI_VERSION"
     echo "max_sessions $MSEG_ABI_MAX_SESSIONS"
     for i in "${!MSEG_ACTION_NAMES[@]}"; do echo "enum MSEG_ACT_${MSEG_ACTION_NAMES[i]^^} $i"; done

@@ -115,15 +115,8 @@ rebuild_object() {
 		val=("${z10[@]:0:8}" 01 "${z10[@]:0:7}")
 		bpftool map update pinned "$(pin mseg_policy)" key hex "${key[@]}" value hex "${val[@]}"
 	fi
-	if [[ -x $MSEG_SCRIPTS/mseg-cidr ]]; then
-		"$MSEG_SCRIPTS/mseg-cidr" add 10.51.0.0/16 --action deny >/dev/null
-	else
-		# struct mseg_cidr_key: prefixlen 16+96+16 = 128 (LE), set 0, family 4,
-		# ::ffff:10.51.0.0, pad; struct mseg_cidr_val: hits, priority, action 1
-		key=(80 00 00 00 00 04 "${z10[@]}" ff ff 0a 33 00 00 00 00)
-		val=("${z10[@]}" 00 00 01 00 00 00)
-		bpftool map update pinned "$(pin mseg_cidr)" key hex "${key[@]}" value hex "${val[@]}"
-	fi
+	need scripts/mseg-cidr test -x "$MSEG_SCRIPTS/mseg-cidr"
+	"$MSEG_SCRIPTS/mseg-cidr" add 10.51.0.0/16 --action deny >/dev/null
 
 	local -A fields=(
 		[mseg_sessions]="addr_lo addr_hi port_lo proto state policy_gen action orig_is_hi packets"
@@ -156,6 +149,7 @@ rebuild_object() {
 
 @test "tc filter replace with a rebuilt object keeps sessions, rules and config" {
 	need scripts/mseg-rule test -x "$MSEG_SCRIPTS/mseg-rule"
+	need scripts/mseg-cidr test -x "$MSEG_SCRIPTS/mseg-cidr"
 	plain_attach mp0
 	PROG_ID=$(prog_id mp0 "$NS")
 	local old_id=$PROG_ID new_obj=$BATS_TEST_TMPDIR/mseg-rebuilt.bpf.o
@@ -168,6 +162,8 @@ rebuild_object() {
 	mseg_rule add --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --dport 22 --action deny >/dev/null
 	# the live session's own flow stays allowed under the default deny
 	mseg_rule add --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --dport 80 --action allow >/dev/null
+	# a CIDR allow under the default deny
+	"$MSEG_SCRIPTS/mseg-cidr" add 10.52.0.0/16 --action allow >/dev/null
 	mseg default deny >/dev/null
 	assert_eq "denied before" 2 "$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport 1 --dport 22)"
 	local maps_before gen total_before pkts_before
@@ -207,6 +203,8 @@ rebuild_object() {
 		"$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport 2 --dport 22)"
 	assert_eq "default deny, after replace" 2 \
 		"$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto udp --sport 3 --dport 4)"
+	assert_eq "the CIDR allow, after replace" 0 \
+		"$(verdict --src 10.50.0.1 --dst 10.52.0.9 --proto udp --sport 5 --dport 6)"
 }
 
 @test "deleting and re-adding the filter reuses the pinned maps" {
