@@ -76,7 +76,7 @@ install: all
 	install -m 0644 exporters/grafana/*.json $(DESTDIR)$(MSEG_LIB)/exporters/grafana/
 	install -m 0644 exporters/prometheus/mseg-rules.yml $(DESTDIR)$(MSEG_LIB)/exporters/prometheus/
 	@# The units name /usr/local paths: rewritten for another PREFIX.
-	for u in $(UNITS); do \
+	@for u in $(UNITS); do \
 		sed 's|/usr/local/|$(PREFIX)/|g' $$u > $(DESTDIR)$(UNIT_DIR)/$${u##*/} && \
 		chmod 0644 $(DESTDIR)$(UNIT_DIR)/$${u##*/} || exit 1; \
 	done
