@@ -59,14 +59,27 @@ lint:
 	shellcheck -x scripts/* lib/sh/*.sh tests/run tests/demo .ci/run bench/run bench/*.sh tests/bats/*.bats tests/bats/helpers/*.bash
 
 PREFIX ?= /usr/local
+MSEG_LIB := $(PREFIX)/lib/mseg
+# systemd reads local units from $(PREFIX)/lib/systemd/system (/usr/local/...)
+UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+UNITS := $(wildcard exporters/systemd/*.service)
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib/mseg/build $(DESTDIR)$(PREFIX)/lib/mseg/lib/sh \
-		$(DESTDIR)$(PREFIX)/lib/mseg/scripts $(DESTDIR)$(PREFIX)/sbin
-	install -m 0644 $(BUILD)/mseg.bpf.o $(DESTDIR)$(PREFIX)/lib/mseg/build/
-	install -m 0755 $(HELPERS) $(DESTDIR)$(PREFIX)/lib/mseg/build/
-	install -m 0644 lib/sh/*.sh $(DESTDIR)$(PREFIX)/lib/mseg/lib/sh/
-	install -m 0755 scripts/* $(DESTDIR)$(PREFIX)/lib/mseg/scripts/
+	install -d $(DESTDIR)$(MSEG_LIB)/build $(DESTDIR)$(MSEG_LIB)/lib/sh \
+		$(DESTDIR)$(MSEG_LIB)/scripts $(DESTDIR)$(PREFIX)/sbin \
+		$(DESTDIR)$(MSEG_LIB)/exporters/grafana $(DESTDIR)$(MSEG_LIB)/exporters/prometheus \
+		$(DESTDIR)$(UNIT_DIR)
+	install -m 0644 $(BUILD)/mseg.bpf.o $(DESTDIR)$(MSEG_LIB)/build/
+	install -m 0755 $(HELPERS) $(DESTDIR)$(MSEG_LIB)/build/
+	install -m 0644 lib/sh/*.sh $(DESTDIR)$(MSEG_LIB)/lib/sh/
+	install -m 0755 scripts/* $(DESTDIR)$(MSEG_LIB)/scripts/
 	ln -sf ../lib/mseg/scripts/mseg $(DESTDIR)$(PREFIX)/sbin/mseg
+	install -m 0644 exporters/grafana/*.json $(DESTDIR)$(MSEG_LIB)/exporters/grafana/
+	install -m 0644 exporters/prometheus/mseg-rules.yml $(DESTDIR)$(MSEG_LIB)/exporters/prometheus/
+	@# The units name /usr/local paths: rewritten for another PREFIX.
+	@for u in $(UNITS); do \
+		sed 's|/usr/local/|$(PREFIX)/|g' $$u > $(DESTDIR)$(UNIT_DIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(UNIT_DIR)/$${u##*/} || exit 1; \
+	done
 
 clean:
 	rm -rf $(BUILD)

@@ -18,6 +18,7 @@
 #include "mseg_abi.h"
 #include "mseg_timeout.h"
 #include "mseg_pinned.h"
+#include "mseg_util.h"
 
 #define FILL_BATCH 65536
 
@@ -28,14 +29,6 @@ struct fill_opts {
 	__u8 state;    /* TCP state of the live sessions */
 	__u64 idle_s;  /* how long ago the expired ones were last seen */
 };
-
-static __u64 now_boot_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (__u64)ts.tv_sec * MSEG_NSEC_PER_SEC + ts.tv_nsec;
-}
 
 /* Session i: 10.a.b.c:(i % 50000 + 10000) -> 10.255.255.254:80 over TCP. */
 static void make_session(__u64 i, const struct fill_opts *o, __u64 now,
@@ -66,7 +59,7 @@ static int fill(int fd, const struct fill_opts *o)
 {
 	struct mseg_session_key *keys = calloc(FILL_BATCH, sizeof(*keys));
 	struct mseg_session *vals = calloc(FILL_BATCH, sizeof(*vals));
-	__u64 now = now_boot_ns(), i = 0;
+	__u64 now = mseg_now_boot_ns(), i = 0;
 	int rc = 0;
 
 	if (!keys || !vals) {
@@ -159,7 +152,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mseg: need --count N > 0 and --expired <= --count\n");
 		return 2;
 	}
-	if (o.idle_s * MSEG_NSEC_PER_SEC >= now_boot_ns()) {
+	if (o.idle_s * MSEG_NSEC_PER_SEC >= mseg_now_boot_ns()) {
 		fprintf(stderr, "mseg: --idle %llu is longer than this machine's uptime\n",
 			(unsigned long long)o.idle_s);
 		return 2;

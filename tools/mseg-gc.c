@@ -22,7 +22,9 @@
 
 #include "mseg_abi.h"
 #include "mseg_timeout.h"
+#include "mseg_batch.h"
 #include "mseg_pinned.h"
+#include "mseg_util.h"
 
 #define GC_BATCH 8192
 
@@ -38,8 +40,7 @@ struct gc_result {
 };
 
 struct gc_buffers {
-	struct mseg_session_key *keys;
-	struct mseg_session *vals;
+	struct mseg_batch batch;
 	struct mseg_session_key *dead; /* expired keys waiting for deletion */
 	bool *dead_half_open;          /* was dead[i] a half-open session */
 	__u32 dead_cap;
@@ -48,6 +49,7 @@ struct gc_buffers {
 
 struct gc_maps {
 	int sessions;
+	__u32 sessions_max; /* the pinned table's capacity */
 	int config;
 	int pressure;
 	int gc;
@@ -59,22 +61,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop = 1;
-}
-
-static __u64 now_boot_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (__u64)ts.tv_sec * MSEG_NSEC_PER_SEC + ts.tv_nsec;
-}
-
-static double now_mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void count_deleted(const struct gc_buffers *b, __u32 from, __u32 n,
@@ -169,56 +155,54 @@ static int publish(int gc_fd, const struct gc_result *r, __u64 now)
 	return 0;
 }
 
+/* What one sweep needs while it walks the table batch by batch. */
+struct gc_walk {
+	const struct mseg_config *cfg;
+	__u64 now;
+	bool flood;
+	int fd;
+	struct gc_buffers *b;
+	struct gc_result *r;
+};
+
+static int gc_batch(void *ctx, const void *keys, const void *vals, __u32 n)
+{
+	const struct mseg_session_key *k = keys;
+	const struct mseg_session *v = vals;
+	struct gc_walk *w = ctx;
+	__u32 i;
+
+	for (i = 0; i < n; i++)
+		account(w->cfg, w->now, w->flood, &k[i], &v[i], w->b, w->r);
+	/* Room for the next batch's expired keys, or delete these now. */
+	if (w->b->ndead + w->b->batch.cap > w->b->dead_cap)
+		return flush_dead(w->fd, w->b, w->r);
+	return 0;
+}
+
 static int gc_once(const struct gc_maps *m, struct gc_buffers *b,
 		   struct gc_result *r)
 {
 	struct mseg_config cfg;
-	__u32 in_batch = 0, out_batch = 0;
-	bool first = true, flood;
-	double t0 = now_mono_s();
-	int sess_fd = m->sessions;
-	__u64 now;
+	struct gc_walk w = { .cfg = &cfg, .fd = m->sessions, .b = b, .r = r };
+	double t0 = mseg_now_mono_s();
 
 	memset(r, 0, sizeof(*r));
 	if (mseg_read_config(m->config, &cfg))
 		return -1;
-	flood = flood_now(m->pressure);
-	now = now_boot_ns();
-	for (;;) {
-		__u32 i, count = GC_BATCH;
-		int err = bpf_map_lookup_batch(sess_fd, first ? NULL : &in_batch,
-					       &out_batch, b->keys, b->vals,
-					       &count, NULL);
-		bool done = err && errno == ENOENT;
-
-		if (err && !done) {
-			fprintf(stderr, "mseg: batch lookup failed: %s\n",
-				strerror(errno));
-			return -1;
-		}
-		for (i = 0; i < count; i++)
-			account(&cfg, now, flood, &b->keys[i], &b->vals[i], b,
-				r);
-		if (b->ndead + GC_BATCH > b->dead_cap && flush_dead(sess_fd, b, r))
-			return -1;
-		if (done)
-			break;
-		in_batch = out_batch;
-		first = false;
-	}
-	if (flush_dead(sess_fd, b, r))
+	w.flood = flood_now(m->pressure);
+	w.now = mseg_now_boot_ns();
+	if (mseg_batch_foreach(m->sessions, "mseg_sessions", m->sessions_max,
+			       &b->batch, gc_batch, &w))
 		return -1;
-	r->seconds = now_mono_s() - t0;
-	return publish(m->gc, r, now);
+	if (flush_dead(m->sessions, b, r))
+		return -1;
+	r->seconds = mseg_now_mono_s() - t0;
+	return publish(m->gc, r, w.now);
 }
 
 static void print_result(const struct gc_result *r, bool json)
 {
-	static const char *const names[MSEG_TCP_STATE_MAX] = {
-		"NONE",	     "SYN_SENT",  "SYN_RECV",   "ESTABLISHED",
-		"FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",	"CLOSE",
-		"CLOSE_WAIT", "LAST_ACK", "CLOSING",
-	};
 	int i;
 
 	if (!json) {
@@ -235,7 +219,8 @@ static void print_result(const struct gc_result *r, bool json)
 	       r->scanned, r->expired, r->deleted, r->reaped_half_open,
 	       r->live, r->half_open, r->seconds);
 	for (i = 0; i < MSEG_TCP_STATE_MAX; i++)
-		printf("%s\"%s\":%llu", i ? "," : "", names[i], r->by_state[i]);
+		printf("%s\"%s\":%llu", i ? "," : "", mseg_tcp_state_names[i],
+		       r->by_state[i]);
 	printf("}}\n");
 	fflush(stdout);
 }
@@ -317,11 +302,14 @@ static int lock_pins(void)
 
 static int open_maps(struct gc_maps *m)
 {
+	struct bpf_map_info info;
+
 	m->sessions = mseg_open_map("mseg_sessions",
 				    sizeof(struct mseg_session_key),
-				    sizeof(struct mseg_session), NULL);
+				    sizeof(struct mseg_session), &info);
 	if (m->sessions < 0)
 		return -1;
+	m->sessions_max = info.max_entries;
 	m->config = mseg_open_map("mseg_config", sizeof(__u32),
 				  sizeof(struct mseg_config), NULL);
 	if (m->config < 0)
@@ -349,7 +337,9 @@ static void close_maps(struct gc_maps *m)
 
 int main(int argc, char **argv)
 {
-	struct gc_maps m = { -1, -1, -1, -1 };
+	struct gc_maps m = {
+		.sessions = -1, .config = -1, .pressure = -1, .gc = -1
+	};
 	struct gc_buffers b = { 0 };
 	struct gc_result r;
 	unsigned interval = 0;
@@ -364,12 +354,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (mseg_batch_init(&b.batch, sizeof(struct mseg_session_key),
+			    sizeof(struct mseg_session), GC_BATCH)) {
+		rc = 1;
+		goto out;
+	}
 	b.dead_cap = 4 * GC_BATCH;
-	b.keys = calloc(GC_BATCH, sizeof(*b.keys));
-	b.vals = calloc(GC_BATCH, sizeof(*b.vals));
 	b.dead = calloc(b.dead_cap, sizeof(*b.dead));
 	b.dead_half_open = calloc(b.dead_cap, sizeof(*b.dead_half_open));
-	if (!b.keys || !b.vals || !b.dead || !b.dead_half_open) {
+	if (!b.dead || !b.dead_half_open) {
 		fprintf(stderr, "mseg: out of memory\n");
 		rc = 1;
 		goto out;
@@ -391,8 +384,7 @@ int main(int argc, char **argv)
 			sleep(interval); /* a signal cuts it short */
 	} while (interval && !stop);
 out:
-	free(b.keys);
-	free(b.vals);
+	mseg_batch_free(&b.batch);
 	free(b.dead);
 	free(b.dead_half_open);
 	if (lock_fd >= 0)

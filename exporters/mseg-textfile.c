@@ -1,0 +1,841 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * mseg-textfile: mseg's counters, sessions and session-table pressure as
+ * Prometheus metrics, written for node_exporter's textfile collector.
+ *
+ * Every run reopens the pinned maps (so a re-attached mseg is picked up),
+ * sums the per-CPU counters, walks the session table with batch lookups
+ * counting the unexpired sessions by protocol and TCP state (with the data
+ * path's own expiry rule, bpf/mseg_timeout.h), counts the active rules, and
+ * renders the whole file into a growing memory buffer. Only a complete
+ * rendering is written: to a temporary file in the target directory (which
+ * node_exporter ignores: it reads *.prom only), checked write by write,
+ * fsync'ed, renamed over mseg.prom, and the directory fsync'ed. A failure
+ * leaves the previous mseg.prom as it was and no temporary file behind.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "mseg_abi.h"
+#include "mseg_timeout.h"
+#include "mseg_batch.h"
+#include "mseg_pinned.h"
+#include "mseg_util.h"
+
+#ifndef MSEG_VERSION
+#define MSEG_VERSION "unknown"
+#endif
+
+#define TF_DEFAULT_DIR "/var/lib/prometheus/node-exporter"
+#define TF_FILE "mseg.prom"
+#define TF_TEMP ".mseg.prom.XXXXXX" /* not *.prom: node_exporter skips it */
+#define TF_BATCH 8192
+
+/* The proto label of mseg_sessions; ICMP and ICMPv6 apart, as in `mseg sessions`. */
+enum tf_proto { TF_TCP, TF_UDP, TF_ICMP, TF_ICMPV6, TF_OTHER, TF_PROTO_MAX };
+
+static const char *const tf_proto_names[TF_PROTO_MAX] = {
+	"tcp", "udp", "icmp", "icmpv6", "other",
+};
+
+/* The maps whose fill is exported as mseg_map_* {map="..."}. */
+enum tf_map { TF_MAP_SESSIONS, TF_MAP_POLICY, TF_MAP_CIDR, TF_MAP_MAX };
+
+static const char *const tf_map_names[TF_MAP_MAX] = {
+	"mseg_sessions", "mseg_policy", "mseg_cidr",
+};
+
+struct tf_maps {
+	int fd[TF_MAP_MAX];
+	__u32 max_entries[TF_MAP_MAX];
+	int config;
+	int stats;
+	int pressure;
+	int gc;
+};
+
+/* One collection: everything mseg.prom is rendered from. */
+struct tf_sample {
+	struct mseg_stats stats; /* summed over CPUs */
+	struct mseg_pressure pressure;
+	struct mseg_gc_state gc;
+	struct mseg_config cfg;
+	bool flood;
+	__u64 now_boot_ns;
+	__u64 now_real_ns;
+	/* unexpired sessions: TCP by state, the rest by protocol */
+	__u64 tcp[MSEG_TCP_STATE_MAX];
+	__u64 proto[TF_PROTO_MAX];
+	__u64 entries[TF_MAP_MAX];
+	__u64 max_entries[TF_MAP_MAX];
+	__u64 rules_exact; /* in the active rule set */
+	__u64 rules_cidr;
+	double seconds;
+};
+
+/* Buffers kept from one collection to the next. */
+struct tf_state {
+	const char *dir;
+	struct mseg_batch sessions;
+	struct mseg_batch policy;
+	void *percpu; /* one struct mseg_stats per possible CPU */
+	int ncpus;
+};
+
+/* --- reading the maps ------------------------------------------------------ */
+
+static void close_maps(struct tf_maps *m)
+{
+	int i;
+
+	for (i = 0; i < TF_MAP_MAX; i++)
+		if (m->fd[i] >= 0)
+			close(m->fd[i]);
+	if (m->config >= 0)
+		close(m->config);
+	if (m->stats >= 0)
+		close(m->stats);
+	if (m->pressure >= 0)
+		close(m->pressure);
+	if (m->gc >= 0)
+		close(m->gc);
+}
+
+/* Open every map, or print one "mseg: ..." line and return -1. */
+static int open_maps(struct tf_maps *m)
+{
+	static const __u32 key_size[TF_MAP_MAX] = {
+		sizeof(struct mseg_session_key),
+		sizeof(struct mseg_rule_key),
+		sizeof(struct mseg_cidr_key),
+	};
+	static const __u32 val_size[TF_MAP_MAX] = {
+		sizeof(struct mseg_session),
+		sizeof(struct mseg_rule_val),
+		sizeof(struct mseg_cidr_val),
+	};
+	struct bpf_map_info info;
+	char dir[PATH_MAX];
+	int i;
+
+	for (i = 0; i < TF_MAP_MAX; i++) {
+		m->fd[i] = mseg_open_map(tf_map_names[i], key_size[i],
+					 val_size[i], &info);
+		if (m->fd[i] < 0)
+			return -1;
+		m->max_entries[i] = info.max_entries;
+	}
+	m->config = mseg_open_map("mseg_config", sizeof(__u32),
+				  sizeof(struct mseg_config), NULL);
+	if (m->config < 0)
+		return -1;
+	m->stats = mseg_open_map("mseg_stats", sizeof(__u32),
+				 sizeof(struct mseg_stats), &info);
+	if (m->stats < 0)
+		return -1;
+	if (info.type != BPF_MAP_TYPE_PERCPU_ARRAY) {
+		fprintf(stderr,
+			"mseg: %s/mseg_stats is not a per-CPU array: the pinned maps are from another mseg version\n",
+			mseg_pin_dir(dir, sizeof(dir)));
+		return -1;
+	}
+	m->pressure = mseg_open_map("mseg_pressure", sizeof(__u32),
+				    sizeof(struct mseg_pressure), NULL);
+	if (m->pressure < 0)
+		return -1;
+	m->gc = mseg_open_map("mseg_gc", sizeof(__u32),
+			      sizeof(struct mseg_gc_state), NULL);
+	return m->gc < 0 ? -1 : 0;
+}
+
+static int read_one(int fd, const char *name, void *val)
+{
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(fd, &zero, val)) {
+		fprintf(stderr, "mseg: cannot read %s: %s\n", name,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* mseg_stats holds one struct per CPU: the counters are their sums. */
+static int read_stats(int fd, struct tf_state *t, struct mseg_stats *out)
+{
+	const __u64 *v = t->percpu;
+	__u64 *sum = (__u64 *)out;
+	size_t cpu, i;
+
+	if (read_one(fd, "mseg_stats", t->percpu))
+		return -1;
+	memset(out, 0, sizeof(*out));
+	for (cpu = 0; cpu < (size_t)t->ncpus; cpu++)
+		for (i = 0; i < MSEG_STATS_FIELDS; i++)
+			sum[i] += v[cpu * MSEG_STATS_FIELDS + i];
+	return 0;
+}
+
+static int count_sessions(void *ctx, const void *keys, const void *vals,
+			  __u32 n)
+{
+	const struct mseg_session_key *k = keys;
+	const struct mseg_session *s = vals;
+	struct tf_sample *x = ctx;
+	__u32 i;
+
+	x->entries[TF_MAP_SESSIONS] += n;
+	for (i = 0; i < n; i++) {
+		if (mseg_session_expired(&x->cfg, &k[i], &s[i], x->now_boot_ns,
+					 x->flood))
+			continue;
+		switch (k[i].proto) {
+		case IPPROTO_TCP:
+			if (s[i].state < MSEG_TCP_STATE_MAX)
+				x->tcp[s[i].state]++;
+			else
+				x->proto[TF_OTHER]++;
+			break;
+		case IPPROTO_UDP:
+			x->proto[TF_UDP]++;
+			break;
+		case IPPROTO_ICMP:
+			x->proto[TF_ICMP]++;
+			break;
+		case IPPROTO_ICMPV6:
+			x->proto[TF_ICMPV6]++;
+			break;
+		default:
+			x->proto[TF_OTHER]++;
+		}
+	}
+	return 0;
+}
+
+static int count_rules(void *ctx, const void *keys, const void *vals,
+		       __u32 n)
+{
+	const struct mseg_rule_key *k = keys;
+	struct tf_sample *x = ctx;
+	__u32 i;
+
+	(void)vals;
+	x->entries[TF_MAP_POLICY] += n;
+	for (i = 0; i < n; i++)
+		x->rules_exact += k[i].set == x->cfg.active_set;
+	return 0;
+}
+
+/*
+ * The LPM trie has no batch lookup; its keys are walked one by one (its
+ * size is bounded by max_entries, and rule sets are small).
+ */
+static int count_cidrs(int fd, __u32 max_entries, struct tf_sample *x)
+{
+	struct mseg_cidr_key key, next;
+	__u64 i;
+	bool first = true;
+
+	for (i = 0; i <= max_entries; i++) {
+		if (bpf_map_get_next_key(fd, first ? NULL : &key, &next)) {
+			if (errno == ENOENT)
+				return 0;
+			fprintf(stderr, "mseg: cannot walk mseg_cidr: %s\n",
+				strerror(errno));
+			return -1;
+		}
+		x->entries[TF_MAP_CIDR]++;
+		x->rules_cidr += next.set == x->cfg.active_set;
+		key = next;
+		first = false;
+	}
+	fprintf(stderr, "mseg: mseg_cidr holds more than its %u entries\n",
+		max_entries);
+	return -1;
+}
+
+static int collect(struct tf_state *t, struct tf_sample *x)
+{
+	struct tf_maps m = { .fd = { -1, -1, -1 }, .config = -1, .stats = -1,
+			     .pressure = -1, .gc = -1 };
+	double t0 = mseg_now_mono_s();
+	int rc = -1;
+
+	memset(x, 0, sizeof(*x));
+	if (open_maps(&m))
+		goto out;
+	if (read_one(m.config, "mseg_config", &x->cfg) ||
+	    read_one(m.pressure, "mseg_pressure", &x->pressure) ||
+	    read_one(m.gc, "mseg_gc", &x->gc) ||
+	    read_stats(m.stats, t, &x->stats))
+		goto out;
+	x->flood = x->pressure.flags & MSEG_PRESSURE_FLOOD;
+	x->now_boot_ns = mseg_now_boot_ns();
+	x->now_real_ns = mseg_clock_ns(CLOCK_REALTIME);
+	if (mseg_batch_foreach(m.fd[TF_MAP_SESSIONS], "mseg_sessions",
+			       m.max_entries[TF_MAP_SESSIONS], &t->sessions,
+			       count_sessions, x) ||
+	    mseg_batch_foreach(m.fd[TF_MAP_POLICY], "mseg_policy",
+			       m.max_entries[TF_MAP_POLICY], &t->policy,
+			       count_rules, x) ||
+	    count_cidrs(m.fd[TF_MAP_CIDR], m.max_entries[TF_MAP_CIDR], x))
+		goto out;
+	rc = 0;
+out:
+	for (int i = 0; i < TF_MAP_MAX; i++)
+		x->max_entries[i] = m.max_entries[i];
+	close_maps(&m);
+	x->seconds = mseg_now_mono_s() - t0;
+	return rc;
+}
+
+/* --- rendering ------------------------------------------------------------- */
+
+static void family(FILE *f, const char *name, const char *type,
+		   const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value in the exposition format: \, " and newline escaped. */
+static void label_value(FILE *f, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			fprintf(f, "\\%c", *v);
+		else if (*v == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*v, f);
+	}
+}
+
+/* name{label="value"} n, or name n when label is NULL. */
+static void sample_u64(FILE *f, const char *name, const char *label,
+		       const char *value, __u64 n)
+{
+	if (label) {
+		fprintf(f, "%s{%s=\"", name, label);
+		label_value(f, value);
+		fprintf(f, "\"} %llu\n", (unsigned long long)n);
+	} else {
+		fprintf(f, "%s %llu\n", name, (unsigned long long)n);
+	}
+}
+
+static void counter(FILE *f, const char *name, const char *help, __u64 n)
+{
+	family(f, name, "counter", help);
+	sample_u64(f, name, NULL, NULL, n);
+}
+
+static void gauge(FILE *f, const char *name, const char *help, __u64 n)
+{
+	family(f, name, "gauge", help);
+	sample_u64(f, name, NULL, NULL, n);
+}
+
+struct tf_labelled {
+	const char *value;
+	__u64 n;
+};
+
+static void labelled(FILE *f, const char *name, const char *type,
+		     const char *help, const char *label,
+		     const struct tf_labelled *s, size_t n)
+{
+	size_t i;
+
+	family(f, name, type, help);
+	for (i = 0; i < n; i++)
+		sample_u64(f, name, label, s[i].value, s[i].n);
+}
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+static void render_counters(FILE *f, const struct mseg_stats *st)
+{
+	const struct tf_labelled packets[] = {
+		{ "allowed", st->allowed },
+		{ "denied", st->denied },
+		{ "logged", st->logged },
+		{ "dropped", st->dropped },
+	};
+	const struct tf_labelled lookups[] = {
+		{ "session_hit", st->session_hit },
+		{ "policy_hit", st->policy_hit },
+		{ "ip_range_hit", st->ip_range_hit },
+		{ "default_hit", st->default_hit },
+	};
+	const struct tf_labelled transitions[] = {
+		{ "established", st->tcp_established },
+		{ "closed", st->tcp_closed },
+	};
+
+	counter(f, "mseg_packets_seen_total",
+		"Packets the classifier saw, on every attached hook.",
+		st->total);
+	labelled(f, "mseg_packets_total", "counter",
+		 "Packets by verdict: allowed (passed by an allow or log verdict, so logged ones too), "
+		 "denied (a deny rule or default), logged (passed by a log rule), "
+		 "dropped (strict mode, session-table pressure or a full table).",
+		 "action", packets, ARRAY_LEN(packets));
+	labelled(f, "mseg_lookups_total", "counter",
+		 "How packets were decided: session_hit (a packet of a live session), "
+		 "policy_hit, ip_range_hit, default_hit (a new flow decided by an exact rule, "
+		 "a CIDR rule, the default action).",
+		 "result", lookups, ARRAY_LEN(lookups));
+	counter(f, "mseg_sessions_created_total",
+		"Sessions opened in the session table.", st->new_session);
+	counter(f, "mseg_sessions_rejudged_total",
+		"Sessions judged again because the rules changed.",
+		st->rejudged);
+	labelled(f, "mseg_tcp_transitions_total", "counter",
+		 "TCP sessions that entered ESTABLISHED or CLOSE.", "to",
+		 transitions, ARRAY_LEN(transitions));
+	counter(f, "mseg_map_full_total",
+		"New flows refused a session because the session table was full.",
+		st->map_full);
+	counter(f, "mseg_pressure_drops_total",
+		"New flows dropped because the session table was degraded (above degrade_pct).",
+		st->pressure_drop);
+	counter(f, "mseg_malformed_packets_total",
+		"Truncated or unparseable packets (dropped in strict mode, passed otherwise).",
+		st->malformed);
+	counter(f, "mseg_invalid_packets_total",
+		"TCP packets that fit no session (dropped in strict mode, picked up otherwise).",
+		st->invalid);
+	counter(f, "mseg_non_ip_packets_total",
+		"Non-IP frames (ARP, LLDP, ...) passed untouched.", st->non_ip);
+	counter(f, "mseg_fragments_total", "Non-first IP fragments.",
+		st->fragments);
+	counter(f, "mseg_tcp_rst_ignored_total",
+		"TCP RSTs ignored because their sequence number was outside the window.",
+		st->rst_ignored);
+	counter(f, "mseg_events_lost_total",
+		"Events the data path could not queue.", st->events_lost);
+}
+
+static void render_sessions(FILE *f, const struct tf_sample *x)
+{
+	int i;
+
+	family(f, "mseg_sessions", "gauge",
+	       "Unexpired sessions by protocol and TCP state as the originator sees it "
+	       "(state NONE for everything but TCP).");
+	for (i = 0; i < MSEG_TCP_STATE_MAX; i++)
+		fprintf(f, "mseg_sessions{proto=\"tcp\",state=\"%s\"} %llu\n",
+			mseg_tcp_state_names[i], (unsigned long long)x->tcp[i]);
+	for (i = TF_UDP; i < TF_PROTO_MAX; i++)
+		fprintf(f, "mseg_sessions{proto=\"%s\",state=\"NONE\"} %llu\n",
+			tf_proto_names[i], (unsigned long long)x->proto[i]);
+}
+
+static void render_pressure(FILE *f, const struct tf_sample *x)
+{
+	const struct mseg_pressure *pr = &x->pressure;
+	__s64 half_open = (__s64)(pr->half_open_opened - pr->half_open_closed -
+				  x->gc.half_open_reaped);
+	const struct tf_labelled levels[] = {
+		{ "warning", !!(pr->flags & MSEG_PRESSURE_WARN) },
+		{ "critical", !!(pr->flags & MSEG_PRESSURE_CRIT) },
+		{ "degraded", !!(pr->flags & MSEG_PRESSURE_DEGRADED) },
+	};
+	const struct tf_labelled entered[] = {
+		{ "warning", pr->warn_count },
+		{ "critical", pr->crit_count },
+		{ "degraded", pr->degrade_count },
+	};
+	int i;
+
+	family(f, "mseg_map_entries", "gauge",
+	       "Entries the map holds (for mseg_sessions: expired ones not yet reclaimed included).");
+	for (i = 0; i < TF_MAP_MAX; i++)
+		sample_u64(f, "mseg_map_entries", "map", tf_map_names[i],
+			   x->entries[i]);
+	family(f, "mseg_map_max_entries", "gauge",
+	       "Capacity of the map (max_entries).");
+	for (i = 0; i < TF_MAP_MAX; i++)
+		sample_u64(f, "mseg_map_max_entries", "map", tf_map_names[i],
+			   x->max_entries[i]);
+	family(f, "mseg_map_pressure_ratio", "gauge",
+	       "Fill of the map, entries over capacity, 0 to 1.");
+	for (i = 0; i < TF_MAP_MAX; i++)
+		fprintf(f, "mseg_map_pressure_ratio{map=\"%s\"} %.9g\n",
+			tf_map_names[i],
+			x->max_entries[i] ?
+				(double)x->entries[i] / x->max_entries[i] : 0.0);
+	labelled(f, "mseg_pressure_level", "gauge",
+		 "1 while the session table is above that level (warn_pct, crit_pct, degrade_pct), else 0.",
+		 "level", levels, ARRAY_LEN(levels));
+	labelled(f, "mseg_pressure_level_entered_total", "counter",
+		 "Times the session table entered that pressure level.",
+		 "level", entered, ARRAY_LEN(entered));
+	gauge(f, "mseg_syn_flood",
+	      "1 while the SYN-flood flag is up (SYN rate or half-open sessions above threshold), else 0.",
+	      x->flood);
+	counter(f, "mseg_syn_floods_total", "Times the SYN-flood flag rose.",
+		pr->flood_count);
+	gauge(f, "mseg_half_open_sessions",
+	      "Half-open TCP sessions (SYN_SENT, SYN_RECV) as the data path counts them for flood detection.",
+	      half_open > 0 ? (__u64)half_open : 0);
+	gauge(f, "mseg_syn_rate_per_second",
+	      "New SYNs in the last complete one-second window.", pr->syn_rate);
+}
+
+static void render(FILE *f, const struct tf_sample *x)
+{
+	const struct tf_labelled rules[] = {
+		{ "exact", x->rules_exact },
+		{ "cidr", x->rules_cidr },
+	};
+	const struct mseg_gc_state *gc = &x->gc;
+	double gc_ts = 0;
+
+	family(f, "mseg_build_info", "gauge",
+	       "The mseg version and map ABI of the collector that wrote this file; always 1.");
+	fputs("mseg_build_info{version=\"", f);
+	label_value(f, MSEG_VERSION);
+	fprintf(f, "\",abi_version=\"%d\"} 1\n", MSEG_ABI_VERSION);
+	render_counters(f, &x->stats);
+	render_sessions(f, x);
+	render_pressure(f, x);
+	labelled(f, "mseg_rules", "gauge",
+		 "Rules in the active rule set: exact (mseg_policy) and CIDR (mseg_cidr).",
+		 "kind", rules, ARRAY_LEN(rules));
+	/* CLOCK_BOOTTIME stamp -> Unix time, by the clocks' offset now */
+	if (gc->last_run_ns && gc->last_run_ns <= x->now_boot_ns)
+		gc_ts = (x->now_real_ns - (x->now_boot_ns - gc->last_run_ns)) /
+			1e9;
+	family(f, "mseg_gc_last_run_timestamp_seconds", "gauge",
+	       "Unix time of the last session-table sweep by mseg gc; 0 if it never ran.");
+	fprintf(f, "mseg_gc_last_run_timestamp_seconds %.3f\n", gc_ts);
+	counter(f, "mseg_gc_runs_total", "Sweeps mseg gc has made.", gc->runs);
+	counter(f, "mseg_gc_deleted_sessions_total",
+		"Expired sessions mseg gc deleted.", gc->deleted);
+	family(f, "mseg_collector_duration_seconds", "gauge",
+	       "Time mseg-textfile took to read the maps for this file.");
+	fprintf(f, "mseg_collector_duration_seconds %.6f\n", x->seconds);
+}
+
+/* The whole file in a growing buffer; NULL after one "mseg: ..." line. */
+static char *render_buffer(const struct tf_sample *x, size_t *len)
+{
+	char *buf = NULL;
+	FILE *f = open_memstream(&buf, len);
+	int err;
+
+	if (!f) {
+		fprintf(stderr, "mseg: cannot render the metrics: %s\n",
+			strerror(errno));
+		return NULL;
+	}
+	errno = 0;
+	render(f, x);
+	err = ferror(f) ? (errno ? errno : ENOMEM) : 0;
+	if (fclose(f) && !err)
+		err = errno ? errno : ENOMEM;
+	if (err) {
+		fprintf(stderr, "mseg: cannot render the metrics: %s\n",
+			strerror(err));
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* --- writing it atomically ------------------------------------------------- */
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+	size_t dl = strlen(dir), nl = strlen(name);
+	char *p = malloc(dl + nl + 2);
+
+	if (!p)
+		return NULL;
+	memcpy(p, dir, dl);
+	p[dl] = '/';
+	memcpy(p + dl + 1, name, nl + 1);
+	return p;
+}
+
+/*
+ * DIR/mseg.prom := buf, all or nothing: temp file in DIR, every write
+ * checked, fsync, rename, fsync DIR. On failure the temp file is removed.
+ */
+static int publish(const char *dir, const char *buf, size_t len)
+{
+	char *tmp = path_join(dir, TF_TEMP), *dst = path_join(dir, TF_FILE);
+	const char *what = NULL;
+	bool created = false;
+	int fd = -1, dfd, rc = -1, err = 0;
+
+	if (!tmp || !dst) {
+		fprintf(stderr, "mseg: out of memory\n");
+		goto out;
+	}
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		fprintf(stderr, "mseg: cannot create a temporary file in %s: %s\n",
+			dir, strerror(errno));
+		goto out;
+	}
+	created = true;
+	/* mkstemp makes it 0600; node_exporter runs as another user */
+	if (fchmod(fd, 0644))
+		what = "chmod";
+	else if (write_all(fd, buf, len))
+		what = "write";
+	else if (fsync(fd))
+		what = "fsync";
+	if (what)
+		err = errno;
+	if (close(fd) && !what) {
+		what = "close";
+		err = errno;
+	}
+	if (what) {
+		fprintf(stderr, "mseg: cannot %s %s: %s\n", what, tmp,
+			strerror(err));
+		goto out;
+	}
+	if (rename(tmp, dst)) {
+		fprintf(stderr, "mseg: cannot rename %s to %s: %s\n", tmp, dst,
+			strerror(errno));
+		goto out;
+	}
+	created = false; /* it is mseg.prom now */
+	/* make the rename itself durable */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd)) {
+		fprintf(stderr, "mseg: cannot fsync %s: %s\n", dir,
+			strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		goto out;
+	}
+	close(dfd);
+	rc = 0;
+out:
+	if (created)
+		unlink(tmp);
+	free(tmp);
+	free(dst);
+	return rc;
+}
+
+/* One collection and one file; -1 after one "mseg: ..." line. */
+static int run_once(struct tf_state *t)
+{
+	struct tf_sample x;
+	size_t len = 0;
+	char *buf;
+	int rc;
+
+	if (collect(t, &x))
+		return -1;
+	buf = render_buffer(&x, &len);
+	if (!buf)
+		return -1;
+	rc = publish(t->dir, buf, len);
+	free(buf);
+	return rc;
+}
+
+/* --- the command ----------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mseg-textfile [--dir DIR] [--interval S]\n"
+		"Write mseg's counters, sessions and session-table pressure as\n"
+		"Prometheus metrics to DIR/" TF_FILE " for node_exporter's textfile\n"
+		"collector (node_exporter --collector.textfile.directory=DIR). The\n"
+		"file is replaced atomically (temporary file in DIR, fsync, rename),\n"
+		"so a scrape never sees half of it; on any error nothing is written.\n"
+		"  --dir DIR     the textfile directory (default " TF_DEFAULT_DIR ")\n"
+		"  --interval S  write every S seconds until SIGTERM or SIGINT\n"
+		"                (default: once). The first write must succeed; a\n"
+		"                later failure is reported and retried at the next tick.\n"
+		"  --version     print the version\n"
+		"Maps are read from $TC_BPF_MNT/tc/globals (default /sys/fs/bpf/tc/globals).\n");
+}
+
+static int parse_args(int argc, char **argv, const char **dir,
+		      unsigned *interval)
+{
+	static const struct option opts[] = {
+		{ "dir", required_argument, NULL, 'd' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char *end;
+	long v;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "hd:i:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			if (!*optarg) {
+				fprintf(stderr, "mseg: --dir wants a directory\n");
+				return 2;
+			}
+			*dir = optarg;
+			break;
+		case 'i':
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || v < 1 || v > 86400) {
+				fprintf(stderr,
+					"mseg: --interval wants whole seconds from 1 to 86400, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			*interval = (unsigned)v;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		case 'V':
+			printf("mseg-textfile %s (abi %d)\n", MSEG_VERSION,
+			       MSEG_ABI_VERSION);
+			return 1;
+		default:
+			if (optopt)
+				fprintf(stderr, "mseg: textfile: option '%s' wants a value\n",
+					argv[optind - 1]);
+			else
+				fprintf(stderr, "mseg: textfile: unknown option '%s'\n",
+					argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "mseg: textfile: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
+	return 0;
+}
+
+/*
+ * Sleep until the monotonic time `until` (seconds) unless SIGTERM/SIGINT
+ * comes first; they are blocked, so they wait here and never cut a write.
+ * Returns true when told to stop.
+ */
+static bool wait_or_stop(const sigset_t *sigs, double until)
+{
+	for (;;) {
+		double left = until - mseg_now_mono_s();
+		struct timespec ts;
+		int sig;
+
+		if (left <= 0)
+			return false;
+		ts.tv_sec = (time_t)left;
+		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+		sig = sigtimedwait(sigs, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT)
+			return true;
+		if (sig < 0 && errno != EAGAIN && errno != EINTR) {
+			fprintf(stderr, "mseg: sigtimedwait: %s\n",
+				strerror(errno));
+			return true;
+		}
+	}
+}
+
+static int state_init(struct tf_state *t)
+{
+	t->ncpus = libbpf_num_possible_cpus();
+	if (t->ncpus <= 0) {
+		fprintf(stderr, "mseg: cannot count the possible CPUs\n");
+		return -1;
+	}
+	t->percpu = calloc((size_t)t->ncpus, sizeof(struct mseg_stats));
+	if (!t->percpu) {
+		fprintf(stderr, "mseg: out of memory\n");
+		return -1;
+	}
+	if (mseg_batch_init(&t->sessions, sizeof(struct mseg_session_key),
+			    sizeof(struct mseg_session), TF_BATCH) ||
+	    mseg_batch_init(&t->policy, sizeof(struct mseg_rule_key),
+			    sizeof(struct mseg_rule_val), TF_BATCH))
+		return -1;
+	return 0;
+}
+
+static void state_free(struct tf_state *t)
+{
+	mseg_batch_free(&t->sessions);
+	mseg_batch_free(&t->policy);
+	free(t->percpu);
+}
+
+int main(int argc, char **argv)
+{
+	struct tf_state t = { .dir = TF_DEFAULT_DIR };
+	unsigned interval = 0;
+	sigset_t sigs;
+	double next;
+	int rc;
+
+	rc = parse_args(argc, argv, &t.dir, &interval);
+	if (rc)
+		return rc == 1 ? 0 : rc;
+
+	/* SIGTERM/SIGINT are taken between writes only (wait_or_stop). */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+
+	rc = 1;
+	if (state_init(&t) || run_once(&t))
+		goto out;
+	rc = 0;
+	/* Ticks on a fixed schedule; a tick missed by a slow run is skipped. */
+	next = mseg_now_mono_s() + interval;
+	while (interval && !wait_or_stop(&sigs, next)) {
+		run_once(&t); /* a failure was reported; the old file stays */
+		next += interval;
+		if (next <= mseg_now_mono_s())
+			next = mseg_now_mono_s() + interval;
+	}
+out:
+	state_free(&t);
+	return rc;
+}
