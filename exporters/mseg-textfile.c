@@ -64,6 +64,7 @@ struct tf_maps {
 	int stats;
 	int pressure;
 	int gc;
+	int evlimit;
 };
 
 /* One collection: everything mseg.prom is rendered from. */
@@ -71,6 +72,7 @@ struct tf_sample {
 	struct mseg_stats stats; /* summed over CPUs */
 	struct mseg_pressure pressure;
 	struct mseg_gc_state gc;
+	struct mseg_event_limit evlimit;
 	struct mseg_config cfg;
 	bool flood;
 	__u64 now_boot_ns;
@@ -111,6 +113,8 @@ static void close_maps(struct tf_maps *m)
 		close(m->pressure);
 	if (m->gc >= 0)
 		close(m->gc);
+	if (m->evlimit >= 0)
+		close(m->evlimit);
 }
 
 /* Open every map, or print one "mseg: ..." line and return -1. */
@@ -157,7 +161,11 @@ static int open_maps(struct tf_maps *m)
 		return -1;
 	m->gc = mseg_open_map("mseg_gc", sizeof(__u32),
 			      sizeof(struct mseg_gc_state), NULL);
-	return m->gc < 0 ? -1 : 0;
+	if (m->gc < 0)
+		return -1;
+	m->evlimit = mseg_open_map("mseg_evlimit", sizeof(__u32),
+				   sizeof(struct mseg_event_limit), NULL);
+	return m->evlimit < 0 ? -1 : 0;
 }
 
 static int read_one(int fd, const char *name, void *val)
@@ -269,7 +277,7 @@ static int count_cidrs(int fd, __u32 max_entries, struct tf_sample *x)
 static int collect(struct tf_state *t, struct tf_sample *x)
 {
 	struct tf_maps m = { .fd = { -1, -1, -1 }, .config = -1, .stats = -1,
-			     .pressure = -1, .gc = -1 };
+			     .pressure = -1, .gc = -1, .evlimit = -1 };
 	double t0 = mseg_now_mono_s();
 	int rc = -1;
 
@@ -279,6 +287,7 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	if (read_one(m.config, "mseg_config", &x->cfg) ||
 	    read_one(m.pressure, "mseg_pressure", &x->pressure) ||
 	    read_one(m.gc, "mseg_gc", &x->gc) ||
+	    read_one(m.evlimit, "mseg_evlimit", &x->evlimit) ||
 	    read_stats(m.stats, t, &x->stats))
 		goto out;
 	x->flood = x->pressure.flags & MSEG_PRESSURE_FLOOD;
@@ -428,6 +437,18 @@ static void render_counters(FILE *f, const struct mseg_stats *st)
 		"Events the data path could not queue.", st->events_lost);
 }
 
+static void render_events(FILE *f, const struct mseg_event_limit *ev)
+{
+	const struct tf_labelled events[] = {
+		{ "emitted", ev->emitted_total },
+		{ "suppressed", ev->suppressed_total },
+	};
+
+	labelled(f, "mseg_events_total", "counter",
+		 "Events for mseg log: emitted, or suppressed by the event_rate limit.",
+		 "result", events, ARRAY_LEN(events));
+}
+
 static void render_sessions(FILE *f, const struct tf_sample *x)
 {
 	int i;
@@ -510,6 +531,7 @@ static void render(FILE *f, const struct tf_sample *x)
 	label_value(f, MSEG_VERSION);
 	fprintf(f, "\",abi_version=\"%d\"} 1\n", MSEG_ABI_VERSION);
 	render_counters(f, &x->stats);
+	render_events(f, &x->evlimit);
 	render_sessions(f, x);
 	render_pressure(f, x);
 	labelled(f, "mseg_rules", "gauge",

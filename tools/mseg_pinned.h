@@ -56,11 +56,13 @@ static inline int mseg_open_map(const char *name, __u32 key_size,
 		return -1;
 	}
 	if (info.key_size != key_size || info.value_size != value_size) {
+		char dir[PATH_MAX];
+
 		fprintf(stderr,
-			"mseg: pinned map %s has key/value sizes %u/%u, this build expects %u/%u: "
+			"mseg: %s/%s has key/value sizes %u/%u, this build expects %u/%u: "
 			"the pinned maps are from another mseg version\n",
-			name, info.key_size, info.value_size, key_size,
-			value_size);
+			mseg_pin_dir(dir, sizeof(dir)), name, info.key_size,
+			info.value_size, key_size, value_size);
 		close(fd);
 		return -1;
 	}
