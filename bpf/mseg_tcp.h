@@ -85,8 +85,10 @@ static const __u8 mseg_tcp_next[2][MSEG_TC_MAX][MSEG_TCP_STATE_MAX] = {
 		 * and not covered -> CLOSING; ours acknowledged -> TIME_WAIT */
 		[MSEG_TC_FIN] =
 		{ sKP, sKP, sCW, sCW, sCG, sTW, sKP, sKP, sKP, sKP, sKP },
+		/* ... and a FIN (even a retransmitted one) whose ACK covers
+		 * ours acknowledges it like a bare ACK would: LAST_ACK ends */
 		[MSEG_TC_FIN_ACKFIN] =
-		{ sKP, sKP, sCW, sCW, sTW, sTW, sKP, sKP, sKP, sKP, sTW },
+		{ sKP, sKP, sCW, sCW, sTW, sTW, sKP, sKP, sKP, sCL, sTW },
 		[MSEG_TC_ACK] =
 		{ sKP, sKP, sKP, sKP, sKP, sKP, sKP, sKP, sKP, sKP, sKP },
 		/* the peer acknowledges our FIN */

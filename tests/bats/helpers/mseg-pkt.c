@@ -3,8 +3,8 @@
  * mseg-pkt: build one Ethernet frame for the tests, byte by byte.
  *
  * Ethernet (fixed MACs), up to two 802.1Q tags, IPv4 (with options) or IPv6
- * (with an extension header chain), then TCP, UDP, ICMP, ICMPv6 or a raw
- * protocol number, then a payload. Every checksum is correct unless a field
+ * (with an extension header chain), then TCP (optionally with a window scale
+ * option), UDP, ICMP, ICMPv6 or a raw protocol number, then a payload. Every checksum is correct unless a field
  * is forced to a bad value on purpose (--ihl, --tot-len, --truncate). The
  * family follows the address syntax.
  *
@@ -66,7 +66,8 @@ struct pkt_opts {
 	unsigned int tcp_flags;
 	uint32_t seq, ack;
 	unsigned int win;
-	int doff;         /* -1: 5 (no TCP options) */
+	int doff;         /* -1: from the options (5 without any) */
+	int wscale;       /* -1: no window scale option */
 	size_t payload;
 	size_t trailer;
 	unsigned int ip_opts;
@@ -110,6 +111,8 @@ static void usage(FILE *f)
 		"                        or a number (default S)\n"
 		"  --seq N --ack N --win N  TCP fields (default 1000 / 0 / 65535)\n"
 		"  --doff N              force the TCP data offset field (0..15)\n"
+		"  --wscale N            TCP window scale option (RFC 7323) with shift N\n"
+		"                        (0..255, sent as NOP + kind 3, length 3, N)\n"
 		"  --payload N           N payload bytes (default 0)\n"
 		"  --trailer N           N bytes of Ethernet padding after the IP packet\n"
 		"  --vlan ID             add an 802.1Q tag (twice for two tags)\n"
@@ -274,6 +277,7 @@ enum {
 	OPT_ETHERTYPE, OPT_IPOPTS, OPT_IHL, OPT_TTL, OPT_IPID, OPT_EXT,
 	OPT_FRAGOFF, OPT_MF, OPT_ICMPTYPE, OPT_ICMPCODE, OPT_ICMPID,
 	OPT_ICMPSEQ, OPT_TOTLEN, OPT_TRUNCATE, OPT_LAYOUT, OPT_HEX, OPT_DOFF,
+	OPT_WSCALE,
 };
 
 static const struct option long_opts[] = {
@@ -287,6 +291,7 @@ static const struct option long_opts[] = {
 	{ "ack", required_argument, NULL, OPT_ACK },
 	{ "win", required_argument, NULL, OPT_WIN },
 	{ "doff", required_argument, NULL, OPT_DOFF },
+	{ "wscale", required_argument, NULL, OPT_WSCALE },
 	{ "payload", required_argument, NULL, OPT_PAYLOAD },
 	{ "trailer", required_argument, NULL, OPT_TRAILER },
 	{ "vlan", required_argument, NULL, OPT_VLAN },
@@ -323,6 +328,7 @@ static void parse_one(struct pkt_opts *o, int c, const char *arg)
 	case OPT_ACK: o->ack = parse_num(arg, UINT32_MAX, "--ack"); break;
 	case OPT_WIN: o->win = parse_num(arg, 65535, "--win"); break;
 	case OPT_DOFF: o->doff = parse_num(arg, 15, "--doff (0..15)"); break;
+	case OPT_WSCALE: o->wscale = parse_num(arg, 255, "--wscale (0..255)"); break;
 	case OPT_PAYLOAD: o->payload = parse_num(arg, PAYLOAD_MAX, "--payload"); break;
 	case OPT_TRAILER: o->trailer = parse_num(arg, 1500, "--trailer"); break;
 	case OPT_VLAN:
@@ -381,6 +387,8 @@ static void check_opts(struct pkt_opts *o)
 		die("%s", "--ip-opts and --ihl are for IPv4");
 	if (o->icmp_type < 0)
 		o->icmp_type = o->family == 4 ? 8 : 128;
+	if (o->wscale >= 0 && o->proto != IPPROTO_TCP)
+		die("%s", "--wscale is a TCP option");
 }
 
 static void parse_args(struct pkt_opts *o, int argc, char **argv)
@@ -396,6 +404,7 @@ static void parse_args(struct pkt_opts *o, int argc, char **argv)
 	o->seq = 1000;
 	o->win = 65535;
 	o->doff = -1;
+	o->wscale = -1;
 	o->ihl = -1;
 	o->ttl = 64;
 	o->ip_id = 0x1234;
@@ -579,14 +588,20 @@ static bool has_l4_header(const struct pkt_opts *o)
 	       o->proto == IPPROTO_ICMP || o->proto == IPPROTO_ICMPV6;
 }
 
-static size_t l4_header_len(int proto)
+/* TCP options: NOP, then window scale (kind 3, length 3): 4 bytes. */
+#define TCP_WSCALE_OPT_LEN 4
+
+static size_t l4_header_len(const struct pkt_opts *o)
 {
-	return proto == IPPROTO_TCP ? 20 : 8;
+	if (o->proto != IPPROTO_TCP)
+		return 8;
+	return 20 + (o->wscale >= 0 ? TCP_WSCALE_OPT_LEN : 0);
 }
 
 static void build_l4_header(const struct pkt_opts *o)
 {
-	uint8_t *p = reserve(l4_header_len(o->proto));
+	size_t hlen = l4_header_len(o);
+	uint8_t *p = reserve(hlen);
 
 	switch (o->proto) {
 	case IPPROTO_TCP:
@@ -594,9 +609,15 @@ static void build_l4_header(const struct pkt_opts *o)
 		put16(p + 2, o->dport);
 		put32(p + 4, o->seq);
 		put32(p + 8, o->ack);
-		p[12] = (o->doff >= 0 ? (unsigned int)o->doff : 5) << 4;
+		p[12] = (o->doff >= 0 ? (unsigned int)o->doff : hlen / 4) << 4;
 		p[13] = o->tcp_flags;
 		put16(p + 14, o->win);
+		if (o->wscale >= 0) {
+			p[20] = 1; /* NOP */
+			p[21] = 3; /* window scale */
+			p[22] = 3;
+			p[23] = o->wscale;
+		}
 		break;
 	case IPPROTO_UDP:
 		put16(p, o->sport);

@@ -105,6 +105,20 @@ def main(path):
         if proto == 6:
             facts["flags"] = "0x%02x" % seg[13]
             facts["seq"] = struct.unpack_from("!I", seg, 4)[0]
+            hlen = (seg[12] >> 4) * 4
+            i = 20
+            while i < hlen:  # options: report a window scale
+                kind = seg[i]
+                if kind == 0:
+                    break
+                if kind == 1:
+                    i += 1
+                    continue
+                if i + 1 >= hlen or seg[i + 1] < 2:
+                    break
+                if kind == 3 and seg[i + 1] == 3:
+                    facts["wscale"] = seg[i + 2]
+                i += seg[i + 1]
         else:
             if struct.unpack_from("!H", seg, 4)[0] != len(seg):
                 ok = False
@@ -118,8 +132,12 @@ def main(path):
         c = csum((pseudo if proto == 58 else b"") + seg)
         facts["l4csum"] = "ok" if c == 0xFFFF else "bad"
         ok = ok and c == 0xFFFF
-    facts["payload"] = len(seg) - {6: 20, 17: 8, 1: 8, 58: 8}.get(proto, 0) \
-        if not frag_off else len(seg)
+    if frag_off:
+        facts["payload"] = len(seg)
+    elif proto == 6:
+        facts["payload"] = len(seg) - (seg[12] >> 4) * 4
+    else:
+        facts["payload"] = len(seg) - {17: 8, 1: 8, 58: 8}.get(proto, 0)
     print(" ".join("%s=%s" % kv for kv in facts.items()))
     return 0 if ok else 1
 
