@@ -306,6 +306,11 @@ sessions_round() {
 
 # --- the collector over time and at scale ------------------------------------------
 
+# gc_run_seen FILE COND: some JSON line of `mseg gc --json` output meets COND.
+gc_run_seen() {
+	jq -e -s --exit-status "any(.[]; $2)" "$1" >/dev/null 2>&1
+}
+
 @test "mseg gc --interval 1 sweeps repeatedly and stops on SIGTERM" {
 	bench
 	mseg config set timeout_time_wait 1
@@ -315,7 +320,8 @@ sessions_round() {
 	wait_until 30 test -s "$out"
 	# sessions arrive between two runs: later runs delete the expired ones
 	"$MSEG_BUILD/mseg-fill" --count 40 --expired 25 --idle 3 >/dev/null
-	wait_until 40 grep -q '"scanned":15,"expired":0,"deleted":0,"live":15' "$out"
+	wait_until 40 gc_run_seen "$out" \
+		'.scanned == 15 and .expired == 0 and .deleted == 0 and .live == 15'
 	assert_eq "deleted over all runs" 25 "$(jq -s 'map(.deleted) | add' "$out")"
 	kill -TERM "$GC_PID"
 	local i
