@@ -723,8 +723,6 @@ static int parse_args(int argc, char **argv, const char **dir,
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char *end;
-	long v;
 	int c;
 
 	opterr = 0;
@@ -738,15 +736,8 @@ static int parse_args(int argc, char **argv, const char **dir,
 			*dir = optarg;
 			break;
 		case 'i':
-			errno = 0;
-			v = strtol(optarg, &end, 10);
-			if (errno || *end || end == optarg || v < 1 || v > 86400) {
-				fprintf(stderr,
-					"mseg: --interval wants whole seconds from 1 to 86400, not '%s'\n",
-					optarg);
+			if (mseg_parse_interval(optarg, interval))
 				return 2;
-			}
-			*interval = (unsigned)v;
 			break;
 		case 'h':
 			usage(stdout);

@@ -243,23 +243,14 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char *end;
-	long v;
 	int c;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "hi:j", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i':
-			errno = 0;
-			v = strtol(optarg, &end, 10);
-			if (errno || *end || end == optarg || v < 1 || v > 86400) {
-				fprintf(stderr,
-					"mseg: --interval wants whole seconds from 1 to 86400, not '%s'\n",
-					optarg);
+			if (mseg_parse_interval(optarg, interval))
 				return 2;
-			}
-			*interval = (unsigned)v;
 			break;
 		case 'j':
 			*json = true;

@@ -7,6 +7,9 @@
 #ifndef MSEG_UTIL_H
 #define MSEG_UTIL_H
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <linux/types.h>
 
@@ -32,6 +35,24 @@ static inline __u64 mseg_now_boot_ns(void)
 static inline double mseg_now_mono_s(void)
 {
 	return mseg_clock_ns(CLOCK_MONOTONIC) / 1e9;
+}
+
+/* --interval S, shared by the long-running tools: 0 after "mseg: ..." if bad. */
+static inline int mseg_parse_interval(const char *s, unsigned *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < 1 || v > 86400) {
+		fprintf(stderr,
+			"mseg: --interval wants whole seconds from 1 to 86400, not '%s'\n",
+			s);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
 }
 
 static const char *const mseg_tcp_state_names[MSEG_TCP_STATE_MAX] = {

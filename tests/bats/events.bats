@@ -94,14 +94,7 @@ evlimit() { map_dump mseg_evlimit | jq -r ".[0].formatted.value.$1"; }
   mseg config set warn_pct 1      # 1 % of 262144: above 2621 entries
   mseg config set flood_syn_rate 3
   "$MSEG_BUILD/mseg-fill" --count 2700 >/dev/null
-  # Five SYNs from one process: microseconds apart, so in one SYN window
-  # however loaded the machine is.
-  local i frames="$BATS_TEST_TMPDIR/syns.hex"
-  for ((i = 0; i < 5; i++)); do
-    "$MSEG_PKT" --proto tcp --src 10.3.0.1 --dst 10.3.0.2 --sport $((41000 + i)) \
-      --dport 80 --flags S --hex
-  done >"$frames"
-  [ "$("$MSEG_BUILD/mseg-testrun" --prog-id "$PROG_ID" "$frames" | sort -u)" = 0 ]
+  [ "$(syn_burst 10.3.0.1 10.3.0.2 80 41000 5)" = 0 ]
   run log_json
   [ "$status" -eq 0 ]
   [ "$(jq -sc 'map(select(.event == "pressure")) | map([.reason, .value])' <<<"$output")" = '[["pressure-warning",1]]' ]

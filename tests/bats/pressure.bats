@@ -151,14 +151,7 @@ monitor_field() { monitor_json | jq -r ".$1"; }
   crafted_setup
   mseg config set flood_syn_rate 5
   mseg config set flood_syn_timeout 1
-  # 30 SYNs from one process: microseconds apart, in one SYN window however
-  # loaded the machine is.
-  local i frames="$BATS_TEST_TMPDIR/syns.hex"
-  for ((i = 0; i < 30; i++)); do
-    "$MSEG_PKT" --proto tcp --src 10.9.0.1 --dst 10.9.0.2 --sport $((5000 + i)) \
-      --dport 80 --flags S --hex
-  done >"$frames"
-  [ "$("$MSEG_BUILD/mseg-testrun" --prog-id "$PROG_ID" "$frames" | sort -u)" = 0 ]
+  [ "$(syn_burst 10.9.0.1 10.9.0.2 80 5000 30)" = 0 ]
   [ "$(monitor_field flood)" = true ]
   [ "$(monitor_field flood_count)" = 1 ]
   [ "$(monitor_field half_open)" = 30 ]

@@ -159,6 +159,20 @@ pkt_file() {
 	echo "$f"
 }
 
+# syn_burst SRC DST DPORT FIRST_SPORT N: N new-flow SYNs from one process
+# (build/mseg-testrun), microseconds apart, so they land in one SYN window
+# however loaded the machine is; prints the distinct verdicts.
+syn_burst() {
+	local src=$1 dst=$2 dport=$3 sport=$4 n=$5 i frames
+	frames=$(mktemp "${BATS_TEST_TMPDIR:-/tmp}/syns.XXXXXX")
+	for ((i = 0; i < n; i++)); do
+		"$MSEG_PKT" --proto tcp --src "$src" --dst "$dst" --sport $((sport + i)) \
+			--dport "$dport" --flags S --hex
+	done >"$frames"
+	"$MSEG_BUILD/mseg-testrun" --prog-id "$PROG_ID" "$frames" | sort -u
+	rm -f "$frames"
+}
+
 # prog_run FILE [ID]: run the program once on FILE, print its return value.
 prog_run() {
 	local file=$1 id=${2:-$PROG_ID} out
