@@ -50,12 +50,14 @@ static const char *rule_shapes =
 struct rule {
 	struct mseg_rule_key k;
 	struct mseg_rule_val v;
+	size_t line; /* for "a later line replaces an earlier one" */
 };
 
 struct cidr {
 	struct mseg_cidr_key k;
 	struct mseg_cidr_val v;
 	bool prio_given;
+	size_t line;
 };
 
 static struct rule *rules;
@@ -286,6 +288,7 @@ static void parse_rule(int argc, char **argv, __u8 set)
 	r.k.dport = (__u16)dp;
 	r.k.set = set;
 	r.v.action = (__u8)act;
+	r.line = (size_t)lineno;
 	rules = grow(rules, &caprules, nrules, sizeof(*rules));
 	rules[nrules++] = r;
 }
@@ -389,8 +392,46 @@ static void parse_cidr(int argc, char **argv, __u8 set)
 	c.v.action = (__u8)act;
 	c.v.priority = (__u32)prio;
 	c.prio_given = *priority;
+	c.line = (size_t)lineno;
 	cidrs = grow(cidrs, &capcidrs, ncidrs, sizeof(*cidrs));
 	cidrs[ncidrs++] = c;
+}
+
+static int cmp_rule_line(const void *a, const void *b)
+{
+	const struct rule *x = a, *y = b;
+	int c = memcmp(&x->k, &y->k, sizeof(x->k));
+
+	return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+static int cmp_cidr_line(const void *a, const void *b)
+{
+	const struct cidr *x = a, *y = b;
+	int c = memcmp(&x->k, &y->k, sizeof(x->k));
+
+	return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* A later line for the same rule or prefix replaces an earlier one. */
+static void dedupe(void)
+{
+	size_t i, n;
+
+	qsort(rules, nrules, sizeof(*rules), cmp_rule_line);
+	for (i = n = 0; i < nrules; i++) {
+		if (i + 1 < nrules && !memcmp(&rules[i].k, &rules[i + 1].k, sizeof(rules[i].k)))
+			continue;
+		rules[n++] = rules[i];
+	}
+	nrules = n;
+	qsort(cidrs, ncidrs, sizeof(*cidrs), cmp_cidr_line);
+	for (i = n = 0; i < ncidrs; i++) {
+		if (i + 1 < ncidrs && !memcmp(&cidrs[i].k, &cidrs[i + 1].k, sizeof(cidrs[i].k)))
+			continue;
+		cidrs[n++] = cidrs[i];
+	}
+	ncidrs = n;
 }
 
 enum mode { M_RULESET, M_RULES, M_CIDRS };
@@ -460,6 +501,7 @@ out:
 		fprintf(stderr, "mseg: line %ld: %s\n", lineno, errbuf);
 		return false;
 	}
+	dedupe();
 	return true;
 }
 

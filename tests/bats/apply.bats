@@ -380,3 +380,14 @@ R
 	[[ $status == 2 && $stderr == "mseg: line 2: 10.9.0.1/16 has host bits set: did you mean 10.9.0.0/16?" ]] || fail_msg "$stderr"
 	[[ $(state) == "$before" ]]
 }
+
+@test "a later line for the same rule or prefix replaces an earlier one; the counts are of distinct entries" {
+	printf '%s\n' "rule --src 10.3.0.1 --dst 10.3.0.2 --action deny" \
+		"cidr 10.4.0.0/16 --action deny --priority 9" \
+		"rule --src 10.3.0.1 --dst 10.3.0.2 --proto any --action log" \
+		"cidr 10.4.0.0/16 --action allow" >"$BATS_TEST_TMPDIR/dup"
+	run apply "$BATS_TEST_TMPDIR/dup"
+	[[ $output == "applied: 1 rules, 1 cidr rules, default allow" ]] || fail_msg "$output"
+	[[ $(save) == $'default allow\nrule --src 10.3.0.1 --dst 10.3.0.2 --action log\ncidr 10.4.0.0/16 --action allow' ]] ||
+		fail_msg "$(save)"
+}
