@@ -28,8 +28,12 @@
 #ifndef MSEG_MAX_SESSIONS
 #define MSEG_MAX_SESSIONS 262144
 #endif
-#define MSEG_MAX_RULES 131072
-#define MSEG_MAX_CIDRS 131072
+/*
+ * Rule capacity covers two rule sets: `mseg apply` writes the new set beside
+ * the old one before it switches, so each set may hold 131,072 entries.
+ */
+#define MSEG_MAX_RULES 262144
+#define MSEG_MAX_CIDRS 262144
 
 enum mseg_action {
 	MSEG_ACT_ALLOW = 0,

@@ -98,16 +98,32 @@ static __always_inline bool mseg_cidr_lookup(const struct mseg_tuple *t,
  * Judge a flow given as originator -> responder. A real BPF function, not
  * inlined: its lookup keys then live in its own frame, not in every caller's.
  */
+/*
+ * default_action, strict and active_set share one aligned 32-bit word of
+ * mseg_config. `mseg apply` switches the set and the default in one config
+ * write; reading the word once means a flow is judged by one rule set and
+ * that set's default, never by a mix of the old and the new.
+ */
+_Static_assert(__builtin_offsetof(struct mseg_config, default_action) == 8 &&
+		       __builtin_offsetof(struct mseg_config, active_set) == 10,
+	       "default_action and active_set share the word at offset 8");
+
 static __noinline void mseg_policy_decide(const struct mseg_tuple *t,
 					  const struct mseg_config *cfg,
 					  struct mseg_verdict *v)
 {
-	if (mseg_exact_lookup(t, cfg->active_set, v))
+	__u32 word = *(volatile const __u32 *)&cfg->default_action;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	__u8 def = word & 0xff, set = (word >> 16) & 0xff;
+#else
+	__u8 def = word >> 24, set = (word >> 8) & 0xff;
+#endif
+
+	if (mseg_exact_lookup(t, set, v))
 		return;
-	if (mseg_cidr_lookup(t, cfg->active_set, v))
+	if (mseg_cidr_lookup(t, set, v))
 		return;
-	v->action = cfg->default_action == MSEG_ACT_DENY ? MSEG_ACT_DENY :
-							   MSEG_ACT_ALLOW;
+	v->action = def == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
 	v->by = MSEG_BY_DEFAULT;
 }
 
