@@ -8,31 +8,11 @@ readonly ROOT
 readonly SESSIONS="${MSEG_BENCH_SESSIONS:-1000000}"
 readonly CAPACITY="${MSEG_BENCH_CAPACITY:-1048576}"
 
-WORK=""
-NS=""
-
-cleanup() {
-  [[ -n "${NS}" ]] && ip netns del "${NS}" 2>/dev/null
-  if [[ -n "${WORK}" ]]; then
-    umount "${WORK}/bpffs" 2>/dev/null
-    rm -rf "${WORK}"
-  fi
-  return 0
-}
+# shellcheck source=bench/lib.bash
+source "${ROOT}/bench/lib.bash"
 
 main() {
-  trap cleanup EXIT
-  WORK="$(mktemp -d /tmp/mseg-bench-gc.XXXXXX)"
-  NS="msegbgc$$"
-  make -s -C "${ROOT}" BUILD="${WORK}/build" MSEG_MAX_SESSIONS="${CAPACITY}" >/dev/null
-  mkdir "${WORK}/bpffs"
-  mount -t bpf bpf "${WORK}/bpffs"
-  export TC_BPF_MNT="${WORK}/bpffs"
-  ip netns add "${NS}"
-  ip -n "${NS}" link add b0 type veth peer name b1
-  ip netns exec "${NS}" tc qdisc add dev b0 clsact
-  ip netns exec "${NS}" tc filter add dev b0 ingress bpf da \
-    obj "${WORK}/build/mseg.bpf.o" sec tc
+  bench_big_table gc "${CAPACITY}"
 
   # Expired: TIME_WAIT last seen 130 s ago (timeout 120 s); live: ESTABLISHED.
   "${WORK}/build/mseg-fill" --count "${SESSIONS}" \

@@ -10,17 +10,8 @@ readonly SESSIONS="${MSEG_BENCH_SESSIONS:-1000000}"
 readonly CAPACITY="${MSEG_BENCH_CAPACITY:-1048576}"
 readonly RUNS="${MSEG_BENCH_RUNS:-5}"
 
-WORK=""
-NS=""
-
-cleanup() {
-  [[ -n "${NS}" ]] && ip netns del "${NS}" 2>/dev/null
-  if [[ -n "${WORK}" ]]; then
-    umount "${WORK}/bpffs" 2>/dev/null
-    rm -rf "${WORK}"
-  fi
-  return 0
-}
+# shellcheck source=bench/lib.bash
+source "${ROOT}/bench/lib.bash"
 
 # wall CMD...: run CMD, print its wall time in seconds.
 wall() {
@@ -32,18 +23,8 @@ wall() {
 }
 
 main() {
-  trap cleanup EXIT
-  WORK="$(mktemp -d /tmp/mseg-bench-textfile.XXXXXX)"
-  NS="msegbtf$$"
-  make -s -C "${ROOT}" BUILD="${WORK}/build" MSEG_MAX_SESSIONS="${CAPACITY}" >/dev/null
-  mkdir "${WORK}/bpffs" "${WORK}/out"
-  mount -t bpf bpf "${WORK}/bpffs"
-  export TC_BPF_MNT="${WORK}/bpffs"
-  ip netns add "${NS}"
-  ip -n "${NS}" link add b0 type veth peer name b1
-  ip netns exec "${NS}" tc qdisc add dev b0 clsact
-  ip netns exec "${NS}" tc filter add dev b0 ingress bpf da \
-    obj "${WORK}/build/mseg.bpf.o" sec tc
+  bench_big_table textfile "${CAPACITY}"
+  mkdir "${WORK}/out"
 
   # A tenth of them expired (TIME_WAIT idle 130 s): counted as entries,
   # not as sessions, as before a gc sweep.
