@@ -26,7 +26,6 @@ teardown_file() {
 setup() {
 	require_build
 	need "the classifier loaded" test -n "${PROG_ID:-}"
-	need scripts/mseg-apply test -x "$MSEG_SCRIPTS/mseg-apply"
 	need build/mseg-ruleset test -x "$MSEG_BUILD/mseg-ruleset"
 	need build/mseg-testrun test -x "$MSEG_BUILD/mseg-testrun"
 }

@@ -11,7 +11,6 @@ load helpers/lab
 
 setup_file() {
 	require_build
-	need scripts/mseg test -x "$MSEG_SCRIPTS/mseg"
 	lab_setup
 	lab_start_servers 600
 }
@@ -22,7 +21,6 @@ teardown_file() {
 
 setup() {
 	require_build
-	need scripts/mseg-apply test -x "$MSEG_SCRIPTS/mseg-apply"
 	need "the lab came up" test -n "${LAB_PROG_ID:-}"
 }
 

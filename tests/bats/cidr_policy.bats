@@ -26,7 +26,6 @@ teardown_file() {
 setup() {
 	require_build
 	need "the classifier loaded" test -n "${PROG_ID:-}"
-	need scripts/mseg-cidr test -x "$MSEG_SCRIPTS/mseg-cidr"
 	need build/mseg-testrun test -x "$MSEG_BUILD/mseg-testrun"
 	NEXT_PORT=$((BATS_TEST_NUMBER * 1000))
 	rules_track_init

@@ -14,7 +14,6 @@ load helpers/lab
 
 setup_file() {
 	require_build
-	need scripts/mseg test -x "$MSEG_SCRIPTS/mseg"
 	lab_setup
 	lab_start_servers 600
 }
@@ -25,7 +24,6 @@ teardown_file() {
 
 setup() {
 	require_build
-	need scripts/mseg-cidr test -x "$MSEG_SCRIPTS/mseg-cidr"
 	need "the lab came up" test -n "${LAB_PROG_ID:-}"
 	CIDRS_ADDED=$BATS_TEST_TMPDIR/cidrs-added
 	: >"$CIDRS_ADDED"

@@ -42,7 +42,6 @@ teardown() {
 
 # rule_deny SELECTORS...: add a deny rule and remember it for teardown.
 rule_deny() {
-	need scripts/mseg-rule test -x "$MSEG_SCRIPTS/mseg-rule"
 	mseg_rule add "$@" --action deny >/dev/null
 	rule_track "$@"
 }

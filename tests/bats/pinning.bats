@@ -104,18 +104,7 @@ rebuild_object() {
 	# Put an entry in each map: a session, a first fragment, a rule, a CIDR.
 	handshake 40100
 	assert_eq "first fragment" 0 "$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto udp --mf --ip-id 77 --payload 64)"
-	local -a z10 key val
-	read -r -a z10 <<<"00 00 00 00 00 00 00 00 00 00"
-	if [[ -x $MSEG_SCRIPTS/mseg-rule ]]; then
-		mseg_rule add --src 10.50.0.1 --dst 10.50.0.9 --proto tcp --dport 22 --action deny >/dev/null
-	else
-		# struct mseg_rule_key: ::ffff:10.50.0.1, ::ffff:10.50.0.9, sport 0,
-		# dport 22 (LE), proto 6, set 0, pad; struct mseg_rule_val: action 1
-		key=("${z10[@]}" ff ff 0a 32 00 01 "${z10[@]}" ff ff 0a 32 00 09 00 00 16 00 06 00 00 00)
-		val=("${z10[@]:0:8}" 01 "${z10[@]:0:7}")
-		bpftool map update pinned "$(pin mseg_policy)" key hex "${key[@]}" value hex "${val[@]}"
-	fi
-	need scripts/mseg-cidr test -x "$MSEG_SCRIPTS/mseg-cidr"
+	mseg_rule add --src 10.50.0.1 --dst 10.50.0.9 --proto tcp --dport 22 --action deny >/dev/null
 	"$MSEG_SCRIPTS/mseg-cidr" add 10.51.0.0/16 --action deny >/dev/null
 
 	local -A fields=(
@@ -148,8 +137,6 @@ rebuild_object() {
 }
 
 @test "tc filter replace with a rebuilt object keeps sessions, rules and config" {
-	need scripts/mseg-rule test -x "$MSEG_SCRIPTS/mseg-rule"
-	need scripts/mseg-cidr test -x "$MSEG_SCRIPTS/mseg-cidr"
 	plain_attach mp0
 	PROG_ID=$(prog_id mp0 "$NS")
 	local old_id=$PROG_ID new_obj=$BATS_TEST_TMPDIR/mseg-rebuilt.bpf.o

@@ -24,7 +24,6 @@ teardown_file() {
 setup() {
 	require_build
 	need "the classifier loaded" test -n "${PROG_ID:-}"
-	need scripts/mseg-rule test -x "$MSEG_SCRIPTS/mseg-rule"
 	local n=$BATS_TEST_NUMBER
 	S4=10.30.$n.1
 	D4=10.40.$n.2

@@ -24,7 +24,6 @@ PORT=5100
 
 setup_file() {
 	require_build
-	need scripts/mseg test -x "$MSEG_SCRIPTS/mseg"
 	lab_setup
 	ip -n "$LAB_C" route replace default via "$LAB_R4C" rto_min 20ms
 	ip -n "$LAB_C" -6 route replace default via "$LAB_R6C" rto_min 20ms

@@ -37,9 +37,6 @@ TC_ACT_SHOT=2
 mseg() { "$MSEG_SCRIPTS/mseg" "$@"; }
 mseg_rule() { "$MSEG_SCRIPTS/mseg-rule" "$@"; }
 
-# True once the other engineer's scripts exist.
-have_mseg_script() { [[ -x $MSEG_SCRIPTS/mseg ]]; }
-
 # need WHY COND...: fail the test (never skip it) when COND does not hold;
 # CI installs and builds everything, so a missing piece is a real failure.
 need() {
@@ -94,20 +91,10 @@ nsrun() {
 }
 
 # attach_dev DEV NS [--ingress|--egress|--both]: the classifier on DEV, with
-# `mseg attach` (the contract), or plain tc while the script is missing.
+# `mseg attach` (the contract).
 attach_dev() {
 	local dev=$1 ns=$2 dir=${3:---ingress}
-	if have_mseg_script; then
-		nsrun "$ns" "$MSEG_SCRIPTS/mseg" attach "$dev" "$dir"
-		return
-	fi
-	nsrun "$ns" tc qdisc add dev "$dev" clsact
-	if [[ $dir != --egress ]]; then
-		nsrun "$ns" tc filter add dev "$dev" ingress bpf da obj "$MSEG_OBJ" sec tc
-	fi
-	if [[ $dir != --ingress ]]; then
-		nsrun "$ns" tc filter add dev "$dev" egress bpf da obj "$MSEG_OBJ" sec tc
-	fi
+	nsrun "$ns" "$MSEG_SCRIPTS/mseg" attach "$dev" "$dir"
 }
 
 # prog_id DEV [NS] [ingress|egress]: id of the bpf program tc runs there.
@@ -276,11 +263,7 @@ sessions_raw() {
 # sessions_json: one JSON object per line from `mseg sessions --json`
 # (array or JSON lines), or from the map itself while the script is missing.
 sessions_json() {
-	if have_mseg_script; then
-		mseg sessions --json | jq -c 'if type == "array" then .[] else . end'
-	else
-		sessions_raw
-	fi
+	mseg sessions --json | jq -c '.[]'
 }
 
 # session_count [JQ-CONDITION]: sessions for which the condition holds.
