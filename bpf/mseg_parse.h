@@ -17,7 +17,6 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
-#include <linux/icmp.h>
 #include <linux/icmpv6.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -37,6 +36,22 @@
 #define MSEG_TCPOPT_NOP 1
 #define MSEG_TCPOPT_WSCALE 3
 #define MSEG_TCPOLEN_WSCALE 3
+
+/*
+ * The ICMP echo header (RFC 792), declared here because <linux/icmp.h>
+ * includes <linux/if.h> and through it glibc's <sys/socket.h>, which under
+ * -target bpf asks for the 32-bit glibc stubs (libc6-dev-i386).
+ */
+#define MSEG_ICMP_ECHOREPLY 0
+#define MSEG_ICMP_ECHO 8
+
+struct mseg_icmp_echo {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be16 id;
+	__be16 sequence;
+};
 
 #define MSEG_TCP_FIN 0x01
 #define MSEG_TCP_SYN 0x02
@@ -182,12 +197,12 @@ static __always_inline int mseg_parse_l4(struct __sk_buff *skb, void *data,
 		return MSEG_PARSE_OK;
 	}
 	case IPPROTO_ICMP: {
-		struct icmphdr *ih = l4;
+		struct mseg_icmp_echo *ih = l4;
 
 		if (!MSEG_HDR_OK(ih, data_end) || l4_len < sizeof(*ih))
 			return MSEG_PARSE_MALFORMED;
-		if (ih->type == ICMP_ECHO || ih->type == ICMP_ECHOREPLY) {
-			p->t.sport = bpf_ntohs(ih->un.echo.id);
+		if (ih->type == MSEG_ICMP_ECHO || ih->type == MSEG_ICMP_ECHOREPLY) {
+			p->t.sport = bpf_ntohs(ih->id);
 			p->t.dport = p->t.sport;
 		}
 		return MSEG_PARSE_OK;
