@@ -152,7 +152,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mseg: need --count N > 0 and --expired <= --count\n");
 		return 2;
 	}
-	if (o.idle_s * MSEG_NSEC_PER_SEC >= mseg_now_boot_ns()) {
+	/* Only expired entries are back-dated; a fresh machine may be up for
+	 * less than the default --idle and still fill live sessions. */
+	if (o.expired && o.idle_s * MSEG_NSEC_PER_SEC >= mseg_now_boot_ns()) {
 		fprintf(stderr, "mseg: --idle %llu is longer than this machine's uptime\n",
 			(unsigned long long)o.idle_s);
 		return 2;

@@ -389,6 +389,16 @@ sanitized() {
 	return "$rc"
 }
 
+# After `run sanitized ...` of a tool with no pinned maps: exit 1, one line.
+expect_no_maps() {
+	local err
+	err="$(cat "$1")"
+	if [[ $status != 1 || $err != "mseg: cannot open "* ]]; then
+		echo "expected exit 1 and 'mseg: cannot open ...', got $status: $err" >&2
+		return 1
+	fi
+}
+
 @test "mseg-gc and mseg-fill built with -fsanitize=address,undefined run clean" {
 	local d=$BATS_TEST_TMPDIR/asan tool
 	mkdir -p "$d"
@@ -428,9 +438,9 @@ sanitized() {
 	expect_gc "$(head -1 "$d/i")" 10000 0 0 10000 0
 	# error paths: no maps, bad arguments, help
 	run sanitized "$d/o" env TC_BPF_MNT="$BATS_TEST_TMPDIR" "$d/mseg-gc"
-	[[ $status == 1 && $(cat "$d/o.err") == "mseg: cannot open "* ]]
+	expect_no_maps "$d/o.err"
 	run sanitized "$d/o" env TC_BPF_MNT="$BATS_TEST_TMPDIR" "$d/mseg-fill" --count 5
-	[[ $status == 1 && $(cat "$d/o.err") == "mseg: cannot open "* ]]
+	expect_no_maps "$d/o.err"
 	run sanitized "$d/o" "$d/mseg-gc" --interval abc
 	[[ $status == 2 ]]
 	run sanitized "$d/o" "$d/mseg-fill" --count 5 --expired 6
