@@ -334,27 +334,17 @@ done:
 	return mseg_parse_l4(skb, data, data_end, l4_off, end - l4_off, p);
 }
 
-/*
- * Parse the frame at skb->data. Headers are read in place; if they sit
- * beyond the linear part of the skb they are pulled in first.
- */
-static __always_inline int mseg_parse(struct __sk_buff *skb, struct mseg_pkt *p)
+/* Parse the frame at skb->data, reading only the linear part of the skb. */
+static __noinline int mseg_parse_linear(struct __sk_buff *skb,
+					 struct mseg_pkt *p)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth;
+	struct ethhdr *eth = data;
 	__u32 off = sizeof(*eth);
 	__be16 proto;
 	int i;
 
-	if (data + MSEG_PULL_LEN > data_end && skb->len > data_end - data) {
-		bpf_skb_pull_data(skb, skb->len < MSEG_PULL_LEN ? skb->len :
-								   MSEG_PULL_LEN);
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
-	}
-
-	eth = data;
 	if (!MSEG_HDR_OK(eth, data_end))
 		return MSEG_PARSE_MALFORMED;
 	proto = eth->h_proto;
@@ -378,6 +368,25 @@ static __always_inline int mseg_parse(struct __sk_buff *skb, struct mseg_pkt *p)
 	if (proto == bpf_htons(ETH_P_IPV6))
 		return mseg_parse_ipv6(skb, data, data_end, off, skb->len, p);
 	return MSEG_PARSE_NON_IP;
+}
+
+/*
+ * Parse a frame. The stack and GRO leave the headers in the linear part,
+ * so that is read first; only a frame whose headers ran past it is pulled
+ * (a copy, and a new head for a cloned skb, as TCP's are) and read again.
+ */
+static __always_inline int mseg_parse(struct __sk_buff *skb, struct mseg_pkt *p)
+{
+	int r = mseg_parse_linear(skb, p);
+	__u32 len = skb->len;
+
+	if (r != MSEG_PARSE_MALFORMED ||
+	    len <= (__u32)(skb->data_end - skb->data))
+		return r;
+	if (bpf_skb_pull_data(skb, len < MSEG_PULL_LEN ? len : MSEG_PULL_LEN))
+		return r;
+	__builtin_memset(p, 0, sizeof(*p));
+	return mseg_parse_linear(skb, p);
 }
 
 #endif /* MSEG_PARSE_H */

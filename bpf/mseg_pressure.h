@@ -82,10 +82,48 @@ static __always_inline bool mseg_above(__u64 n, __u32 pct)
 	return n * 100 > (__u64)pct * MSEG_MAX_SESSIONS;
 }
 
+/* Set or clear one level flag; an entry into it is an event. */
+static __always_inline void mseg_level(struct mseg_pressure *pr,
+				       const struct mseg_config *cfg,
+				       struct mseg_stats *st, __u64 n,
+				       __u32 flag, __u32 pct, __u64 *entered,
+				       __u8 reason)
+{
+	if (mseg_pressure_flag(pr, flag, mseg_above(n, pct), entered))
+		mseg_event(cfg, st, NULL,
+			   mseg_ev(MSEG_EV_PRESSURE, reason, MSEG_ACT_ALLOW, 0,
+				   pr->level));
+}
+
+/* Recount the table and move the levels up or down. */
+static __always_inline void mseg_pressure_recount(struct mseg_pressure *pr,
+						  const struct mseg_config *cfg,
+						  struct mseg_stats *st,
+						  __u64 now)
+{
+	__s64 cnt = bpf_map_sum_elem_count((struct bpf_map *)&mseg_sessions);
+	__u64 n = cnt > 0 ? cnt : 0;
+
+	pr->sessions = n;
+	pr->level = n * 100 / MSEG_MAX_SESSIONS;
+	pr->updated_ns = now;
+	mseg_level(pr, cfg, st, n, MSEG_PRESSURE_WARN,
+		   MSEG_CFG_OR(cfg, warn_pct, MSEG_DEF_WARN_PCT),
+		   &pr->warn_count, MSEG_RSN_WARN);
+	mseg_level(pr, cfg, st, n, MSEG_PRESSURE_CRIT,
+		   MSEG_CFG_OR(cfg, crit_pct, MSEG_DEF_CRIT_PCT),
+		   &pr->crit_count, MSEG_RSN_CRIT);
+	mseg_level(pr, cfg, st, n, MSEG_PRESSURE_DEGRADED,
+		   MSEG_CFG_OR(cfg, degrade_pct, MSEG_DEF_DEGRADE_PCT),
+		   &pr->degrade_count, MSEG_RSN_DEGRADE);
+}
+
 /*
- * Once a second, on any tracked packet: close the SYN window; the flood
- * state is decided on the complete second, so it also clears here. One
- * compare on the fast path; whichever CPU wins the swap does the rest.
+ * Once a second, on any packet: close the SYN window (the flood state is
+ * decided on the complete second, so it also clears here) and recount the
+ * table, so the levels fall after mseg-gc reclaims entries even when no
+ * new flow arrives. One compare on the fast path; whichever CPU wins the
+ * swap does the rest.
  */
 static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
 					       const struct mseg_config *cfg,
@@ -106,6 +144,7 @@ static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
 	flood = pr->syn_rate > syn_max || half > half_max;
 	if (mseg_pressure_flag(pr, MSEG_PRESSURE_FLOOD, flood, &pr->flood_count))
 		mseg_flood_event(cfg, st, pr->syn_rate, syn_max, half);
+	mseg_pressure_recount(pr, cfg, st, now);
 }
 
 /*
@@ -113,45 +152,18 @@ static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
  * move the levels, count the SYN, raise the flood flag at once when a
  * threshold is crossed mid-window (clearing waits for the tick).
  */
-static __always_inline void mseg_level(struct mseg_pressure *pr,
-				       const struct mseg_config *cfg,
-				       struct mseg_stats *st, __u64 n,
-				       __u32 flag, __u32 pct, __u64 *entered,
-				       __u8 reason)
-{
-	if (mseg_pressure_flag(pr, flag, mseg_above(n, pct), entered))
-		mseg_event(cfg, st, NULL,
-			   mseg_ev(MSEG_EV_PRESSURE, reason, MSEG_ACT_ALLOW, 0,
-				   pr->level));
-}
-
 static __always_inline void mseg_pressure_update(struct mseg_pressure *pr,
 						 const struct mseg_config *cfg,
 						 struct mseg_stats *st,
 						 __u64 now, bool syn)
 {
-	__s64 cnt = bpf_map_sum_elem_count((struct bpf_map *)&mseg_sessions);
-	__u64 n = cnt > 0 ? cnt : 0;
 	__u64 syn_max = MSEG_CFG_OR(cfg, flood_syn_rate,
 				    MSEG_DEF_FLOOD_SYN_RATE);
 	__u64 half_max = MSEG_CFG_OR(cfg, flood_half_open,
 				     MSEG_DEF_FLOOD_HALF_OPEN);
-
 	__u64 half;
 
-	pr->sessions = n;
-	pr->level = n * 100 / MSEG_MAX_SESSIONS;
-	pr->updated_ns = now;
-	mseg_level(pr, cfg, st, n, MSEG_PRESSURE_WARN,
-		   MSEG_CFG_OR(cfg, warn_pct, MSEG_DEF_WARN_PCT),
-		   &pr->warn_count, MSEG_RSN_WARN);
-	mseg_level(pr, cfg, st, n, MSEG_PRESSURE_CRIT,
-		   MSEG_CFG_OR(cfg, crit_pct, MSEG_DEF_CRIT_PCT),
-		   &pr->crit_count, MSEG_RSN_CRIT);
-	mseg_level(pr, cfg, st, n, MSEG_PRESSURE_DEGRADED,
-		   MSEG_CFG_OR(cfg, degrade_pct, MSEG_DEF_DEGRADE_PCT),
-		   &pr->degrade_count, MSEG_RSN_DEGRADE);
-
+	mseg_pressure_recount(pr, cfg, st, now);
 	if (!syn)
 		return;
 	__sync_fetch_and_add(&pr->syn_count, 1);
