@@ -54,7 +54,21 @@ mseg_tc_attach() {
     mseg_tc_drop_empty_clsact "$dev"
     # libbpf is verbose; its last lines say what went wrong.
     err=$(tail -n 3 <<<"$err" | tr -s '\n ' '  ')
-    mseg_die "tc could not attach $MSEG_OBJ to $dev $dir: ${err% }"
+    mseg_die "tc could not attach $MSEG_OBJ to $dev $dir: ${err% }$(_mseg_kernel_hint)"
+  fi
+}
+
+#######################################
+# Print why an old kernel cannot load mseg, or nothing on a recent one.
+#######################################
+_mseg_kernel_hint() {
+  local rel major minor
+  rel=$(uname -r)
+  IFS=. read -r major minor _ <<<"$rel"
+  [[ $major =~ ^[0-9]+$ && ${minor%%[^0-9]*} =~ ^[0-9]+$ ]] || return 0
+  minor=${minor%%[^0-9]*}
+  if ((major < 6 || (major == 6 && minor < 6))); then
+    printf ' (mseg needs Linux 6.6 or later for the bpf_map_sum_elem_count kfunc; this is %s)' "$rel"
   fi
 }
 
