@@ -11,6 +11,7 @@
 
 #include "mseg_abi.h"
 #include "mseg_maps.h"
+#include "mseg_clock.h"
 #include "mseg_parse.h"
 #include "mseg_policy.h"
 #include "mseg_conntrack.h"
@@ -301,7 +302,7 @@ static __always_inline bool mseg_fragment_ports(struct mseg_pkt *p,
 	}
 	st->fragments++;
 	fv = bpf_map_lookup_elem(&mseg_frags, &fk);
-	if (!fv || now - fv->seen_ns >= MSEG_FRAG_TIMEOUT_NS)
+	if (!fv || mseg_elapsed(now, fv->seen_ns, MSEG_FRAG_TIMEOUT_NS))
 		return false;
 	p->t.sport = fv->sport;
 	p->t.dport = fv->dport;
@@ -341,7 +342,7 @@ int mseg_classifier(struct __sk_buff *skb)
 	if (p.link_local)
 		return mseg_pass(st, MSEG_ACT_ALLOW);
 
-	now = bpf_ktime_get_boot_ns();
+	now = mseg_now();
 	mseg_pressure_tick(pr, cfg, st, now);
 	if (p.frag != MSEG_FRAG_NONE && !mseg_fragment_ports(&p, st, now))
 		trackable = false;

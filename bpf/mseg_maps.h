@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Every map of the classifier, defined once. All are pinned by name, so
- * iproute2 pins them under $TC_BPF_MNT/tc/globals/ and every attachment
- * (devices, ingress and egress, later replacements) shares them.
+ * Every map of the classifier, defined once. All but the clock cache are
+ * pinned by name, so iproute2 pins them under $TC_BPF_MNT/tc/globals/ and
+ * every attachment (devices, ingress and egress, later replacements)
+ * shares them.
  */
 #ifndef MSEG_MAPS_H
 #define MSEG_MAPS_H
@@ -96,5 +97,21 @@ struct {
 	__type(value, struct mseg_event_limit);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mseg_evlimit SEC(".maps");
+
+/*
+ * mseg_clock.h's per-CPU cache of the clock. Not pinned and not part of
+ * the ABI: each loaded program has its own, and losing it costs one read.
+ */
+struct mseg_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mseg_clock);
+} mseg_clock SEC(".maps");
 
 #endif /* MSEG_MAPS_H */

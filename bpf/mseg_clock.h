@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The data path's clock: CLOCK_BOOTTIME nanoseconds, as every *_ns field in
+ * the maps (mseg_abi.h), at jiffy resolution. bpf_ktime_get_boot_ns() reads
+ * the clocksource and took about a third of an established packet's time
+ * here (bench/pkt.sh); each CPU reads it once per jiffy and reuses it until
+ * jiffies64 moves. Timeouts are whole seconds, so being up to one jiffy
+ * (1 to 10 ms) behind changes nothing an operator can see.
+ */
+#ifndef MSEG_CLOCK_H
+#define MSEG_CLOCK_H
+
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "mseg_maps.h"
+
+static __always_inline __u64 mseg_now(void)
+{
+	struct mseg_clock *c;
+	__u64 j = bpf_jiffies64();
+	__u32 zero = 0;
+
+	c = bpf_map_lookup_elem(&mseg_clock, &zero);
+	if (!c)
+		return bpf_ktime_get_boot_ns();
+	if (c->jiffies != j) {
+		c->jiffies = j;
+		c->ns = bpf_ktime_get_boot_ns();
+	}
+	return c->ns;
+}
+
+/*
+ * Whether `span` nanoseconds have passed since `then`, a stamp another CPU
+ * may have taken up to a jiffy after our `now`.
+ */
+static __always_inline bool mseg_elapsed(__u64 now, __u64 then, __u64 span)
+{
+	return now > then && now - then >= span;
+}
+
+#endif /* MSEG_CLOCK_H */
