@@ -4,16 +4,20 @@
 #   none        no filter
 #   mseg        `mseg attach DEV --both` on S's veth
 #   nft-sets    nftables input chain: conntrack (established accepted first),
-#               the 100 exact rules as a concatenated set, the 10,000
-#               prefixes as an interval set
-#   nft-linear  nftables input chain, no conntrack: the same 100 exact rules
-#               and 10,000 prefixes as 10,100 rules, one after the other
-# The policy: 100 exact rules and 10,000 CIDR deny prefixes, all for other
-# hosts, default allow: the measured flows are decided by the default, so a
-# linear chain walks every rule, a set-based one does a few lookups.
-# Figures: iperf3 TCP throughput (DURATION s) and sequential short TCP
-# connections per second (COUNT, python client and server), with ratios to
-# "none" measured in the same run.
+#               the exact rules as a concatenated set, the prefixes as an
+#               interval set
+#   nft-linear  nftables input chain, no conntrack: the same exact rules and
+#               prefixes as rules, one after the other
+# Two policies, each all for other hosts with default allow, so the measured
+# flows are decided by the default (a linear chain walks every rule, a
+# set-based one does a few lookups): "small", 100 exact rules and 10,000
+# CIDR deny prefixes; "big", 100,000 of each.
+# Figures: iperf3 TCP throughput (DURATION s, one stream) and sequential
+# short TCP connections per second (COUNT, python client and server). The
+# filters take turns, ROUNDS times (drift on a shared 2-core machine hits
+# them alike), each figure is the median of its rounds, and the ratios are
+# to "none" measured in the same rounds. The big linear chain is measured
+# once, with fewer connections: it is too slow for more.
 #
 # Then the control plane: seconds to load 100,000 exact rules and 100,000
 # prefixes with `mseg apply` vs `nft -f` of the same as set elements.
@@ -23,7 +27,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly DURATION="${MSEG_BENCH_DURATION:-3}"
 readonly COUNT="${MSEG_BENCH_CONNS:-2000}"
-readonly IPERF_RUNS=3
+readonly ROUNDS="${MSEG_BENCH_ROUNDS:-3}"
 readonly BIG="${MSEG_BENCH_RULES:-100000}"
 readonly C4=10.88.0.1 S4=10.88.0.2
 
@@ -119,20 +123,78 @@ setup_net() {
   sleep 0.5
 }
 
-# measure: the median of IPERF_RUNS iperf3 runs and one connection-rate
-# run; sets GBPS, CPS.
-measure() {
-  local out i
-  local -a g=()
-  for ((i = 0; i < IPERF_RUNS; i++)); do
-    out="$(ip netns exec "${NSC}" timeout 30 iperf3 -c "${S4}" -p 5201 -t "${DURATION}" -J)"
-    g+=("$(jq '.end.sum_received.bits_per_second / 1e9' <<<"${out}")")
-  done
-  GBPS="$(printf '%s\n' "${g[@]}" | sort -g | sed -n "$(((IPERF_RUNS + 1) / 2))p")"
-  CPS="$(ip netns exec "${NSC}" timeout 120 python3 "${ROOT}/bench/connrate.py" run "${S4}" 5202 "${COUNT}")"
+# measure_once CONNS: one iperf3 run and one connection-rate run; prints
+# "GBPS CPS".
+measure_once() {
+  local out gbps cps
+  out="$(ip netns exec "${NSC}" timeout 60 iperf3 -c "${S4}" -p 5201 -t "${DURATION}" -J)"
+  gbps="$(jq '.end.sum_received.bits_per_second / 1e9' <<<"${out}")"
+  cps="$(ip netns exec "${NSC}" timeout 300 python3 "${ROOT}/bench/connrate.py" run "${S4}" 5202 "$1")"
+  echo "${gbps} ${cps}"
 }
 
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# filter_on NAME / filter_off NAME: switch one filter in S. The nft tables
+# stay loaded and are switched with the dormant flag; mseg's pinned maps
+# keep the ruleset while its program is attached and detached.
+filter_on() {
+  case $1 in
+    none) ;;
+    mseg) ip netns exec "${NSS}" "${ROOT}/scripts/mseg" attach e1 --both >/dev/null ;;
+    # re-adding the table with no flags wakes it
+    nft-*) ip netns exec "${NSS}" nft add table inet "mseg_${1#nft-}" '{ }' ;;
+  esac
+}
+
+filter_off() {
+  case $1 in
+    none) ;;
+    mseg) ip netns exec "${NSS}" "${ROOT}/scripts/mseg" detach e1 >/dev/null ;;
+    nft-*) ip netns exec "${NSS}" nft add table inet "mseg_${1#nft-}" '{ flags dormant; }' ;;
+  esac
+}
+
+# load_policy N_EXACT N_PREFIX [linear]: the same policy for mseg and the
+# nft tables, every filter left off.
+load_policy() {
+  local n=$1 m=$2 t
+  ip netns exec "${NSS}" nft flush ruleset
+  mseg_rules "${n}" "${m}" >"${WORK}/mseg.rules"
+  "${ROOT}/scripts/mseg" apply "${WORK}/mseg.rules" >/dev/null
+  for t in sets linear; do
+    [[ ${t} == linear && -z ${3:-} ]] && continue
+    "nft_${t}" "${n}" "${m}" | sed "s/table inet mseg_bench/table inet mseg_${t}/" >"${WORK}/nft.${t}"
+    ip netns exec "${NSS}" nft -f "${WORK}/nft.${t}"
+    filter_off "nft-${t}"
+  done
+}
+
+# report POLICY FILTERS...: ROUNDS rounds of every filter in turn, then one
+# line per filter with the medians and the ratios to "none".
+report() {
+  local policy=$1 r f base_g base_c g c
+  shift
+  local -A res=()
+  for ((r = 0; r < ROUNDS; r++)); do
+    for f in "$@"; do
+      filter_on "${f}"
+      res[${f}]+="$(measure_once "${COUNT}")"$'\n'
+      filter_off "${f}"
+    done
+  done
+  base_g="$(awk 'NF { print $1 }' <<<"${res[none]}" | median)"
+  base_c="$(awk 'NF { print $2 }' <<<"${res[none]}" | median)"
+  for f in "$@"; do
+    g="$(awk 'NF { print $1 }' <<<"${res[${f}]}" | median)"
+    c="$(awk 'NF { print $2 }' <<<"${res[${f}]}" | median)"
+    printf 'e2e: %-5s %-11s %7.2f Gbit/s (x%s)  %6d conn/s (x%s)\n' "${policy}" "${f}" \
+      "${g}" "$(ratio "${g}" "${base_g}")" "${c}" "$(ratio "${c}" "${base_c}")"
+  done
+  BASE_G=${base_g} BASE_C=${base_c}
+}
 
 main() {
   trap cleanup EXIT
@@ -142,32 +204,27 @@ main() {
   mount -t bpf bpf "${WORK}/bpffs"
   export TC_BPF_MNT="${WORK}/bpffs" MSEG_LOCK_DIR="${WORK}"
   setup_net
-  mseg_rules 100 10000 >"${WORK}/mseg.small"
-  nft_sets 100 10000 >"${WORK}/nft-sets.small"
-  nft_linear 100 10000 >"${WORK}/nft-linear.small"
-
-  echo "e2e: veth between two namespaces, IPv4; iperf3 -t ${DURATION} (TCP, one stream, median of ${IPERF_RUNS}) and ${COUNT} sequential short TCP connections"
-  echo "e2e: policy: 100 exact rules + 10,000 CIDR deny prefixes for other hosts, default allow"
-  local base_g base_c
-  measure
-  base_g=${GBPS} base_c=${CPS}
-  printf 'e2e: %-11s %7.2f Gbit/s          %6d conn/s\n' none "${GBPS}" "${CPS}"
-
+  # pins the maps, so the policy can be applied before the rounds
   ip netns exec "${NSS}" "${ROOT}/scripts/mseg" attach e1 --both >/dev/null
-  "${ROOT}/scripts/mseg" apply "${WORK}/mseg.small" >/dev/null
-  measure
-  printf 'e2e: %-11s %7.2f Gbit/s (x%s)  %6d conn/s (x%s)\n' mseg "${GBPS}" \
-    "$(ratio "${GBPS}" "${base_g}")" "${CPS}" "$(ratio "${CPS}" "${base_c}")"
   ip netns exec "${NSS}" "${ROOT}/scripts/mseg" detach e1 >/dev/null
 
-  local v
-  for v in sets linear; do
-    ip netns exec "${NSS}" nft -f "${WORK}/nft-${v}.small"
-    measure
-    printf 'e2e: %-11s %7.2f Gbit/s (x%s)  %6d conn/s (x%s)\n' "nft-${v}" "${GBPS}" \
-      "$(ratio "${GBPS}" "${base_g}")" "${CPS}" "$(ratio "${CPS}" "${base_c}")"
-    ip netns exec "${NSS}" nft delete table inet mseg_bench
-  done
+  echo "e2e: veth between two namespaces, IPv4; per round one iperf3 -t ${DURATION} (TCP, one stream) and ${COUNT} sequential short TCP connections per filter; median of ${ROUNDS} rounds"
+  echo "e2e: small: 100 exact rules + 10,000 CIDR deny prefixes for other hosts, default allow"
+  load_policy 100 10000 linear
+  report small none mseg nft-sets nft-linear
+
+  echo "e2e: big: ${BIG} exact rules + ${BIG} CIDR deny prefixes for other hosts, default allow"
+  load_policy "${BIG}" "${BIG}"
+  report big none mseg nft-sets
+  # The linear chain with the big policy: once, 100 connections.
+  ip netns exec "${NSS}" nft flush ruleset
+  nft_linear "${BIG}" "${BIG}" | sed "s/table inet mseg_bench/table inet mseg_linear/" >"${WORK}/nft.linear"
+  ip netns exec "${NSS}" nft -f "${WORK}/nft.linear"
+  local g c
+  read -r g c < <(measure_once 100)
+  printf 'e2e: %-5s %-11s %7.2f Gbit/s (x%s)  %6d conn/s (x%s)  (one round, 100 connections)\n' big nft-linear \
+    "${g}" "$(ratio "${g}" "${BASE_G}")" "${c}" "$(ratio "${c}" "${BASE_C}")"
+  ip netns exec "${NSS}" nft flush ruleset
 
   # Control plane: the whole big policy, loaded from a file.
   mseg_rules "${BIG}" "${BIG}" >"${WORK}/mseg.big"
@@ -184,7 +241,7 @@ main() {
   printf 'e2e: load %d exact rules + %d prefixes: mseg apply %.2f s, nft -f (set elements) %.2f s, ratio %s\n' \
     "${BIG}" "${BIG}" "${tm}" "${tn}" "$(ratio "${tm}" "${tn}")"
   echo "e2e: commands: ip netns exec C iperf3 -c ${S4} -t ${DURATION} -J; bench/connrate.py run ${S4} 5202 ${COUNT};" \
-    "mseg attach e1 --both + mseg apply FILE; nft -f FILE (tables generated by this script)"
+    "mseg attach e1 --both + mseg apply FILE; nft -f FILE (tables generated by this script, switched with 'flags dormant')"
 }
 
 main "$@"
