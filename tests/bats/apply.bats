@@ -267,10 +267,11 @@ frames() {
 @test "while A and B are applied in turn 20 times, no packet is judged by a mix of the two" {
 	local d=$BATS_TEST_TMPDIR
 	# Q (10.20.0.1 -> 10.30.0.1): A allows it by an exact rule over a CIDR
-	# deny, B allows it by a CIDR allow and has no exact rule: A's exact
-	# rules with B's CIDR rules (or the other way round) would deny it.
+	# deny, B allows it by a CIDR allow and has no exact rule: B's exact
+	# rules (none) with A's CIDR rules would deny it.
 	# R (10.20.0.1 -> 10.40.0.1): A allows it by default allow, B by a CIDR
 	# allow under default deny: A's rules with B's default deny it.
+	# (The other mixes allow both, as A and B do: a verdict cannot show them.)
 	cat >"$d/A" <<'R'
 default allow
 rule --src 10.20.0.1 --dst 10.30.0.1 --action allow
