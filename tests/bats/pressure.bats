@@ -13,6 +13,7 @@ bats_require_minimum_version 1.5.0
 
 load helpers/common
 load helpers/lab
+load helpers/series
 
 setup_file() {
   SMALL="$BATS_FILE_TMPDIR/build"
@@ -52,6 +53,45 @@ syn() {
 monitor_json() { mseg monitor --once --json; }
 
 monitor_field() { monitor_json | jq -r ".$1"; }
+
+# flows N PROTO FIRST_SPORT [mseg-pkt options]: N new flows from
+# 10.8.0.1:FIRST_SPORT.. to 10.8.0.2 (port 9000 unless told), fed to the
+# data path in one process; prints the verdict counts ("0:820", "2:10").
+flows() {
+  local n=$1 proto=$2 sport=$3
+  shift 3
+  local -a extra=(--dport 9000)
+  [[ $proto == tcp ]] && extra+=(--flags S)
+  feed_series "$n" "$proto" sport "$sport" --src 10.8.0.1 --dst 10.8.0.2 "${extra[@]}" "$@"
+}
+
+# expect_load N LEVEL "W C D": what the data path reports in mseg monitor:
+# N sessions, pressure N/1024 rounded down, LEVEL, and how many times the
+# warning, critical and degraded levels were entered so far.
+expect_load() {
+  local mon
+  mon=$(monitor_json)
+  assert_eq "monitor: sessions pressure_pct level entered ($mon)" \
+    "$1 $(($1 * 100 / 1024)) $2 $3" \
+    "$(jq -r '"\(.sessions) \(.pressure_pct) \(.level) \(.warn_count) \(.crit_count) \(.degrade_count)"' <<<"$mon")"
+}
+
+# status_sessions N: mseg status counts N sessions too.
+status_sessions() {
+  assert_eq "mseg status --json .sessions" "$1" "$(mseg status --json | jq .sessions)"
+}
+
+# pins_snapshot: every pinned map (id, type, capacity), the config, the
+# rules and the session keys: what a refused attach must leave alone.
+pins_snapshot() {
+  local p
+  for p in "$TC_BPF_MNT"/tc/globals/*; do
+    bpftool -j map show pinned "$p" | jq -c '[.name, .id, .type, .max_entries]'
+  done
+  map_dump mseg_config | jq -c .
+  map_dump mseg_policy | jq -c .
+  map_dump mseg_sessions | jq -c '[.[].key] | sort'
+}
 
 @test "levels: warning above 80%, critical above 90%, degradation above 95%, each exact" {
   crafted_setup
@@ -127,6 +167,105 @@ monitor_field() { monitor_json | jq -r ".$1"; }
   [ "$(stat_get pressure_drop)" = 0 ]
   # Every established session is still there, untouched.
   [ "$(map_dump mseg_sessions | jq -c '[.[].key] | sort')" = "$before" ]
+}
+
+@test "filled through the data path: exact counts, each level at its threshold, drops, then back down after RST and gc" {
+  crafted_setup
+  # The frames are mseg-pkt's own, port for port.
+  series_check 820 tcp sport 20000 --src 10.8.0.1 --dst 10.8.0.2 --dport 9000 --flags S
+  series_check 51 udp sport 40000 --src 10.8.0.1 --dst 10.8.0.2 --dport 53
+  series_check 820 tcp dport 20000 --src 10.8.0.2 --dst 10.8.0.1 --sport 9000 --flags RA --ack 1001
+  # UDP sessions must outlive the test, however slow the machine.
+  mseg config set timeout_udp 3600
+
+  # 820 SYNs: the last one is decided at 819 entries, not above 80 %.
+  [ "$(flows 820 tcp 20000)" = 0:820 ]
+  expect_load 820 ok "0 0 0"
+  status_sessions 820
+  [ "$(monitor_field half_open)" = 820 ]
+  [ "$(flows 1 udp 30000)" = 0:1 ]       # decided at 820: warning
+  expect_load 821 warning "1 0 0"
+  [ "$(flows 101 udp 30001)" = 0:101 ]   # the last decided at 921
+  expect_load 922 warning "1 0 0"
+  [ "$(flows 1 udp 30102)" = 0:1 ]       # decided at 922: critical
+  expect_load 923 critical "1 1 0"
+  [ "$(flows 50 udp 30103)" = 0:50 ]     # the last decided at 972
+  expect_load 973 critical "1 1 0"
+  [ "$(stat_get pressure_drop)" = 0 ]
+
+  # Decided at 973: degraded; this SYN and every new non-DNS flow after it
+  # is dropped as a pressure drop, and opens nothing.
+  stats_save
+  [ "$(flows 1 tcp 20820)" = 2:1 ]
+  expect_load 973 degraded "1 1 1"
+  [ "$(flows 10 tcp 20821)" = 2:10 ]
+  [ "$(flows 10 udp 30153)" = 2:10 ]
+  [ "$(stats_delta_json | jq -c '[.pressure_drop, .dropped, .map_full, .new_session]')" = \
+    '[21,21,null,null]' ]
+  expect_load 973 degraded "1 1 1"
+
+  # DNS still opens sessions, up to the last slot ...
+  [ "$(flows 51 udp 40000 --dport 53)" = 0:51 ]
+  expect_load 1024 degraded "1 1 1"
+  # ... then the table is full: new flows are refused as map_full, DNS
+  # passes without a session.
+  stats_save
+  [ "$(flows 5 tcp 20831)" = 2:5 ]
+  [ "$(flows 5 udp 30163)" = 2:5 ]
+  [ "$(flows 1 udp 40051 --dport 53)" = 0:1 ]
+  [ "$(stats_delta_json | jq -c '[.map_full, .pressure_drop, .dropped, .new_session]')" = \
+    '[11,null,10,null]' ]
+  [ "$(monitor_field evictions)" = 11 ]
+  expect_load 1024 degraded "1 1 1"
+  status_sessions 1024
+
+  # The responder resets all 820 half-open connections: CLOSE, through the
+  # state machine, and no longer half-open.
+  stats_save
+  [ "$(feed_series 820 tcp dport 20000 --src 10.8.0.2 --dst 10.8.0.1 --sport 9000 \
+    --flags RA --ack 1001)" = 0:820 ]
+  [ "$(stats_delta_json | jq -c '[.session_hit, .tcp_closed, .new_session]')" = '[820,820,null]' ]
+  [ "$(monitor_field half_open)" = 0 ]
+  [ "$(mseg sessions --json --state CLOSE | jq length)" = 820 ]
+
+  # CLOSE lasts one second; gc reclaims exactly those, and the pressure is
+  # the 204 UDP sessions left: 19 %.
+  mseg config set timeout_close 1
+  sleep 1.1
+  run mseg gc --json
+  [ "$status" -eq 0 ]
+  [ "$(jq -c '[.deleted, .live, .deleted_half_open]' <<<"$output")" = '[820,204,0]' ]
+  [ "$(monitor_field sessions)" = 204 ]
+  [ "$(monitor_field pressure_pct)" = 19 ]
+  # A new flow is admitted, decided at 204 entries: every level is down.
+  [ "$(flows 1 tcp 20900)" = 0:1 ]
+  expect_load 205 ok "1 1 1"
+  status_sessions 205
+}
+
+@test "attach with the default build refuses a pinned session table of another capacity" {
+  crafted_setup   # the maps are pinned by the 1024-entry build
+  mseg_rule add --src 10.9.0.1 --dst 10.9.0.2 --proto tcp --dport 22 --action deny
+  [ "$(syn 9000)" = 0 ]
+  [ "$(map_dump mseg_sessions | jq length)" = 1 ]
+  local before prog
+  before=$(pins_snapshot)
+  prog=$(prog_id "$CRAFT_DEV" "$CRAFT_NS")
+  # The default build: its object, its mseg-abi (capacity 262144).
+  run --separate-stderr env -u MSEG_OBJ -u MSEG_ABI_BIN -u MSEG_GC_BIN \
+    ip netns exec "$CRAFT_NS" "$MSEG_SCRIPTS/mseg" attach "$CRAFT_PEER"
+  echo "status $status, stdout '$output', stderr '$stderr'"
+  [ "$status" -ne 0 ]
+  [ -z "$output" ]
+  [ "${#stderr_lines[@]}" -eq 1 ]
+  [[ $stderr == "mseg: "*mseg_sessions*1024*262144* ]]
+  # Nothing changed: same maps, same entries, no new filter, same program.
+  [ "$(pins_snapshot)" = "$before" ]
+  [ "$(ip netns exec "$CRAFT_NS" tc -j filter show dev "$CRAFT_PEER" ingress |
+    jq '[.[] | select(.kind == "bpf")] | length')" = 0 ]
+  [ "$(prog_id "$CRAFT_DEV" "$CRAFT_NS")" = "$prog" ]
+  # The build that pinned them attaches as before.
+  ip netns exec "$CRAFT_NS" "$MSEG_SCRIPTS/mseg" attach "$CRAFT_PEER" --ingress
 }
 
 @test "pressure falls to its true value when sessions expire and gc reclaims them" {
