@@ -101,6 +101,29 @@ evlimit() { map_dump mseg_evlimit | jq -r ".[0].formatted.value.$1"; }
   [ "$(jq -sc 'map(select(.event == "flood")) | map([.reason, .value])' <<<"$output")" = '[["syn-rate",4]]' ]
 }
 
+@test "critical and degraded pressure events carry their reasons, and a degraded drop is reported" {
+  # Levels at 1, 2 and 3 % of 262144 entries: above 2621, 5242 and 7864.
+  mseg config set warn_pct 1
+  mseg config set crit_pct 2
+  mseg config set degrade_pct 3
+  "$MSEG_BUILD/mseg-fill" --count 2700 >/dev/null
+  [ "$(verdict --proto udp --src 10.5.0.1 --dst 10.5.0.2 --sport 1 --dport 9)" = 0 ]
+  "$MSEG_BUILD/mseg-fill" --count 2600 --first 2700 >/dev/null    # 5301 entries
+  [ "$(verdict --proto udp --src 10.5.0.1 --dst 10.5.0.2 --sport 2 --dport 9)" = 0 ]
+  "$MSEG_BUILD/mseg-fill" --count 2600 --first 5300 >/dev/null    # 7902 entries
+  [ "$(verdict --proto tcp --src 10.5.0.1 --dst 10.5.0.2 --sport 3 --dport 80 --flags S)" = "$TC_ACT_SHOT" ]
+  run log_json
+  [ "$status" -eq 0 ]
+  echo "$output"
+  # One event per level entered, in order, each with the percentage it
+  # was entered at; then the SYN the degraded table refused.
+  [ "$(jq -sc 'map(select(.event == "pressure")) | map([.reason, .value])' <<<"$output")" = \
+    '[["pressure-warning",1],["pressure-critical",2],["pressure-degraded",3]]' ]
+  [ "$(jq -sc 'map(select(.event == "drop")) | map([.reason, .action, .proto, .src, .sport, .dst, .dport])' <<<"$output")" = \
+    '[["table-degraded","deny","tcp","10.5.0.1",3,"10.5.0.2",80]]' ]
+  [ "$(jq -s 'length' <<<"$output")" -eq 4 ]
+}
+
 @test "text output, --follow with --timeout and --count, bad arguments, no pins" {
   mseg_rule add --src fd00::a --dst fd00::b --proto udp --dport 53 --action deny
   [ "$(verdict --proto udp --src fd00::a --dst fd00::b --sport 1234 --dport 53)" = "$TC_ACT_SHOT" ]
