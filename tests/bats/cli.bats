@@ -233,11 +233,20 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   [[ $(m config show --json | jq -r .default_action) == allow ]]
 }
 
-@test "config show prints mseg-abi's defaults for fields never set" {
+@test "config show on fresh pins: nf_conntrack's timeouts (written out), mseg-abi's defaults" {
   local key field def
   run --separate-stderr m config show --json
   [[ $status == 0 ]]
   local json=$output
+  # Literally, not taken from mseg-abi: a changed default must fail here.
+  [[ $(jq -c '{timeout_syn_sent, timeout_syn_recv, timeout_established, timeout_fin_wait,
+    timeout_close_wait, timeout_last_ack, timeout_time_wait, timeout_close, timeout_udp,
+    timeout_udp_replied, timeout_icmp}' <<<"$json") == \
+    '{"timeout_syn_sent":120,"timeout_syn_recv":60,"timeout_established":432000,"timeout_fin_wait":120,"timeout_close_wait":60,"timeout_last_ack":30,"timeout_time_wait":120,"timeout_close":10,"timeout_udp":30,"timeout_udp_replied":120,"timeout_icmp":30}' ]]
+  # They are the built-in defaults: no timeout was written into the map.
+  bpftool -j map dump pinned "$PIN/mseg_config" |
+    jq -e '.[0].formatted.value | [to_entries[] | select(.key | startswith("to_")) | .value]
+      | length == 12 and all(. == 0)'
   while read -r key field; do
     def=$(abi "default config.$field")
     [[ -n $def ]] || { echo "mseg-abi has no default for $field" >&2; return 1; }
