@@ -107,16 +107,37 @@ rebuild_object() {
 	mseg_rule add --src 10.50.0.1 --dst 10.50.0.9 --proto tcp --dport 22 --action deny >/dev/null
 	"$MSEG_SCRIPTS/mseg-cidr" add 10.51.0.0/16 --action deny >/dev/null
 
+	# Every field of every map (bpf/mseg_abi.h), keys and values.
 	local -A fields=(
-		[mseg_sessions]="addr_lo addr_hi port_lo proto state policy_gen action orig_is_hi packets"
+		[mseg_sessions]="addr_lo addr_hi port_lo port_hi proto created_ns last_seen_ns packets
+			bytes tcp seq_end ack max_win fin_seq flags wscale policy_gen state action orig_is_hi"
 		[mseg_policy]="src dst sport dport proto set hits action"
-		[mseg_cidr]="prefixlen family addr hits priority action"
-		[mseg_config]="abi_version policy_gen default_action strict active_set to_established"
-		[mseg_stats]="total policy_hit session_hit new_session allowed denied malformed rejudged"
+		[mseg_cidr]="prefixlen set family addr hits priority action"
+		[mseg_frags]="src dst id proto seen_ns sport dport"
+		[mseg_config]="abi_version policy_gen default_action strict active_set to_syn_sent
+			to_syn_recv to_established to_fin_wait to_close_wait to_last_ack to_time_wait
+			to_close to_udp to_udp_replied to_icmp to_other warn_pct crit_pct degrade_pct
+			flood_half_open flood_syn_rate flood_syn_timeout event_rate"
+		[mseg_stats]="total policy_hit session_hit new_session allowed denied logged dropped
+			ip_range_hit map_full pressure_drop tcp_established tcp_closed default_hit rejudged
+			non_ip malformed fragments invalid rst_ignored events_lost"
+		[mseg_pressure]="sessions updated_ns half_open_opened half_open_closed refused
+			window_start_ns syn_count syn_rate warn_count crit_count degrade_count flood_count
+			level flags"
+		[mseg_gc]="last_run_ns runs sessions live half_open deleted half_open_reaped"
+		[mseg_evlimit]="window_start_ns count pending emitted_total suppressed_total"
 	)
-	[[ -e $(pin mseg_frags) ]] && fields[mseg_frags]="src dst id proto seen_ns sport dport"
-	local m f text
+	# Every map pinned has its list: a new map must be added above.
+	# mseg_events is a ring buffer: bpftool cannot dump it (no keys, no
+	# values), `mseg log` reads it.
+	local m f text want got
+	for m in "$TC_BPF_MNT"/tc/globals/*; do
+		m=${m##*/}
+		[[ $m == mseg_events ]] && continue
+		[[ -n ${fields[$m]:-} ]] || { echo "pinned map $m has no field list here" >&2; return 1; }
+	done
 	for m in "${!fields[@]}"; do
+		[[ -e $(pin "$m") ]] || { echo "not pinned: $m" >&2; return 1; }
 		text=$(bpftool map dump pinned "$(pin "$m")")
 		[[ -n $text ]] || { echo "empty dump of $m" >&2; return 1; }
 		for f in ${fields[$m]}; do
@@ -126,9 +147,14 @@ rebuild_object() {
 				return 1
 			}
 		done
-		# and the JSON form carries them under "formatted"
-		bpftool -j map dump pinned "$(pin "$m")" | jq -e '.[0].formatted' >/dev/null ||
-			{ echo "no formatted entry in the JSON dump of $m" >&2; return 1; }
+		# and the JSON form carries them under "formatted": those and no
+		# others (padding aside), so a field added to the layout is seen
+		want=$(tr -s ' \t\n' '\n' <<<"${fields[$m]}" | grep . | LC_ALL=C sort -u | paste -sd ' ')
+		got=$(bpftool -j map dump pinned "$(pin "$m")" | jq -r '
+			[.[0].formatted | .. | objects | keys[]] | unique
+			| map(select(. != "key" and . != "value" and . != "values" and . != "cpu"
+				and (startswith("pad") | not))) | join(" ")')
+		assert_eq "BTF field names in the JSON dump of $m" "$want" "$got"
 	done
 	# the values are the real ones, not just names
 	local state
