@@ -241,6 +241,13 @@ pins_snapshot() {
   [ "$(flows 1 tcp 20900)" = 0:1 ]
   expect_load 205 ok "1 1 1"
   status_sessions 205
+
+  # "Above" is strict: at exactly 25 % (256 entries) the warning stays off.
+  mseg config set warn_pct 25
+  [ "$(flows 52 udp 30200)" = 0:52 ]     # the last decided at 256
+  expect_load 257 ok "1 1 1"
+  [ "$(flows 1 udp 30252)" = 0:1 ]       # decided at 257
+  expect_load 258 warning "2 1 1"
 }
 
 @test "attach with the default build refuses a pinned session table of another capacity" {
