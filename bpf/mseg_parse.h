@@ -29,7 +29,9 @@
 /* Headers beyond this offset are not looked for; keeps offsets bounded. */
 #define MSEG_MAX_L4_OFF 512
 /* Enough to hold every header we read in the linear part of the skb. */
+#ifndef MSEG_PULL_LEN
 #define MSEG_PULL_LEN 256
+#endif
 
 /* TCP option kinds (RFC 9293, RFC 7323) */
 #define MSEG_TCPOPT_EOL 0

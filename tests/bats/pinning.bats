@@ -73,7 +73,9 @@ rebuild_object() {
 		MSEG_VERSION="pinning-test-$$" ${max:+MSEG_MAX_SESSIONS=$max} |
 		grep -- '-target bpf' | grep -- ' -o build/mseg.bpf.o')
 	[[ -n $cmd ]] || { echo "rebuild_object: no clang line from make -n" >&2; return 1; }
-	cmd=${cmd/ -o build\/mseg.bpf.o/ -o $out}
+	# A different pull length: different instructions, so the replace
+	# below installs another program, not the same bytes again.
+	cmd=${cmd/ -o build\/mseg.bpf.o/ -DMSEG_PULL_LEN=192 -o $out}
 	(cd "$MSEG_ROOT" && eval "$cmd")
 }
 
@@ -165,7 +167,8 @@ rebuild_object() {
 @test "tc filter replace with a rebuilt object keeps sessions, rules and config" {
 	plain_attach mp0
 	PROG_ID=$(prog_id mp0 "$NS")
-	local old_id=$PROG_ID new_obj=$BATS_TEST_TMPDIR/mseg-rebuilt.bpf.o
+	local old_id=$PROG_ID new_obj=$BATS_TEST_TMPDIR/mseg-rebuilt.bpf.o old_insns
+	old_insns=$(bpftool prog dump xlated id "$old_id" | sha1sum)
 	rebuild_object "$new_obj"
 	[[ -s $new_obj ]]
 
@@ -193,6 +196,8 @@ rebuild_object() {
 		bpf da obj "$new_obj" sec tc
 	PROG_ID=$(prog_id mp0 "$NS")
 	[[ $PROG_ID != "$old_id" ]] || { echo "program id did not change: $PROG_ID" >&2; return 1; }
+	[[ $(bpftool prog dump xlated id "$PROG_ID" | sha1sum) != "$old_insns" ]] ||
+		{ echo "the rebuilt program has the same instructions" >&2; return 1; }
 	assert_eq "bpf filters on ingress" 1 \
 		"$(ip netns exec "$NS" tc -j filter show dev mp0 ingress | jq '[.[] | select(.options.prog)] | length')"
 	assert_eq "maps of the new program" "$maps_before" "$(prog_maps "$PROG_ID")"
