@@ -336,9 +336,12 @@ done:
 	return mseg_parse_l4(skb, data, data_end, l4_off, end - l4_off, p);
 }
 
-/* Parse the frame at skb->data, reading only the linear part of the skb. */
-static __noinline int mseg_parse_linear(struct __sk_buff *skb,
-					 struct mseg_pkt *p)
+/*
+ * Parse the frame at skb->data, reading only the linear part of the skb.
+ * Inlined at both of its calls: as a subprogram it cost ~10 ns a packet.
+ */
+static __always_inline int mseg_parse_linear(struct __sk_buff *skb,
+					     struct mseg_pkt *p)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
