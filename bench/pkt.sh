@@ -19,7 +19,7 @@ readonly ROOT
 readonly REPEAT="${MSEG_BENCH_REPEAT:-1000000}"
 readonly BIG="${MSEG_BENCH_RULES:-100000}"
 readonly SMALL=10
-readonly RUNS="${MSEG_BENCH_RUNS:-3}"
+readonly RUNS="${MSEG_BENCH_RUNS:-5}"
 
 WORK=""
 NS=""
@@ -33,20 +33,28 @@ cleanup() {
   return 0
 }
 
-# run_ns WHAT FRAME: median over RUNS of bpftool's average ns per run;
-# WHAT is "id N" or "pinned PATH".
+# run_ns WHAT FRAME: bpftool's average ns per run, one run; WHAT is
+# "id N" or "pinned PATH".
 run_ns() {
-  local what=$1 frame=$2 i
-  local -a ns=()
-  for ((i = 0; i < RUNS; i++)); do
-    # shellcheck disable=SC2086 # WHAT is two words on purpose
-    ns+=("$(bpftool -j prog run ${what} data_in "${frame}" repeat "${REPEAT}" |
-      jq -e .duration)")
-  done
-  printf '%s\n' "${ns[@]}" | sort -n | sed -n "$(((RUNS + 1) / 2))p"
+  # shellcheck disable=SC2086 # WHAT is two words on purpose
+  bpftool -j prog run ${1} data_in "${2}" repeat "${REPEAT}" | jq -e .duration
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# run_pair WHAT FRAME: RUNS runs of WHAT, each beside a run of the floor on
+# the same frame (the VM's speed drifts by 30 % within a minute); prints
+# "MEDIAN FLOOR_MEDIAN".
+run_pair() {
+  local i a="" f=""
+  for ((i = 0; i < RUNS; i++)); do
+    a+="$(run_ns "$1" "$2")"$'\n'
+    f+="$(run_ns "pinned ${WORK}/bpffs/ref/ref_floor" "$2")"$'\n'
+  done
+  echo "$(median <<<"${a}") $(median <<<"${f}")"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # ruleset FAMILY N: the probes' rules, then fillers up to N exact rules and
 # N prefixes, none of them matching a probe.
@@ -90,8 +98,7 @@ bench_family() {
     frame "${src}" "${dst[${case}]}" "${WORK}/${fam}.${case}"
   done
   local empty floor
-  empty="$(run_ns "pinned ${WORK}/bpffs/ref/ref_empty" "${WORK}/${fam}.session")"
-  floor="$(run_ns "pinned ${WORK}/bpffs/ref/ref_floor" "${WORK}/${fam}.session")"
+  read -r empty floor < <(run_pair "pinned ${WORK}/bpffs/ref/ref_empty" "${WORK}/${fam}.session")
   printf 'pkt: IPv%s  reference   empty %4d ns   floor %4d ns (parse + one 5-tuple hash lookup)\n' \
     "${fam}" "${empty}" "${floor}"
   for n in "${SMALL}" "${BIG}"; do
@@ -104,7 +111,7 @@ bench_family() {
     local line v
     line=$(printf 'pkt: IPv%s  %6d rules + %6d prefixes:' "${fam}" "${n}" "${n}")
     for case in session exact cidr default; do
-      v="$(run_ns "id ${PROG}" "${WORK}/${fam}.${case}")"
+      read -r v floor < <(run_pair "id ${PROG}" "${WORK}/${fam}.${case}")
       line+=$(printf '  %s %4d ns (x%s floor)' "${case}" "${v}" "$(ratio "${v}" "${floor}")")
     done
     echo "${line}"
@@ -129,7 +136,7 @@ main() {
   ip netns exec "${NS}" "${ROOT}/scripts/mseg" attach b0 --ingress >/dev/null
   PROG="$(ip netns exec "${NS}" tc -j filter show dev b0 ingress |
     jq -r '[.[] | .options.prog.id // empty] | first')"
-  echo "pkt: per-packet cost through BPF_PROG_TEST_RUN (repeat ${REPEAT}, median of ${RUNS} runs), UDP probes with 18 bytes of payload"
+  echo "pkt: per-packet cost through BPF_PROG_TEST_RUN (repeat ${REPEAT}, median of ${RUNS} runs, each beside a run of the floor whose median it is compared with), UDP probes with 18 bytes of payload"
   bench_family 4 192.0.2.1 198.51.100.1 198.51.100.2 203.0.113.7 198.18.0.9
   bench_family 6 fd00:1::1 fd00:2::1 fd00:2::2 fd00:3::7 fd00:4::9
   local sessions
