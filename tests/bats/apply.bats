@@ -253,15 +253,8 @@ same_cidr_error() {
 # frames N BASEPORT SRC DST: N UDP frames SRC -> DST:9, source ports
 # BASEPORT.., one hex line each (so every frame is a new flow).
 frames() {
-	local n=$1 base=$2 hex i head tail port
-	hex=$("$MSEG_PKT" --src "$3" --dst "$4" --proto udp --sport 1 --dport 9 --payload 8 --hex)
-	# the UDP source port is bytes 34..35 of the frame (no VLAN, no options)
-	head=${hex:0:68}
-	tail=${hex:72}
-	for ((i = 0; i < n; i++)); do
-		printf -v port '%04x' $((base + i))
-		printf '%s%s%s\n' "$head" "$port" "$tail"
-	done
+	"$MSEG_PKT" --src "$3" --dst "$4" --proto udp --sport "$2" --dport 9 --payload 8 \
+		--count "$1" --hex
 }
 
 @test "while A and B are applied in turn 20 times, no packet is judged by a mix of the two" {

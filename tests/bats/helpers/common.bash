@@ -150,12 +150,10 @@ pkt_file() {
 # (build/mseg-testrun), microseconds apart, so they land in one SYN window
 # however loaded the machine is; prints the distinct verdicts.
 syn_burst() {
-	local src=$1 dst=$2 dport=$3 sport=$4 n=$5 i frames
+	local src=$1 dst=$2 dport=$3 sport=$4 n=$5 frames
 	frames=$(mktemp "${BATS_TEST_TMPDIR:-/tmp}/syns.XXXXXX")
-	for ((i = 0; i < n; i++)); do
-		"$MSEG_PKT" --proto tcp --src "$src" --dst "$dst" --sport $((sport + i)) \
-			--dport "$dport" --flags S --hex
-	done >"$frames"
+	"$MSEG_PKT" --proto tcp --src "$src" --dst "$dst" --sport "$sport" \
+		--dport "$dport" --flags S --count "$n" --hex >"$frames"
 	"$MSEG_BUILD/mseg-testrun" --prog-id "$PROG_ID" "$frames" | sort -u
 	rm -f "$frames"
 }

@@ -85,6 +85,8 @@ struct pkt_opts {
 	long tot_len;     /* -1: computed */
 	bool layout;
 	bool hex;
+	unsigned long count;   /* frames to write (--count) */
+	unsigned int *stepped; /* the port --count advances: &sport or &dport */
 	const char *out;
 };
 
@@ -101,7 +103,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mseg-pkt [options] [-o FILE]\n"
-		"Build one Ethernet frame and write it to FILE (default stdout).\n"
+		"Build an Ethernet frame (or --count of them) and write it to FILE\n"
+		"(default stdout).\n"
 		"\n"
 		"  --src IP --dst IP     IPv4 or IPv6 addresses (family by syntax)\n"
 		"  --proto P             tcp|udp|icmp|icmpv6|NUM (icmp on IPv6 = icmpv6;\n"
@@ -132,6 +135,8 @@ static void usage(FILE *f)
 		"  --layout              print header offsets: eth 0 ip 14 l4 34 payload 54 end N\n"
 		"                        (to stdout; the frame goes to -o FILE if given)\n"
 		"  --hex                 write the frame as hex instead of binary\n"
+		"  --count N --step P    N frames, one hex line each (with --hex), port P\n"
+		"                        (sport, the default, or dport) one higher each time\n"
 		"  -o FILE               output file\n"
 		"  -h, --help            this text\n");
 }
@@ -277,7 +282,7 @@ enum {
 	OPT_ETHERTYPE, OPT_IPOPTS, OPT_IHL, OPT_TTL, OPT_IPID, OPT_EXT,
 	OPT_FRAGOFF, OPT_MF, OPT_ICMPTYPE, OPT_ICMPCODE, OPT_ICMPID,
 	OPT_ICMPSEQ, OPT_TOTLEN, OPT_TRUNCATE, OPT_LAYOUT, OPT_HEX, OPT_DOFF,
-	OPT_WSCALE,
+	OPT_WSCALE, OPT_COUNT, OPT_STEP,
 };
 
 static const struct option long_opts[] = {
@@ -311,6 +316,8 @@ static const struct option long_opts[] = {
 	{ "truncate", required_argument, NULL, OPT_TRUNCATE },
 	{ "layout", no_argument, NULL, OPT_LAYOUT },
 	{ "hex", no_argument, NULL, OPT_HEX },
+	{ "count", required_argument, NULL, OPT_COUNT },
+	{ "step", required_argument, NULL, OPT_STEP },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -360,6 +367,15 @@ static void parse_one(struct pkt_opts *o, int c, const char *arg)
 	case OPT_TRUNCATE: o->truncate = parse_num(arg, PKT_MAX, "--truncate"); break;
 	case OPT_LAYOUT: o->layout = true; break;
 	case OPT_HEX: o->hex = true; break;
+	case OPT_COUNT: o->count = parse_num(arg, 65535, "--count"); break;
+	case OPT_STEP:
+		if (!strcmp(arg, "sport"))
+			o->stepped = &o->sport;
+		else if (!strcmp(arg, "dport"))
+			o->stepped = &o->dport;
+		else
+			die("--step sport|dport, not '%s'", arg);
+		break;
 	case 'o': o->out = arg; break;
 	case 'h': usage(stdout); exit(0);
 	default: usage(stderr); exit(2);
@@ -389,6 +405,12 @@ static void check_opts(struct pkt_opts *o)
 		o->icmp_type = o->family == 4 ? 8 : 128;
 	if (o->wscale >= 0 && o->proto != IPPROTO_TCP)
 		die("%s", "--wscale is a TCP option");
+	if (o->count == 0)
+		die("%s", "--count is at least 1");
+	if (o->count > 1 && !o->hex)
+		die("%s", "--count N > 1 writes hex lines: add --hex");
+	if (o->count > 1 && *o->stepped + o->count - 1 > 65535)
+		die("%s", "--count runs the stepped port past 65535");
 }
 
 static void parse_args(struct pkt_opts *o, int argc, char **argv)
@@ -413,6 +435,8 @@ static void parse_args(struct pkt_opts *o, int argc, char **argv)
 	o->icmp_seq = 1;
 	o->truncate = -1;
 	o->tot_len = -1;
+	o->count = 1;
+	o->stepped = &o->sport;
 
 	while ((c = getopt_long(argc, argv, "ho:", long_opts, NULL)) != -1)
 		parse_one(o, c, optarg);
@@ -742,50 +766,60 @@ static void print_layout(void)
 	printf("\n");
 }
 
-static int write_frame(const struct pkt_opts *o, size_t len)
+static int write_frame(FILE *f, const struct pkt_opts *o, size_t len)
 {
-	FILE *f = stdout;
 	size_t i;
-	int err = 0;
 
-	if (o->out && strcmp(o->out, "-")) {
-		f = fopen(o->out, "wb");
-		if (!f) {
-			fprintf(stderr, "mseg-pkt: %s: %s\n", o->out, strerror(errno));
-			return 1;
-		}
+	if (!o->hex)
+		return fwrite(pkt.buf, 1, len, f) != len;
+	for (i = 0; i < len; i++)
+		fprintf(f, "%02x", pkt.buf[i]);
+	fprintf(f, "\n");
+	return ferror(f);
+}
+
+/* Build the frame, cut it at --truncate; returns its length. */
+static size_t build_cut(const struct pkt_opts *o)
+{
+	pkt.len = 0;
+	pkt.nmarks = 0;
+	build(o);
+	if (o->truncate >= 0) {
+		if ((size_t)o->truncate > pkt.len)
+			die("%s", "--truncate is beyond the end of the frame");
+		return (size_t)o->truncate;
 	}
-	if (o->hex) {
-		for (i = 0; i < len; i++)
-			fprintf(f, "%02x", pkt.buf[i]);
-		fprintf(f, "\n");
-	} else if (fwrite(pkt.buf, 1, len, f) != len) {
-		err = 1;
-	}
-	if (f != stdout ? fclose(f) : fflush(f))
-		err = 1;
-	if (err)
-		fprintf(stderr, "mseg-pkt: write failed\n");
-	return err;
+	return pkt.len;
 }
 
 int main(int argc, char **argv)
 {
 	struct pkt_opts o;
-	size_t len;
+	FILE *f = stdout;
+	unsigned long n;
+	int err = 0;
 
 	parse_args(&o, argc, argv);
-	build(&o);
-	len = pkt.len;
-	if (o.truncate >= 0) {
-		if ((size_t)o.truncate > len)
-			die("%s", "--truncate is beyond the end of the frame");
-		len = (size_t)o.truncate;
-	}
+	build_cut(&o);
 	if (o.layout) {
 		print_layout();
 		if (!o.out)
 			return 0;
 	}
-	return write_frame(&o, len);
+	if (o.out && strcmp(o.out, "-")) {
+		f = fopen(o.out, "wb");
+		if (!f) {
+			fprintf(stderr, "mseg-pkt: %s: %s\n", o.out, strerror(errno));
+			return 1;
+		}
+	}
+	/* --count: the same frame again with the stepped port one higher,
+	 * every checksum computed afresh. */
+	for (n = 0; n < o.count && !err; n++, (*o.stepped)++)
+		err = write_frame(f, &o, build_cut(&o));
+	if (f != stdout ? fclose(f) : fflush(f))
+		err = 1;
+	if (err)
+		fprintf(stderr, "mseg-pkt: write failed\n");
+	return err;
 }
