@@ -17,8 +17,9 @@
 # filters take turns, ROUNDS times (drift on a shared 2-core machine hits
 # them alike), each figure is the median of its rounds, and the ratios are
 # to "none" measured in the same rounds. Single iperf3 runs with no filter
-# at all spread from 8 to 21 Gbit/s on this VM: read the ratios as +-15 %. The big linear chain is measured
-# once, with fewer connections: it is too slow for more.
+# at all spread from 8 to 21 Gbit/s on this VM: read the ratios as +-15 %.
+# The big linear chain is measured once, with fewer connections: it is too
+# slow for more.
 #
 # Then the control plane: seconds to load 100,000 exact rules and 100,000
 # prefixes with `mseg apply` vs `nft -f` of the same as set elements.
@@ -26,6 +27,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
+# shellcheck source=bench/lib.bash
+source "${ROOT}/bench/lib.bash"
 readonly DURATION="${MSEG_BENCH_DURATION:-2}"
 readonly COUNT="${MSEG_BENCH_CONNS:-1000}"
 readonly ROUNDS="${MSEG_BENCH_ROUNDS:-5}"
@@ -140,10 +143,6 @@ measure_once() {
   cps="$(ip netns exec "${NSC}" taskset -c 0 timeout 300 python3 "${ROOT}/bench/connrate.py" run "${S4}" 5202 "$1")"
   echo "${gbps} ${cps}"
 }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # filter_on NAME / filter_off NAME: switch one filter in S. The nft tables
 # stay loaded and are switched with the dormant flag; mseg's pinned maps

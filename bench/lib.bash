@@ -1,10 +1,19 @@
 # shellcheck shell=bash
-# Shared by the benchmarks that need a big session table: a build of the
-# given capacity in a temp dir, a private bpffs and the classifier attached
-# by plain tc in a namespace of their own. Sets WORK, NS and TC_BPF_MNT.
+# Shared by the benchmarks: medians and ratios; the cleanup of a temp dir
+# with a private bpffs and a namespace (WORK, NS); and for those that need
+# a big session table, a build of the given capacity, the bpffs and the
+# classifier attached by plain tc (bench_big_table sets WORK, NS and
+# TC_BPF_MNT).
 
 WORK=""
 NS=""
+
+# median: the median of the numbers on stdin, one a line (blank lines,
+# as a here-string of "$(...)"$'\n' pieces ends with, do not count).
+median() { sort -g | awk 'NF { v[++n] = $1 } END { print v[int((n + 1) / 2)] }'; }
+
+# ratio A B: A / B, two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 bench_cleanup() {
   [[ -n "${NS}" ]] && ip netns del "${NS}" 2>/dev/null

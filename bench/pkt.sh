@@ -21,17 +21,8 @@ readonly BIG="${MSEG_BENCH_RULES:-100000}"
 readonly SMALL=10
 readonly RUNS="${MSEG_BENCH_RUNS:-5}"
 
-WORK=""
-NS=""
-
-cleanup() {
-  [[ -n "${NS}" ]] && ip netns del "${NS}" 2>/dev/null
-  if [[ -n "${WORK}" ]]; then
-    umount "${WORK}/bpffs" 2>/dev/null
-    rm -rf "${WORK}"
-  fi
-  return 0
-}
+# shellcheck source=bench/lib.bash
+source "${ROOT}/bench/lib.bash"
 
 # run_ns WHAT FRAME: bpftool's average ns per run, one run; WHAT is
 # "id N" or "pinned PATH".
@@ -39,8 +30,6 @@ run_ns() {
   # shellcheck disable=SC2086 # WHAT is two words on purpose
   bpftool -j prog run ${1} data_in "${2}" repeat "${REPEAT}" | jq -e .duration
 }
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # run_pair WHAT FRAME: RUNS runs of WHAT, each beside a run of the floor on
 # the same frame (the VM's speed drifts by 30 % within a minute); prints
@@ -53,8 +42,6 @@ run_pair() {
   done
   echo "$(median <<<"${a}") $(median <<<"${f}")"
 }
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # ruleset FAMILY N: the probes' rules, then fillers up to N exact rules and
 # N prefixes, none of them matching a probe.
@@ -121,7 +108,7 @@ bench_family() {
 }
 
 main() {
-  trap cleanup EXIT
+  trap bench_cleanup EXIT
   make -s -C "${ROOT}" >/dev/null
   WORK="$(mktemp -d /tmp/mseg-bench-pkt.XXXXXX)"
   NS="msegbpkt$$"
