@@ -302,7 +302,7 @@ static __always_inline bool mseg_fragment_ports(struct mseg_pkt *p,
 	}
 	st->fragments++;
 	fv = bpf_map_lookup_elem(&mseg_frags, &fk);
-	if (!fv || mseg_elapsed(now, fv->seen_ns, MSEG_FRAG_TIMEOUT_NS))
+	if (!fv || mseg_older_than(now, fv->seen_ns, MSEG_FRAG_TIMEOUT_NS))
 		return false;
 	p->t.sport = fv->sport;
 	p->t.dport = fv->dport;

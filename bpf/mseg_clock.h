@@ -10,7 +10,6 @@
 #ifndef MSEG_CLOCK_H
 #define MSEG_CLOCK_H
 
-#include <stdbool.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -30,15 +29,6 @@ static __always_inline __u64 mseg_now(void)
 		c->ns = bpf_ktime_get_boot_ns();
 	}
 	return c->ns;
-}
-
-/*
- * Whether `span` nanoseconds have passed since `then`, a stamp another CPU
- * may have taken up to a jiffy after our `now`.
- */
-static __always_inline bool mseg_elapsed(__u64 now, __u64 then, __u64 span)
-{
-	return now > then && now - then >= span;
 }
 
 #endif /* MSEG_CLOCK_H */

@@ -12,7 +12,6 @@
 
 #include "mseg_abi.h"
 #include "mseg_maps.h"
-#include "mseg_clock.h"
 #include "mseg_timeout.h"
 #include "mseg_events.h"
 
@@ -134,7 +133,7 @@ static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
 	__u64 syn_max, half_max, half;
 	bool flood;
 
-	if (!mseg_elapsed(now, start, MSEG_NSEC_PER_SEC) ||
+	if (!mseg_older_than(now, start, MSEG_NSEC_PER_SEC) ||
 	    __sync_val_compare_and_swap(&pr->window_start_ns, start, now) !=
 		    start)
 		return;

@@ -23,6 +23,16 @@
 
 #define MSEG_CFG_OR(cfg, field, def) ((cfg)->field ? (cfg)->field : (def))
 
+/*
+ * Whether more than `span` nanoseconds have passed since `then`. The data
+ * path's clock (mseg_clock.h) lags by up to a jiffy, so `then`, stamped on
+ * another CPU, may lie after `now`: that is no time at all, not 2^64 ns.
+ */
+static __always_inline bool mseg_older_than(__u64 now, __u64 then, __u64 span)
+{
+	return now > then && now - then > span;
+}
+
 static __always_inline __u64 mseg_tcp_timeout(const struct mseg_config *cfg,
 					      __u8 state)
 {
@@ -104,9 +114,8 @@ static __always_inline bool mseg_session_expired(const struct mseg_config *cfg,
 						 const struct mseg_session *s,
 						 __u64 now, bool flood)
 {
-	/* another CPU may have stamped last_seen after we read the clock */
-	return now > s->last_seen_ns &&
-	       now - s->last_seen_ns > mseg_timeout_ns(cfg, k, s, flood);
+	return mseg_older_than(now, s->last_seen_ns,
+			       mseg_timeout_ns(cfg, k, s, flood));
 }
 
 #endif /* MSEG_TIMEOUT_H */
