@@ -77,7 +77,7 @@ static __always_inline void mseg_judge_new(const struct mseg_tuple *t,
 }
 
 /*
- * What a flow that cannot get a session may still do (DESIGN.md, pressure):
+ * What a flow that cannot get a session may still do (docs/DESIGN.md, pressure):
  * pass if an exact rule explicitly allows it, or it is ICMP or DNS.
  */
 static __always_inline bool

@@ -42,7 +42,7 @@ enum mseg_action {
 	MSEG_ACT_MAX,
 };
 
-/* The originator's RFC 793 state; numbers are the seed's and DESIGN.md's. */
+/* The originator's RFC 793 state; numbers are the seed's and docs/DESIGN.md's. */
 enum mseg_tcp_state {
 	MSEG_TCP_NONE = 0,
 	MSEG_TCP_SYN_SENT = 1,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Policy lookup for a new flow, first match wins (DESIGN.md, data path 3):
+ * Policy lookup for a new flow, first match wins (docs/DESIGN.md, data path 3):
  * exact rules with their wildcard fallbacks, then the longest CIDR prefix
  * containing the destination, else the source, then the default action.
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Session-table pressure and SYN floods (DESIGN.md, "Pressure and SYN
+ * Session-table pressure and SYN floods (docs/DESIGN.md, "Pressure and SYN
  * floods"). The level is the table's real occupancy, read from the kernel's
  * own per-CPU element counters at every admission decision, so it is exact
  * and falls as soon as mseg-gc reclaims entries. Several CPUs update

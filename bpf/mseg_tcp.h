@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * TCP state tracking. A session's state is the connection's RFC 793 state as
- * the originator sees it (DESIGN.md). As in nf_conntrack_proto_tcp.c, the
+ * the originator sees it (docs/DESIGN.md). As in nf_conntrack_proto_tcp.c, the
  * next state comes from a table indexed by direction, packet class and
  * current state; unlike a flag-only table, the classes that close a
  * connection are refined by sequence numbers: an ACK only counts for a FIN

@@ -2,7 +2,7 @@
 /*
  * Small things every C program of mseg needs the same way: the clocks the
  * data path stamps and user space measures with, and the names of the TCP
- * states (DESIGN.md's, as `mseg sessions` prints them).
+ * states (docs/DESIGN.md's, as `mseg sessions` prints them).
  */
 #ifndef MSEG_UTIL_H
 #define MSEG_UTIL_H

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #
-# The tc-native contract (DESIGN.md "Loading and pinning"): plain iproute2
+# The tc-native contract (docs/DESIGN.md "Loading and pinning"): plain iproute2
 # pins every map by name under $TC_BPF_MNT/tc/globals, every later load
 # reuses them, so `tc filter replace` with a rebuilt object keeps sessions,
 # rules and config; and bpftool shows every map with its BTF field names.
