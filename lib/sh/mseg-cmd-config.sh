@@ -79,15 +79,6 @@ _mseg_config_json() {
   jq -n '$ARGS.named' "${args[@]}"
 }
 
-#######################################
-# Print the effective settings as one JSON object: CLI key names, a field
-# never set (0) shows mseg-abi's default. For the commands that act on them
-# (sessions judges expiry by the effective timeouts).
-#######################################
-mseg_config_effective_json() {
-  _mseg_config_json
-}
-
 mseg_cmd_config_show() {
   local json=0
   while (($#)); do

@@ -22,7 +22,8 @@ _mseg_status_json() {
   local capacity sessions rules cidrs attached
   local -a cfg
   capacity=$(mseg_map_show mseg_sessions | jq '.max_entries') || exit
-  sessions=$(mseg_map_count mseg_sessions) || exit
+  # The kernel's own count of entries: no walk of the table.
+  sessions=$("$MSEG_SESSIONS_BIN" --count --all) || exit
   mseg_config_read cfg
   local abi gen def strict set
   abi=$(mseg_buf_get_uint cfg config.abi_version) || exit

@@ -14,6 +14,7 @@ MSEG_OBJ=${MSEG_OBJ:-$MSEG_ROOT/build/mseg.bpf.o}
 MSEG_ABI_BIN=${MSEG_ABI_BIN:-$MSEG_ROOT/build/mseg-abi}
 MSEG_GC_BIN=${MSEG_GC_BIN:-$MSEG_ROOT/build/mseg-gc}
 MSEG_LOG_BIN=${MSEG_LOG_BIN:-$MSEG_ROOT/build/mseg-log}
+MSEG_SESSIONS_BIN=${MSEG_SESSIONS_BIN:-$MSEG_ROOT/build/mseg-sessions}
 MSEG_RULESET_BIN=${MSEG_RULESET_BIN:-$MSEG_ROOT/build/mseg-ruleset}
 # Exactly where tc pins BTF maps with LIBBPF_PIN_BY_NAME, so scripts and a
 # plain `tc filter add ... bpf obj` always agree on one set of maps.
