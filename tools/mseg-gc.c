@@ -237,7 +237,8 @@ static void usage(FILE *f)
 		"  --interval S  run every S seconds until interrupted; when the pins\n"
 		"                are replaced (a re-attach), say so and sweep the new\n"
 		"                maps, or exit 1 if they cannot be opened\n"
-		"  --json        one JSON object per run\n");
+		"  --json        one JSON object per run (a line each)\n"
+		"  --version     print the version\n");
 }
 
 static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
@@ -246,6 +247,7 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 		{ "interval", required_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -262,6 +264,10 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 			break;
 		case 'h':
 			usage(stdout);
+			return 1;
+		case 'V':
+			printf("mseg-gc %s (abi %d)\n", MSEG_VERSION,
+			       MSEG_ABI_VERSION);
 			return 1;
 		default:
 			fprintf(stderr, "mseg: gc: unknown option '%s'\n",

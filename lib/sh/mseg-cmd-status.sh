@@ -36,7 +36,7 @@ _mseg_status_json() {
     jq --argjson s "$set" 'map(select(.formatted.key.set == $s)) | length') || exit
   cidrs=$(mseg_map_count_set mseg_cidr "$set") || exit
   attached=$(mseg_tc_attached | jq -s '.') || exit
-  jq -n --arg pin_dir "$MSEG_PIN_DIR" --argjson abi "$abi" \
+  jq -c -n --arg pin_dir "$MSEG_PIN_DIR" --argjson abi "$abi" \
     --argjson build_abi "$MSEG_ABI_VERSION" --argjson capacity "$capacity" \
     --argjson sessions "$sessions" --argjson rules "$rules" \
     --argjson cidrs "$cidrs" --arg dflt "${MSEG_ACTION_NAMES[def]:-$def}" \

@@ -174,14 +174,15 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   [[ $(jq -r .pin_dir <<<"$output") == "$PIN" ]]
 }
 
-@test "detach removes mseg's filters and an empty clsact, and is idempotent" {
+@test "detach removes mseg's filters and an empty clsact; again, it says there is nothing and fails" {
   run m detach "$DEV"
   [[ $status == 0 ]]
   [[ $(filters "$DEV" ingress) == 0 && $(filters "$DEV" egress) == 0 ]]
   run ip netns exec "$NS" tc -j qdisc show dev "$DEV"
   [[ $(jq '[.[] | select(.kind == "clsact")] | length' <<<"$output") == 0 ]]
-  run m detach "$DEV"
-  [[ $status == 0 ]]
+  run --separate-stderr m detach "$DEV"
+  [[ $status == 1 && -z $output ]]
+  [[ $stderr == "mseg: mseg is not attached to $DEV (ingress egress): nothing to detach" ]]
   # The maps stay pinned for the next attach.
   [[ -e $PIN/mseg_policy && -e $PIN/mseg_sessions ]]
 }

@@ -8,7 +8,7 @@
 # tests below failed on that code. The lock now lives in /run/mseg (mode
 # 0700) and is opened without following links; a lock directory that
 # others could write is refused, by the shell commands and the C tools.
-# shellcheck disable=SC2154 # bats sets $stderr
+# shellcheck disable=SC2154,SC2030,SC2031 # bats sets $stderr; each @test is a subshell
 
 bats_require_minimum_version 1.5.0
 
@@ -44,6 +44,7 @@ as_user() {
 # lock_path: where the edit lock of this pin set lives (with the default
 # lock directory), as mseg-common.sh's mseg_lock names it.
 lock_path() {
+	# shellcheck disable=SC2016 # expanded by the inner bash
 	env -u MSEG_LOCK_DIR MSEG_ROOT="$MSEG_ROOT" bash -c \
 		'source "$MSEG_ROOT/lib/sh/mseg-common.sh" && mseg_lock && echo "$MSEG_LOCK_FILE"'
 }

@@ -7,7 +7,7 @@
 # maps); each helper must work on the new maps and say so on stderr. On the
 # code before this change gc kept sweeping the old table, log --follow kept
 # polling the old ring, and textfile said nothing.
-# shellcheck disable=SC2154 # bats sets $output
+# shellcheck disable=SC2154,SC2030,SC2031 # bats sets $output; each @test is a subshell
 
 bats_require_minimum_version 1.5.0
 
