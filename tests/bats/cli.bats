@@ -136,7 +136,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   fails 2 "rule: missing subcommand" "$MSEG" rule
   fails 2 "status: unknown argument: --frob" m status --frob
   fails 2 "stats: unknown argument" m stats --frob
-  fails 2 "sessions: unknown argument" m sessions --frob
+  fails 2 "sessions: unknown option '--frob'" m sessions --frob
   fails 2 "list: unknown argument" r list --frob
   fails 2 "attach: unknown option: --frob" m attach "$DEV" --frob
   fails 2 "attach: missing DEV" m attach
