@@ -33,6 +33,14 @@ seconds() {
   awk -v a="${t0}" -v b="${t1}" 'BEGIN { printf "%.4f\n", b - a }'
 }
 
+# cpu_seconds CMD...: user + system CPU time of CMD (the machine is shared:
+# wall time grows with other people's load, CPU time much less).
+cpu_seconds() {
+  local TIMEFORMAT='%U %S' t
+  t="$({ time "$@" >"${WORK}/out"; } 2>&1)"
+  awk '{ printf "%.4f\n", $1 + $2 }' <<<"${t}"
+}
+
 # median_of N CMD...: the median wall time of N runs.
 median_of() {
   local n=$1 i
@@ -80,31 +88,32 @@ main() {
   trap ct_cleanup EXIT
   ct_setup
   local list="${WORK}/build/mseg-sessions"
-  local size have ct ms max
+  local size have ct ms max cpu i
   max="$(cat /proc/sys/net/netfilter/nf_conntrack_max)"
   have=0
   for size in 20000 200000 1000000; do
     "${WORK}/build/mseg-fill" --count $((size - have)) --first "${have}" >/dev/null
     [[ "$("${list}" --count --all)" == "${size}" ]]
     ms="$(median_of "${RUNS}" "${list}")"
+    cpu="$(for ((i = 0; i < 3; i++)); do cpu_seconds "${list}"; done | median)"
     if ((size <= max * 9 / 10)); then
       ct_fill $((size - $(ct_count)))
       ct="$(ct_count)"
       if ((ct >= size)); then
         ct="$(median_of "${RUNS}" ct_list)"
-        printf 'sessions: %7d: mseg sessions %.3f s, conntrack -L %.3f s: ratio %s (mseg / conntrack)\n' \
-          "${size}" "${ms}" "${ct}" "$(ratio "${ms}" "${ct}")"
+        printf 'sessions: %7d: mseg sessions %.3f s (cpu %.3f s), conntrack -L %.3f s: ratio %s (mseg / conntrack)\n' \
+          "${size}" "${ms}" "${cpu}" "${ct}" "$(ratio "${ms}" "${ct}")"
       else
-        printf 'sessions: %7d: mseg sessions %.3f s, conntrack: only %d entries were created\n' \
-          "${size}" "${ms}" "${ct}"
+        printf 'sessions: %7d: mseg sessions %.3f s (cpu %.3f s), conntrack: only %d entries were created\n' \
+          "${size}" "${ms}" "${cpu}" "${ct}"
       fi
     else
-      printf 'sessions: %7d: mseg sessions %.3f s, conntrack: more than 90 %% of nf_conntrack_max (%d), not created\n' \
-        "${size}" "${ms}" "${max}"
+      printf 'sessions: %7d: mseg sessions %.3f s (cpu %.3f s), conntrack: more than 90 %% of nf_conntrack_max (%d), not created\n' \
+        "${size}" "${ms}" "${cpu}" "${max}"
     fi
     have=${size}
   done
-  echo "sessions: median of ${RUNS} runs, output to a file; capacity ${CAPACITY}"
+  echo "sessions: wall: median of ${RUNS} runs; cpu: user + system, median of 3; output to a file; capacity ${CAPACITY}; load average $(cut -d' ' -f1 /proc/loadavg)"
   echo "sessions: command: TC_BPF_MNT=... build/mseg-sessions >FILE (make MSEG_MAX_SESSIONS=${CAPACITY}; build/mseg-fill --count N); ip netns exec NS conntrack -L >FILE (UDP flows from python, nft ct state rule)"
 }
 
