@@ -80,7 +80,7 @@ check() {
 	# something in every table
 	mseg_rule add --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 22 --action deny
 	"$MSEG_SCRIPTS/mseg-cidr" add 10.4.0.0/16 --action log >/dev/null
-	"$MSEG_BUILD/mseg-fill" --count 20 --expired 5 --idle 300 >/dev/null
+	"$MSEG_BUILD/mseg-fill" --count 20 --expired 5 --idle 150 >/dev/null
 	printf '17 fd00::1 53 fd00::2 5353 0 0 1 0\n' | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null
 	[ "$(verdict --proto tcp --src 10.3.0.1 --dst 10.3.0.2 --sport 5 --dport 22 --flags S)" = "$TC_ACT_SHOT" ]
 	mseg config set warn_pct 1 # (of 262144: no level is reached, one more event kind)

@@ -124,7 +124,7 @@ spec() { printf '%s\n' "$@" | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null; }
 
 @test "status and --count --all read the kernel's count: no walk of the table" {
 	need strace command -v strace
-	"$MSEG_BUILD/mseg-fill" --count 3000 --expired 1000 --idle 300 >/dev/null
+	"$MSEG_BUILD/mseg-fill" --count 3000 --expired 1000 --idle 150 >/dev/null
 	[ "$(mseg status --json | jq .sessions)" = 3000 ]
 	[ "$(mseg sessions --count --all)" = 3000 ]
 	[ "$(mseg sessions --count)" = 2000 ]
@@ -174,7 +174,7 @@ spec() { printf '%s\n' "$@" | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null; }
 	(cd "$MSEG_ROOT" && gcc -std=gnu11 -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 		-fno-sanitize-recover=undefined -fno-omit-frame-pointer -I bpf -I tools \
 		-DMSEG_VERSION='"asan"' tools/mseg-sessions.c -o "$bin" -lbpf)
-	"$MSEG_BUILD/mseg-fill" --count 20000 --expired 100 --idle 300 >/dev/null
+	"$MSEG_BUILD/mseg-fill" --count 20000 --expired 100 --idle 150 >/dev/null
 	spec "17 fd00::1 1 fd00::2 2 0 0 1 0"
 	local sub
 	for sub in "" "--json" "--all" "--count --src 10.0.0.0/16" "del --sport 10001" "flush"; do
