@@ -545,14 +545,14 @@ for i in range(20):
     and .idle_s >= 0 and .idle_s < 60 and .age_s >= .idle_s)) | length == 1' <<<"$s"
   jq -e 'map(select(.src == "10.99.0.1" and .sport == 40002 and .dst == "10.99.0.2"
     and .dport == 9998 and .packets == 2)) | length == 1' <<<"$s"
-  jq -e 'map(keys) | unique == [["action","age_s","bytes","dport","dst","idle_s",
-    "packets","proto","sport","src","state"]]' <<<"$s"
+  jq -e 'map(keys) | unique == [["action","age_s","bytes","dport","dst","expired",
+    "idle_s","packets","proto","sport","src","state"]]' <<<"$s"
   [[ $(m sessions --json --state none | jq length) == 2 ]]
   [[ $(m sessions --json --state ESTABLISHED) == "[]" ]]
   run m sessions
   [[ $status == 0 && ${lines[0]} == PROTO* && ${#lines[@]} == 3 ]]
   fails 2 "unknown state: 'SYN'" m sessions --state SYN
-  fails 2 "--state needs a value" m sessions --state
+  fails 2 "sessions: option '--state' wants a value" m sessions --state
 }
 
 @test "stats sums every per-CPU counter" {
@@ -610,6 +610,7 @@ for i in range(20):
     done
     for k in "${!MSEG_DEFAULT[@]}"; do echo "default config.$k ${MSEG_DEFAULT[$k]}"; done
     for k in "${!MSEG_CONST[@]}"; do echo "const $k ${MSEG_CONST[$k]}"; done
+    echo "version $MSEG_VERSION"
     echo "abi_version $MSEG_ABI_VERSION"
     echo "max_sessions $MSEG_ABI_MAX_SESSIONS"
     for i in "${!MSEG_ACTION_NAMES[@]}"; do echo "enum MSEG_ACT_${MSEG_ACTION_NAMES[i]^^} $i"; done

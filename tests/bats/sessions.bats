@@ -165,6 +165,8 @@ spec() { printf '%s\n' "$@" | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null; }
 	local empty
 	empty=$(mktemp -d "$BATS_TEST_TMPDIR/nopins.XXXXXX")
 	run --separate-stderr env TC_BPF_MNT="$empty" "$MSEG_SCRIPTS/mseg" sessions
+	[[ $status == 1 && $stderr == "mseg: no pinned maps under $empty/tc/globals: run 'mseg attach DEV' first" ]]
+	run --separate-stderr env TC_BPF_MNT="$empty" "$MSEG_BUILD/mseg-sessions"
 	[[ $status == 1 && $stderr == "mseg: cannot open $empty/tc/globals/mseg_sessions: No such file or directory (run 'mseg attach DEV' first)" ]]
 }
 
