@@ -3,7 +3,8 @@
  * mseg-textfile: mseg's counters, sessions and session-table pressure as
  * Prometheus metrics, written for node_exporter's textfile collector.
  *
- * Every run reopens the pinned maps (so a re-attached mseg is picked up),
+ * Every run reopens the pinned maps (so a re-attached mseg is picked up, and
+ * said so in the log),
  * sums the per-CPU counters, walks the session table with batch lookups
  * counting the unexpired sessions by protocol and TCP state (with the data
  * path's own expiry rule, bpf/mseg_timeout.h), counts the active rules, and
@@ -32,6 +33,7 @@
 #include "mseg_timeout.h"
 #include "mseg_batch.h"
 #include "mseg_pinned.h"
+#include "mseg_pinwatch.h"
 #include "mseg_util.h"
 
 #ifndef MSEG_VERSION
@@ -90,6 +92,8 @@ struct tf_sample {
 /* Buffers kept from one collection to the next. */
 struct tf_state {
 	const char *dir;
+	struct mseg_pin_id pins[TF_MAP_MAX]; /* the last run's maps */
+	bool have_pins;
 	struct mseg_batch sessions;
 	struct mseg_batch policy;
 	void *percpu; /* one struct mseg_stats per possible CPU */
@@ -274,6 +278,32 @@ static int count_cidrs(int fd, __u32 max_entries, struct tf_sample *x)
 	return -1;
 }
 
+/*
+ * Each run opens the pins afresh; when they hold other maps than last time
+ * (a re-attach with new pins), the log says so once.
+ */
+static void note_pins(struct tf_state *t, const struct tf_maps *m)
+{
+	struct mseg_pin_id now[TF_MAP_MAX];
+	char dir[PATH_MAX];
+	int i;
+
+	for (i = 0; i < TF_MAP_MAX; i++)
+		mseg_pin_remember(tf_map_names[i], m->fd[i], &now[i]);
+	for (i = 0; t->have_pins && i < TF_MAP_MAX; i++) {
+		if (now[i].map_id == t->pins[i].map_id &&
+		    now[i].ino == t->pins[i].ino)
+			continue;
+		fprintf(stderr,
+			"mseg: textfile: the pins under %s were replaced (%s: map id %u -> %u): reading the new maps\n",
+			mseg_pin_dir(dir, sizeof(dir)), tf_map_names[i],
+			t->pins[i].map_id, now[i].map_id);
+		break;
+	}
+	memcpy(t->pins, now, sizeof(now));
+	t->have_pins = true;
+}
+
 static int collect(struct tf_state *t, struct tf_sample *x)
 {
 	struct tf_maps m = { .fd = { -1, -1, -1 }, .config = -1, .stats = -1,
@@ -284,6 +314,7 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	memset(x, 0, sizeof(*x));
 	if (open_maps(&m))
 		goto out;
+	note_pins(t, &m);
 	if (read_one(m.config, "mseg_config", &x->cfg) ||
 	    read_one(m.pressure, "mseg_pressure", &x->pressure) ||
 	    read_one(m.gc, "mseg_gc", &x->gc) ||
