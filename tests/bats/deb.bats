@@ -13,7 +13,7 @@
 # exclusively (no lab fleet is up meanwhile: their hosts' roots are overlays
 # of this one) and refuses to run where mseg is installed already.
 
-# shellcheck disable=SC2154 # bats sets $output/$status
+# shellcheck disable=SC2154,SC2153 # bats sets $output/$status; lab.bash sets LAB_*
 bats_require_minimum_version 1.5.0
 
 load helpers/common
@@ -73,7 +73,7 @@ teardown() {
 	run timeout -k 5 300 lintian --pedantic --fail-on error,warning,info,pedantic "$deb"
 	echo "$output" >&2
 	[ "$status" -eq 0 ]
-	! grep -qE '^[EWIP]: ' <<<"$output"
+	run ! grep -qE '^[EWIP]: ' <<<"$output"
 }
 
 # tree_list: every path under the directories a package may write to, less
@@ -98,7 +98,7 @@ not_others() {
 }
 
 @test "apt-get install ./mseg_*.deb into the real root: works on real traffic, survives remove, purges without a trace" {
-	local deb before after new gone
+	local deb before after added left gone
 	deb=$(deb_build)
 	realroot_lock -x
 	if dpkg-query -W -f='${Status}' mseg 2>/dev/null | grep -q installed; then
@@ -113,7 +113,7 @@ not_others() {
 	test -f /lib/systemd/system/mseg-textfile.service
 	test -d /etc/mseg
 	# Installed, not enabled: no unit of ours is wanted by any target.
-	! find /etc/systemd/system -name 'mseg-*' | grep -q .
+	[ -z "$(find /etc/systemd/system -name 'mseg-*')" ]
 	installed_mseg "" --help | grep -q '^usage: mseg COMMAND'
 
 	# The installed commands, on a lab router, judge real traffic.
@@ -128,8 +128,8 @@ not_others() {
 		>"$BATS_TEST_TMPDIR/policy"
 	installed_mseg "$LAB_R" apply "$BATS_TEST_TMPDIR/policy"
 	lab_tcp_connect "$LAB_S4" "${LAB_TCP_PORTS[0]}"
-	! lab_tcp_connect "$LAB_S4" "${LAB_TCP_PORTS[1]}" 1
-	! lab_udp_exchange "$LAB_S4" "${LAB_UDP_PORTS[0]}" 1
+	run ! lab_tcp_connect "$LAB_S4" "${LAB_TCP_PORTS[1]}" 1
+	run ! lab_udp_exchange "$LAB_S4" "${LAB_UDP_PORTS[0]}" 1
 	installed_mseg "$LAB_R" save | grep -qx 'default deny'
 	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin TC_BPF_MNT="$TC_BPF_MNT" \
 		/usr/lib/mseg/build/mseg-textfile --dir "$BATS_TEST_TMPDIR"
@@ -144,26 +144,29 @@ not_others() {
 	test -e "$(pin mseg_config)"
 	prog_id "$LAB_RC" "$LAB_R" ingress >/dev/null
 	lab_tcp_connect "$LAB_S4" "${LAB_TCP_PORTS[0]}"
-	! lab_tcp_connect "$LAB_S4" "${LAB_TCP_PORTS[1]}" 1
+	run ! lab_tcp_connect "$LAB_S4" "${LAB_TCP_PORTS[1]}" 1
 
 	# purge (in the router's namespace, where the filter is): filters, pins
 	# and the package's directories go; traffic flows unfiltered again.
 	ip netns exec "$LAB_R" env DEBIAN_FRONTEND=noninteractive TC_BPF_MNT="$TC_BPF_MNT" \
 		timeout -k 5 120 apt-get purge -y -qq mseg >/dev/null
-	! dpkg-query -W -f='${Status}' mseg 2>/dev/null | grep -q installed
+	# shellcheck disable=SC2016 # a dpkg-query format
+	run ! dpkg-query -W -f='${Status}' mseg
+	[[ $output != *installed* ]]
 	[ -z "$(ip netns exec "$LAB_R" tc -j filter show dev "$LAB_RC" ingress | jq '.[]')" ]
 	[ -z "$(ip netns exec "$LAB_R" tc -j filter show dev "$LAB_RC" egress | jq '.[]')" ]
-	! ls "$TC_BPF_MNT/tc/globals/" 2>/dev/null | grep -q '^mseg_'
+	[ -z "$(find "$TC_BPF_MNT" -name 'mseg_*')" ]
 	lab_tcp_connect "$LAB_S4" "${LAB_TCP_PORTS[1]}"
 	test ! -e /etc/mseg
 	DEB_INSTALLED=
 
 	# Nothing left behind, nothing of the machine's taken away.
 	after=$(tree_list)
-	mapfile -t new < <(comm -13 <(echo "$before") <(echo "$after"))
-	mapfile -t gone < <(comm -23 <(echo "$before") <(echo "$after"))
-	new=$(not_others ${new[@]+"${new[@]}"})
-	[ -z "$new" ] || { echo "left behind: $new" >&2; false; }
-	[ "${#gone[@]}" -eq 0 ] || { echo "removed: ${gone[*]}" >&2; false; }
-	! grep -i mseg <<<"$after"
+	mapfile -t added < <(comm -13 <(echo "$before") <(echo "$after"))
+	left=$(not_others ${added[@]+"${added[@]}"})
+	[ -z "$left" ] || { echo "left behind: $left" >&2; false; }
+	gone=$(comm -23 <(echo "$before") <(echo "$after"))
+	[ -z "$gone" ] || { echo "removed: $gone" >&2; false; }
+	run grep -i mseg <<<"$after"
+	[ -z "$output" ] || { echo "left behind: $output" >&2; false; }
 }

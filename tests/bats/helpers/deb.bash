@@ -18,6 +18,7 @@ MSEG_REALROOT_LOCK=/run/lock/mseg-realroot.lock
 deb_build() {
 	local out stamp=$MSEG_BUILD/.deb.built
 	need "dpkg-deb" command -v dpkg-deb || return 1
+	# shellcheck disable=SC2016 # the script's own variables
 	out=$(flock -w 300 "$MSEG_BUILD/.deb.lock" bash -c '
 		stamp=$1
 		if [[ -s $stamp && -f $(cat "$stamp") ]] &&
