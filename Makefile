@@ -56,7 +56,9 @@ bench: deps
 	./bench/run
 
 lint:
-	shellcheck -x scripts/* lib/sh/*.sh tests/run tests/demo .ci/run bench/run bench/*.sh tests/bats/*.bats tests/bats/helpers/*.bash
+	shellcheck -x scripts/* lib/sh/*.sh tests/run tests/demo .ci/run bench/run bench/*.sh tests/bats/*.bats tests/bats/helpers/*.bash \
+		tests/bats/helpers/*.sh deploy/debian/build-deb deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm \
+		deploy/kubernetes/mseg-watch
 
 PREFIX ?= /usr/local
 MSEG_LIB := $(PREFIX)/lib/mseg
