@@ -20,6 +20,14 @@ load helpers/common
 load helpers/lab
 load helpers/deb
 
+setup_file() {
+	realroot_lock -x
+}
+
+teardown_file() {
+	realroot_unlock
+}
+
 setup() {
 	require_build
 	need lintian command -v lintian
@@ -31,7 +39,7 @@ teardown() {
 		DEBIAN_FRONTEND=noninteractive timeout -k 5 120 apt-get purge -y -qq mseg >/dev/null 2>&1 || true
 	fi
 	[[ -n ${LAB_C:-} ]] && lab_teardown
-	realroot_unlock 2>/dev/null || true
+	return 0
 }
 
 @test "make deb: a well-formed package of what make install installs; lintian finds nothing unexplained" {
@@ -100,7 +108,6 @@ not_others() {
 @test "apt-get install ./mseg_*.deb into the real root: works on real traffic, survives remove, purges without a trace" {
 	local deb before after added left gone
 	deb=$(deb_build)
-	realroot_lock -x
 	if dpkg-query -W -f='${Status}' mseg 2>/dev/null | grep -q installed; then
 		echo "mseg is installed on this machine already: this test will not touch it" >&2
 		false
