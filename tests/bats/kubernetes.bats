@@ -163,7 +163,7 @@ configmap_mount() {
 @test "kubernetes: mseg-watch applies the mounted policy whenever it changes; a broken file or a failing probe never sticks" {
 	local cm=$BATS_TEST_TMPDIR/cm state=$BATS_TEST_TMPDIR/state log=$BATS_TEST_TMPDIR/watch.log p=$BATS_TEST_TMPDIR
 	lab_setup --no-filter
-	lab_start_servers 120
+	lab_start_servers 400
 	# The watcher runs on the "node" (the router), attached to the link to
 	# the server; its probe, router -> server:5001, crosses that link.
 	printf 'default allow\n' >"$p/allow"
@@ -177,15 +177,15 @@ configmap_mount() {
 	ip netns exec "$LAB_R" env MSEG_RULES="$cm/mseg.rules" MSEG_INTERFACES="$LAB_RS" \
 		MSEG_PROBES="$LAB_S4:5001" MSEG_PROBE_TIMEOUT=2 MSEG_WATCH_INTERVAL=1 \
 		MSEG_STATE_DIR="$state" MSEG_CMD="$MSEG_SCRIPTS/mseg" \
-		timeout -k 5 120 "$K8S/mseg-watch" >"$log" 2>&1 3>&- &
+		timeout -k 5 400 "$K8S/mseg-watch" >"$log" 2>&1 3>&- &
 	WATCH_PID=$!
-	wait_until 200 test -e "$state/ready" || { cat "$log" >&2; false; }
+	wait_until 900 test -e "$state/ready" || { cat "$log" >&2; false; }
 	prog_id "$LAB_RS" "$LAB_R" egress >/dev/null
 	lab_tcp_connect "$LAB_S4" 5002
 
 	# The ConfigMap changes: the policy follows.
 	configmap_mount "$cm" "$p/good"
-	wait_until 200 saved_has 'rule .*--dport 5001' || { cat "$log" >&2; false; }
+	wait_until 600 saved_has 'rule .*--dport 5001' || { cat "$log" >&2; false; }
 	mseg save | grep -qx 'default deny'
 	lab_tcp_connect "$LAB_S4" 5001
 	run ! lab_tcp_connect "$LAB_S4" 5002 1
@@ -194,12 +194,12 @@ configmap_mount() {
 
 	# A file mseg cannot read: refused, the policy stays.
 	configmap_mount "$cm" "$p/broken"
-	wait_until 200 grep -q "rejected $cm/mseg.rules" "$log" || { cat "$log" >&2; false; }
+	wait_until 600 grep -q "rejected $cm/mseg.rules" "$log" || { cat "$log" >&2; false; }
 	[ "$(mseg save)" = "$good" ]
 
 	# A policy that cuts the probe: applied, probed, rolled back.
 	configmap_mount "$cm" "$p/cuts-probe"
-	wait_until 300 grep -q 'rolled back: the new policy failed a probe' "$log" || { cat "$log" >&2; false; }
+	wait_until 900 grep -q 'rolled back: the new policy failed a probe' "$log" || { cat "$log" >&2; false; }
 	grep -q "probe $LAB_S4:5001 failed" "$log"
 	[ "$(mseg save)" = "$good" ]
 	lab_tcp_connect "$LAB_S4" 5001
