@@ -20,9 +20,10 @@
 #      nothing anywhere else; the drift expression is empty again.
 #
 # The tests share one fleet, in this order. On this 2-core machine with other
-# engineers' suites running (load average 12-18) the file takes 8-10 min,
-# most of it the first rollout (3 stages one after the other, ~4-5 min);
-# each test prints its rollout times as TAP comments.
+# engineers' suites running the file takes 5 min at load average 8 (first
+# rollout 155 s: 3 stages one after the other; canary stop 34 s; repair
+# 41 s) and up to 10 min at load 15-18; each test prints its rollout times
+# as TAP comments.
 
 # shellcheck disable=SC2154 # bats sets $output/$status
 # shellcheck disable=SC2119,SC2120 # rollout's arguments come through `run`
