@@ -24,7 +24,7 @@ HELPERS := $(addprefix $(BUILD)/,$(notdir $(HELPER_SRCS:.c=)))
 
 vpath %.c tools exporters tests/bats/helpers bench
 
-.PHONY: all deps test demo bench install uninstall man clean lint FORCE
+.PHONY: all deps test demo bench install uninstall man deb clean lint FORCE
 
 all: $(BUILD)/mseg.bpf.o $(HELPERS)
 
@@ -56,7 +56,9 @@ bench: deps
 	./bench/run
 
 lint:
-	shellcheck -x scripts/* lib/sh/*.sh completion/mseg tests/run tests/demo .ci/run bench/run bench/*.sh tests/bats/*.bats tests/bats/helpers/*.bash
+	shellcheck -x scripts/* lib/sh/*.sh completion/mseg tests/run tests/demo .ci/run bench/run bench/*.sh tests/bats/*.bats tests/bats/helpers/*.bash \
+		tests/bats/helpers/*.sh deploy/debian/build-deb deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm \
+		deploy/kubernetes/mseg-watch
 
 PREFIX ?= /usr/local
 MSEG_LIB := $(PREFIX)/lib/mseg
@@ -137,6 +139,20 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/mseg $(DESTDIR)$(COMPLETION_DIR)/mseg
 	rm -f $(addprefix $(DESTDIR)$(MAN_DIR)/,$(notdir $(MAN_PAGES)))
 	rm -f $(addprefix $(DESTDIR)$(UNIT_DIR)/,$(notdir $(UNITS)))
+
+# make deb: build/mseg_$(DEB_VERSION)_amd64.deb from `make install` into a
+# staging root (PREFIX=/usr, units where Debian keeps them), so the package
+# follows the install list. The helpers are rebuilt apart, in
+# $(BUILD)/deb/build, with Debian's hardening flags.
+DEB_VERSION ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//;s/-/+git/;s/-/./' | grep . || \
+	echo "0.1+git$$(git rev-list --count HEAD 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git diff --quiet HEAD 2>/dev/null || echo .dirty)")
+DEB_ROOT := $(BUILD)/deb/root
+DEB_FLAGS = $(shell DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get CFLAGS) $(shell DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get CPPFLAGS) $(shell DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get LDFLAGS)
+deb:
+	rm -rf $(BUILD)/deb
+	$(MAKE) -s BUILD=$(BUILD)/deb/build EXTRA_CFLAGS='$(DEB_FLAGS)' MSEG_VERSION=$(DEB_VERSION) \
+		install DESTDIR=$(abspath $(DEB_ROOT)) PREFIX=/usr UNIT_DIR=/lib/systemd/system
+	deploy/debian/build-deb $(DEB_ROOT) $(DEB_VERSION) $(BUILD)
 
 clean:
 	rm -rf $(BUILD)
