@@ -47,6 +47,7 @@ static void make_session(__u64 i, const struct fill_opts *o, __u64 now,
 	k->port_lo = (__u16)(i % 50000 + 10000);
 	k->port_hi = 80;
 	k->proto = IPPROTO_TCP;
+	k->family = 4;
 
 	v->created_ns = now;
 	v->last_seen_ns = expired ? now - o->idle_s * MSEG_NSEC_PER_SEC : now;

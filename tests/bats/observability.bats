@@ -251,10 +251,18 @@ cidr_pin() {
       "$(prom_get "$m" mseg_packets_total "{\"action\":\"$action\"}")"
   done
   assert_eq seen "$(jq .total <<<"$stats_a")" "$(prom_get "$m" mseg_packets_seen_total)"
-  for field in session_hit policy_hit ip_range_hit default_hit; do
+  for field in session_hit policy_hit ip_range_hit default_hit related exempt; do
     assert_eq "$field" "$(jq ".$field" <<<"$stats_a")" \
       "$(prom_get "$m" mseg_lookups_total "{\"result\":\"$field\"}")"
   done
+  local reason
+  for reason in strict vlan_limit v4_mapped exthdr_limit frag_tiny frag_overlap; do
+    field=$reason
+    [[ $reason == strict ]] && field=strict_drop
+    assert_eq "refused $reason" "$(jq ".$field" <<<"$stats_a")" \
+      "$(prom_get "$m" mseg_refused_packets_total "{\"reason\":\"$reason\"}")"
+  done
+  assert_eq unjudged "$(jq .unjudged <<<"$stats_a")" "$(prom_get "$m" mseg_unjudged_packets_total)"
   assert_eq created "$(jq .new_session <<<"$stats_a")" "$(prom_get "$m" mseg_sessions_created_total)"
   assert_eq established "$(jq .tcp_established <<<"$stats_a")" \
     "$(prom_get "$m" mseg_tcp_transitions_total '{"to":"established"}')"
