@@ -363,17 +363,19 @@ rejudge() {
 	echo "$output"
 	[[ $status == 0 ]]
 	# the counters agree: one lookup result per new flow
-	local decided delta
+	local decided mapped delta
 	decided=$(jq '[.[] | select(.by != null)] | length' "$dir/expect.json")
+	mapped=$(jq '[.[] | select(.action == "v4_mapped")] | length' "$dir/expect.json")
 	delta=$(stats_delta_json)
 	assert_eq "ip_range_hit ($delta)" "$decided" "$(jq '.ip_range_hit // 0' <<<"$delta")"
-	assert_eq "default_hit ($delta)" $((10000 - decided)) "$(jq '.default_hit // 0' <<<"$delta")"
+	assert_eq "default_hit ($delta)" $((10000 - decided - mapped)) "$(jq '.default_hit // 0' <<<"$delta")"
+	assert_eq "v4_mapped ($delta)" "$mapped" "$(jq '.v4_mapped // 0' <<<"$delta")"
 	assert_eq "total ($delta)" 10000 "$(jq '.total // 0' <<<"$delta")"
-	# the draw covered both families, every action, the source lookup and
-	# the default
+	# the draw covered both families, every action, the source lookup,
+	# the default and IPv4-mapped IPv6 (dropped before any rule)
 	jq -e '[.[] | select(.by != null and (.dst | contains(":")))] | length > 1000' "$dir/expect.json" >/dev/null
 	jq -e '[.[] | select(.by != null and (.dst | contains(":") | not))] | length > 1000' "$dir/expect.json" >/dev/null
-	jq -e '[.[] | .action] | unique == ["allow", "deny", "log"]' "$dir/expect.json" >/dev/null
-	jq -e '[.[] | select(.by == null)] | length > 100' "$dir/expect.json" >/dev/null
+	jq -e '[.[] | .action] | unique == ["allow", "deny", "log", "v4_mapped"]' "$dir/expect.json" >/dev/null
+	jq -e '[.[] | select(.by == null and .action != "v4_mapped")] | length > 100' "$dir/expect.json" >/dev/null
 	jq -e '[.[] | select(.side == "src")] | length > 100' "$dir/expect.json" >/dev/null
 }

@@ -285,9 +285,10 @@ cidr_pin() {
   [ "$(prom_get "$m" mseg_rules '{"kind":"exact"}')" = 4 ]
   [ "$(prom_get "$m" mseg_rules '{"kind":"cidr"}')" = 0 ]
   # One build_info sample: this build's version and ABI.
-  jq -e --arg v "$("$TEXTFILE" --version | sed -E 's/^mseg-textfile (.*) \(abi [0-9]+\)$/\1/')" '
+  jq -e --arg v "$("$TEXTFILE" --version | sed -E 's/^mseg-textfile (.*) \(abi [0-9]+\)$/\1/')" \
+    --arg a "$("$MSEG_BUILD/mseg-abi" | sed -n 's/^abi_version //p')" '
     [.[] | select(.name == "mseg_build_info")]
-    | length == 1 and .[0].value == 1 and .[0].labels == {version: $v, abi_version: "1"}' <<<"$m"
+    | length == 1 and .[0].value == 1 and .[0].labels == {version: $v, abi_version: $a}' <<<"$m"
 
   # The file as written passes promtool's linter with nothing to say.
   run promtool check metrics <"$OUT/mseg.prom"
