@@ -34,17 +34,6 @@ TINY='{"total":1,"dropped":1,"frag_tiny":1}'
 OVERLAP='{"total":1,"dropped":1,"frag_overlap":1}'
 DENIED='{"total":1,"policy_hit":1,"denied":1}'
 
-# expect WHAT RETVAL STATS ARGS...: the frame of mseg-pkt ARGS gets RETVAL
-# and moves exactly STATS.
-expect() {
-	local what=$1 want=$2 stats=$3 rv
-	shift 3
-	stats_save
-	rv=$(verdict "$@")
-	assert_eq "verdict of $what" "$want" "$rv"
-	assert_stats "$what" "$stats"
-}
-
 # --- tiny first fragments and overlaps (item 4) ------------------------------------
 
 # split_points FAMILY: every split of a first fragment in 8-byte steps
@@ -59,10 +48,10 @@ split_points() {
 		for at in 0 8 16 24 32; do
 			what="IPv$fam first fragment with $at bytes of a $hlen-byte TCP header"
 			if ((at < hlen)); then
-				expect "$what" "$TC_ACT_SHOT" "$TINY" --src "$src" --dst "$dst" --proto tcp \
+				expect_frame "$what" "$TC_ACT_SHOT" "$TINY" --src "$src" --dst "$dst" --proto tcp \
 					--sport 4000 --dport 22 "${opt[@]}" "${ext[@]}" --payload 40 --fragment "0:$at"
 			else
-				expect "$what" "$TC_ACT_SHOT" "$DENIED" --src "$src" --dst "$dst" --proto tcp \
+				expect_frame "$what" "$TC_ACT_SHOT" "$DENIED" --src "$src" --dst "$dst" --proto tcp \
 					--sport 4000 --dport 22 "${opt[@]}" "${ext[@]}" --payload 40 --fragment "0:$at"
 			fi
 		done
@@ -78,11 +67,11 @@ split_points() {
 }
 
 @test "IPv6: a first fragment that does not hold the whole header chain is dropped (frag_tiny)" {
-	expect "chain cut by the fragment" "$TC_ACT_SHOT" "$TINY" \
+	expect_frame "chain cut by the fragment" "$TC_ACT_SHOT" "$TINY" \
 		--src "$S6" --dst "$D6" --proto udp --ext frag,dst:2 --payload 40 --fragment 0:16
-	expect "chain whole, UDP cut" "$TC_ACT_SHOT" "$TINY" \
+	expect_frame "chain whole, UDP cut" "$TC_ACT_SHOT" "$TINY" \
 		--src "$S6" --dst "$D6" --proto udp --ext frag,dst:2 --payload 40 --fragment 0:24
-	expect "chain and UDP whole" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"new_session":1}' \
+	expect_frame "chain and UDP whole" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"new_session":1}' \
 		--src "$S6" --dst "$D6" --proto udp --ext frag,dst:2 --payload 40 --fragment 0:32
 }
 
@@ -92,11 +81,11 @@ split_points() {
 		if [[ $fam == 4 ]]; then src=$S4 dst=$D4; else src=$S6 dst=$D6; fi
 		local -a ext=()
 		[[ $fam == 4 ]] || ext=(--ext frag)
-		expect "IPv$fam UDP with 0 bytes" "$TC_ACT_SHOT" "$TINY" \
+		expect_frame "IPv$fam UDP with 0 bytes" "$TC_ACT_SHOT" "$TINY" \
 			--src "$src" --dst "$dst" --proto udp "${ext[@]}" --payload 40 --fragment 0:0
-		expect "IPv$fam UDP with 8 bytes" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"new_session":1}' \
+		expect_frame "IPv$fam UDP with 8 bytes" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"new_session":1}' \
 			--src "$src" --dst "$dst" --proto udp "${ext[@]}" --payload 40 --fragment 0:8
-		expect "IPv$fam ICMP with 0 bytes" "$TC_ACT_SHOT" "$TINY" \
+		expect_frame "IPv$fam ICMP with 0 bytes" "$TC_ACT_SHOT" "$TINY" \
 			--src "$src" --dst "$dst" --proto icmp "${ext[@]}" --payload 40 --fragment 0:0
 	done
 }
@@ -108,14 +97,14 @@ split_points() {
 		local -a ext=()
 		[[ $fam == 4 ]] || ext=(--ext frag)
 		for at in 8 16; do
-			expect "IPv$fam TCP fragment at $at" "$TC_ACT_SHOT" "$OVERLAP" \
+			expect_frame "IPv$fam TCP fragment at $at" "$TC_ACT_SHOT" "$OVERLAP" \
 				--src "$src" --dst "$dst" --proto tcp "${ext[@]}" --payload 40 --fragment "$at:16"
 		done
 		# first never seen: judged by the addresses (default allow)
-		expect "IPv$fam TCP fragment at 24" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"fragments":1}' \
+		expect_frame "IPv$fam TCP fragment at 24" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"fragments":1}' \
 			--src "$src" --dst "$dst" --proto tcp "${ext[@]}" --payload 40 --fragment 24:16
 		# UDP's ports are in its first 8 bytes: a fragment at 8 overlaps nothing
-		expect "IPv$fam UDP fragment at 8" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"fragments":1}' \
+		expect_frame "IPv$fam UDP fragment at 8" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"fragments":1}' \
 			--src "$src" --dst "$dst" --proto udp "${ext[@]}" --payload 40 --fragment 8:16
 	done
 }
@@ -128,11 +117,11 @@ split_points() {
 		if [[ $fam == 4 ]]; then src=$S4 dst=$D4; else src=$S6 dst=$D6; fi
 		local -a ext=()
 		[[ $fam == 4 ]] || ext=(--ext frag)
-		expect "IPv$fam orphan fragment" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"fragments":1}' \
+		expect_frame "IPv$fam orphan fragment" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"fragments":1}' \
 			--src "$src" --dst "$dst" --proto udp "${ext[@]}" --payload 100 --fragment 48
 		assert_eq "IPv$fam sessions after it" 0 "$(sessions_between "$src" "$dst")"
 		rule add --src "$src" --dst "$dst" --action deny
-		expect "IPv$fam orphan fragment, address rule" "$TC_ACT_SHOT" '{"total":1,"policy_hit":1,"denied":1,"fragments":1}' \
+		expect_frame "IPv$fam orphan fragment, address rule" "$TC_ACT_SHOT" '{"total":1,"policy_hit":1,"denied":1,"fragments":1}' \
 			--src "$src" --dst "$dst" --proto udp "${ext[@]}" --payload 100 --fragment 48
 	done
 }
@@ -146,16 +135,16 @@ split_points() {
 		# a port rule denies the datagram: its later fragment too, though
 		# its addresses alone would pass
 		rule add --src "$src" --dst "$dst" --proto udp --dport 5353 --action deny
-		expect "IPv$fam denied first" "$TC_ACT_SHOT" "$DENIED" --src "$src" --dst "$dst" --proto udp \
+		expect_frame "IPv$fam denied first" "$TC_ACT_SHOT" "$DENIED" --src "$src" --dst "$dst" --proto udp \
 			--sport 777 --dport 5353 --ip-id 41 "${ext[@]}" --payload 100 --fragment 0:48
-		expect "IPv$fam its later fragment" "$TC_ACT_SHOT" '{"total":1,"policy_hit":1,"denied":1,"fragments":1}' \
+		expect_frame "IPv$fam its later fragment" "$TC_ACT_SHOT" '{"total":1,"policy_hit":1,"denied":1,"fragments":1}' \
 			--src "$src" --dst "$dst" --proto udp --sport 777 --dport 5353 --ip-id 41 "${ext[@]}" \
 			--payload 100 --fragment 48
 		# an allowed datagram: the later fragment joins its session
-		expect "IPv$fam allowed first" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"new_session":1}' \
+		expect_frame "IPv$fam allowed first" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"new_session":1}' \
 			--src "$src" --dst "$dst" --proto udp --sport 778 --dport 5354 --ip-id 42 "${ext[@]}" \
 			--payload 100 --fragment 0:48
-		expect "IPv$fam its later fragment" "$TC_ACT_OK" '{"total":1,"session_hit":1,"allowed":1,"fragments":1}' \
+		expect_frame "IPv$fam its later fragment" "$TC_ACT_OK" '{"total":1,"session_hit":1,"allowed":1,"fragments":1}' \
 			--src "$src" --dst "$dst" --proto udp --sport 778 --dport 5354 --ip-id 42 "${ext[@]}" \
 			--payload 100 --fragment 48
 		assert_eq "IPv$fam packets of the session" 2 \
@@ -169,19 +158,19 @@ split_points() {
 	rule add --src "$S6" --dst "$D6" --proto tcp --dport 5001 --action allow
 	local proto
 	for proto in udp tcp; do
-		expect "$proto first fragment (frag, dst, $proto)" "$TC_ACT_OK" \
+		expect_frame "$proto first fragment (frag, dst, $proto)" "$TC_ACT_OK" \
 			'{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
 			--src "$S6" --dst "$D6" --proto "$proto" --sport 3000 --dport 5001 --ip-id 9 \
 			--ext frag,dst --payload 200 --fragment 0:64
 		# its fragment header says "destination options next": the ports
 		# are remembered under the upper-layer protocol all the same
-		expect "$proto later fragment" "$TC_ACT_OK" '{"total":1,"session_hit":1,"allowed":1,"fragments":1}' \
+		expect_frame "$proto later fragment" "$TC_ACT_OK" '{"total":1,"session_hit":1,"allowed":1,"fragments":1}' \
 			--src "$S6" --dst "$D6" --proto "$proto" --sport 3000 --dport 5001 --ip-id 9 \
 			--ext frag,dst --payload 200 --fragment 64
 	done
 	# another datagram's later fragment, its first unseen: judged by
 	# addresses, denied by default
-	expect "an orphan" "$TC_ACT_SHOT" '{"total":1,"default_hit":1,"denied":1,"fragments":1}' \
+	expect_frame "an orphan" "$TC_ACT_SHOT" '{"total":1,"default_hit":1,"denied":1,"fragments":1}' \
 		--src "$S6" --dst "$D6" --proto udp --sport 3000 --dport 5001 --ip-id 10 \
 		--ext frag,dst --payload 200 --fragment 64
 }
@@ -222,11 +211,11 @@ split_points() {
 	# recovers by itself, nothing else running.
 	sleep 31
 	stats_save
-	expect "a new datagram's first fragment" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
+	expect_frame "a new datagram's first fragment" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
 		--src "$S4" --dst "$D4" --proto udp --sport 6001 --dport 5001 --ip-id 8 --payload 100 --fragment 0:48
 	local left
 	left=$(map_dump mseg_frags | jq length)
 	((left <= 2)) || { echo "entries left after the reclaim: $left" >&2; return 1; }
-	expect "its later fragment" "$TC_ACT_OK" '{"total":1,"session_hit":1,"allowed":1,"fragments":1}' \
+	expect_frame "its later fragment" "$TC_ACT_OK" '{"total":1,"session_hit":1,"allowed":1,"fragments":1}' \
 		--src "$S4" --dst "$D4" --proto udp --sport 6001 --dport 5001 --ip-id 8 --payload 100 --fragment 48
 }

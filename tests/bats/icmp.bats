@@ -59,17 +59,6 @@ default_deny() {
 	mseg default deny >/dev/null
 }
 
-# expect WHAT RETVAL STATS ARGS...: the frame of mseg-pkt ARGS gets RETVAL
-# and moves exactly STATS.
-expect() {
-	local what=$1 want=$2 stats=$3 rv
-	shift 3
-	stats_save
-	rv=$(verdict "$@")
-	assert_eq "verdict of $what" "$want" "$rv"
-	assert_stats "$what" "$stats"
-}
-
 RELATED='{"total":1,"related":1,"allowed":1}'
 JUDGED_DENY='{"total":1,"default_hit":1,"denied":1}'
 
@@ -94,43 +83,43 @@ related_errors() {
 	rule --src "$a" --dst "$b" --proto tcp --dport 5001 --action allow
 	rule --src "$a" --dst "$b" --proto udp --dport 5002 --action allow
 	rule --src "$a" --dst "$b" --proto icmp --action allow
-	expect "SYN" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
+	expect_frame "SYN" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
 		--src "$a" --dst "$b" --proto tcp --sport 40000 --dport 5001 --flags S
-	expect "UDP" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
+	expect_frame "UDP" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
 		--src "$a" --dst "$b" --proto udp --sport 40001 --dport 5002
-	expect "echo request" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
+	expect_frame "echo request" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
 		--src "$a" --dst "$b" --proto icmp --icmp-id 77
 	local -a args
 	# from a router on the path, from the peer, about either direction
 	read -r -a args <<<"$(err "$fam" "$r" "$a" --inner --src "$a" --dst "$b" --proto tcp --sport 40000 --dport 5001)"
-	expect "router -> originator about its TCP" "$TC_ACT_OK" "$RELATED" "${args[@]}"
+	expect_frame "router -> originator about its TCP" "$TC_ACT_OK" "$RELATED" "${args[@]}"
 	read -r -a args <<<"$(err "$fam" "$b" "$a" --inner --src "$a" --dst "$b" --proto tcp --sport 40000 --dport 5001 --payload 100)"
-	expect "peer -> originator about its TCP" "$TC_ACT_OK" "$RELATED" "${args[@]}"
+	expect_frame "peer -> originator about its TCP" "$TC_ACT_OK" "$RELATED" "${args[@]}"
 	read -r -a args <<<"$(err "$fam" "$r" "$b" --inner --src "$b" --dst "$a" --proto tcp --sport 5001 --dport 40000 --flags SA)"
-	expect "router -> responder about its reply" "$TC_ACT_OK" "$RELATED" "${args[@]}"
+	expect_frame "router -> responder about its reply" "$TC_ACT_OK" "$RELATED" "${args[@]}"
 	read -r -a args <<<"$(err "$fam" "$b" "$a" --icmp-type "$([[ $fam == 4 ]] && echo 3 || echo 1)" \
 		--icmp-code 3 --mtu 0 --inner --src "$a" --dst "$b" --proto udp --sport 40001 --dport 5002)"
-	expect "port unreachable about UDP" "$TC_ACT_OK" "$RELATED" "${args[@]}"
+	expect_frame "port unreachable about UDP" "$TC_ACT_OK" "$RELATED" "${args[@]}"
 	read -r -a args <<<"$(err "$fam" "$r" "$a" --icmp-type "$([[ $fam == 4 ]] && echo 11 || echo 3)" \
 		--icmp-code 0 --mtu 0 --inner --src "$a" --dst "$b" --proto icmp --icmp-id 77)"
-	expect "time exceeded about a ping" "$TC_ACT_OK" "$RELATED" "${args[@]}"
+	expect_frame "time exceeded about a ping" "$TC_ACT_OK" "$RELATED" "${args[@]}"
 
 	# not about a live session: judged by the policy as any packet
 	read -r -a args <<<"$(err "$fam" "$r" "$a" --inner --src "$a" --dst "$b" --proto tcp --sport 40009 --dport 5001)"
-	expect "about no session" "$TC_ACT_SHOT" "$JUDGED_DENY" "${args[@]}"
+	expect_frame "about no session" "$TC_ACT_SHOT" "$JUDGED_DENY" "${args[@]}"
 	read -r -a args <<<"$(err "$fam" "$r" "$c" --inner --src "$a" --dst "$b" --proto tcp --sport 40000 --dport 5001)"
-	expect "to someone else than the quoted sender" "$TC_ACT_SHOT" "$JUDGED_DENY" "${args[@]}"
+	expect_frame "to someone else than the quoted sender" "$TC_ACT_SHOT" "$JUDGED_DENY" "${args[@]}"
 	read -r -a args <<<"$(err "$fam" "$r" "$a" --quote "$([[ $fam == 4 ]] && echo 24 || echo 44)" \
 		--inner --src "$a" --dst "$b" --proto tcp --sport 40000 --dport 5001)"
-	expect "quoting 4 bytes of TCP" "$TC_ACT_SHOT" "$JUDGED_DENY" "${args[@]}"
+	expect_frame "quoting 4 bytes of TCP" "$TC_ACT_SHOT" "$JUDGED_DENY" "${args[@]}"
 	local -a frag=(--mf --ip-id 5)
 	[[ $fam == 4 ]] || frag=(--ext frag)
 	read -r -a args <<<"$(err "$fam" "$r" "$a" --inner --src "$a" --dst "$b" --proto udp --sport 40001 --dport 5002 \
 		"${frag[@]}" --payload 64 --fragment 16)"
-	expect "about a later fragment" "$TC_ACT_SHOT" "$JUDGED_DENY" "${args[@]}"
+	expect_frame "about a later fragment" "$TC_ACT_SHOT" "$JUDGED_DENY" "${args[@]}"
 	read -r -a args <<<"$(err "$fam" "$r" "$a" --inner --src "$a" --dst "$b" --proto icmp \
 		--icmp-type "$([[ $fam == 4 ]] && echo 3 || echo 1)" --icmp-code 1)"
-	expect "about an error" "$TC_ACT_SHOT" "$JUDGED_DENY" "${args[@]}"
+	expect_frame "about an error" "$TC_ACT_SHOT" "$JUDGED_DENY" "${args[@]}"
 	assert_eq "sessions with the router" 0 "$(sessions_between "$r" "$a")"
 	assert_eq "sessions with the peer: the three flows" 3 "$(sessions_between "$a" "$b")"
 }
@@ -146,20 +135,20 @@ related_errors() {
 @test "an error about a session the rules now deny is not related: judged by the policy" {
 	default_deny
 	rule --src "$A4" --dst "$B4" --proto tcp --dport 5001 --action allow
-	expect "SYN" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
+	expect_frame "SYN" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
 		--src "$A4" --dst "$B4" --proto tcp --sport 40000 --dport 5001 --flags S
 	mseg_rule del --src "$A4" --dst "$B4" --proto tcp --dport 5001 >/dev/null
 	rule --src "$A4" --dst "$B4" --proto tcp --dport 5001 --action deny
 	local -a args
 	read -r -a args <<<"$(err 4 "$R4" "$A4" --inner --src "$A4" --dst "$B4" --proto tcp --sport 40000 --dport 5001)"
-	expect "error about the now denied session" "$TC_ACT_SHOT" '{"total":1,"rejudged":1,"default_hit":1,"denied":1}' "${args[@]}"
+	expect_frame "error about the now denied session" "$TC_ACT_SHOT" '{"total":1,"rejudged":1,"default_hit":1,"denied":1}' "${args[@]}"
 }
 
 @test "an error never opens a session, related or not" {
 	local -a args
 	read -r -a args <<<"$(err 4 "$R4" "$A4" --inner --src "$A4" --dst "$B4" --proto udp --sport 1 --dport 2)"
-	expect "an unrelated error under default allow" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1}' "${args[@]}"
-	expect "again" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1}' "${args[@]}"
+	expect_frame "an unrelated error under default allow" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1}' "${args[@]}"
+	expect_frame "again" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1}' "${args[@]}"
 	assert_eq "sessions" 0 "$(sessions_between "$R4" "$A4")"
 }
 
@@ -170,22 +159,22 @@ echo_direction() {
 	if [[ $fam == 4 ]]; then a=$A4 b=$B4 req=8 rep=0; else a=$A6 b=$B6 req=128 rep=129; fi
 	default_deny
 	rule --src "$a" --dst "$b" --proto icmp --action allow
-	expect "a -> b request" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
+	expect_frame "a -> b request" "$TC_ACT_OK" '{"total":1,"policy_hit":1,"allowed":1,"new_session":1}' \
 		--src "$a" --dst "$b" --proto icmp --icmp-type "$req" --icmp-id 91
 	assert_session icmp "$a" 91 "$b" 0 NONE
-	expect "b -> a reply" "$TC_ACT_OK" '{"total":1,"session_hit":1,"allowed":1}' \
+	expect_frame "b -> a reply" "$TC_ACT_OK" '{"total":1,"session_hit":1,"allowed":1}' \
 		--src "$b" --dst "$a" --proto icmp --icmp-type "$rep" --icmp-id 91
 	# the responder's request is its own flow, b -> a: not allowed
-	expect "b -> a request, same identifier" "$TC_ACT_SHOT" "$JUDGED_DENY" \
+	expect_frame "b -> a request, same identifier" "$TC_ACT_SHOT" "$JUDGED_DENY" \
 		--src "$b" --dst "$a" --proto icmp --icmp-type "$req" --icmp-id 91
 	# the originator's reply answers nothing: judged (a -> b is allowed),
 	# never a session of its own
-	expect "a -> b reply" "$TC_ACT_OK" '{"total":1,"invalid":1,"policy_hit":1,"allowed":1}' \
+	expect_frame "a -> b reply" "$TC_ACT_OK" '{"total":1,"invalid":1,"policy_hit":1,"allowed":1}' \
 		--src "$a" --dst "$b" --proto icmp --icmp-type "$rep" --icmp-id 91
 	assert_eq "sessions" 1 "$(sessions_between "$a" "$b")"
 	STRICT_SET=1
 	mseg config set strict on
-	expect "a -> b reply, strict" "$TC_ACT_SHOT" '{"total":1,"invalid":1,"strict_drop":1,"dropped":1}' \
+	expect_frame "a -> b reply, strict" "$TC_ACT_SHOT" '{"total":1,"invalid":1,"strict_drop":1,"dropped":1}' \
 		--src "$a" --dst "$b" --proto icmp --icmp-type "$rep" --icmp-id 91
 }
 
@@ -206,20 +195,20 @@ EXEMPT='{"total":1,"exempt":1,"allowed":1}'
 	local t src
 	for t in 133 134 135 136 137; do
 		for src in :: fe80::1 "$A6"; do
-			expect "ND $t from $src" "$TC_ACT_OK" "$EXEMPT" \
+			expect_frame "ND $t from $src" "$TC_ACT_OK" "$EXEMPT" \
 				--src "$src" --dst ff02::1:ff00:2 --proto icmpv6 --icmp-type "$t" --ttl 255
 		done
 	done
 	# anything short of that is judged like any packet (here: denied)
-	expect "NS with hop limit 254" "$TC_ACT_SHOT" "$JUDGED_DENY" \
+	expect_frame "NS with hop limit 254" "$TC_ACT_SHOT" "$JUDGED_DENY" \
 		--src fe80::1 --dst ff02::1:ff00:2 --proto icmpv6 --icmp-type 135 --ttl 254
-	expect "NS from a multicast source" "$TC_ACT_SHOT" "$JUDGED_DENY" \
+	expect_frame "NS from a multicast source" "$TC_ACT_SHOT" "$JUDGED_DENY" \
 		--src ff02::1 --dst "$B6" --proto icmpv6 --icmp-type 135 --ttl 255
-	expect "NS in a fragment" "$TC_ACT_SHOT" "$JUDGED_DENY" \
+	expect_frame "NS in a fragment" "$TC_ACT_SHOT" "$JUDGED_DENY" \
 		--src fe80::1 --dst ff02::1:ff00:2 --proto icmpv6 --icmp-type 135 --ttl 255 \
 		--ext frag --payload 32 --fragment 0:16
 	# IPv4 with protocol 58 is not neighbour discovery
-	expect "IPv4 protocol 58, type 135" "$TC_ACT_SHOT" "$JUDGED_DENY" \
+	expect_frame "IPv4 protocol 58, type 135" "$TC_ACT_SHOT" "$JUDGED_DENY" \
 		--src "$A4" --dst "$B4" --proto icmpv6 --icmp-type 135 --ttl 255
 }
 
@@ -227,12 +216,12 @@ EXEMPT='{"total":1,"exempt":1,"allowed":1}'
 	default_deny
 	local t
 	for t in 130 131 132 143; do
-		expect "MLD $t" "$TC_ACT_OK" "$EXEMPT" \
+		expect_frame "MLD $t" "$TC_ACT_OK" "$EXEMPT" \
 			--src fe80::1 --dst ff02::16 --proto icmpv6 --icmp-type "$t" --ttl 1 --ext hop
 	done
-	expect "MLD with hop limit 2" "$TC_ACT_SHOT" "$JUDGED_DENY" \
+	expect_frame "MLD with hop limit 2" "$TC_ACT_SHOT" "$JUDGED_DENY" \
 		--src fe80::1 --dst ff02::16 --proto icmpv6 --icmp-type 143 --ttl 2 --ext hop
-	expect "MLD from a global source" "$TC_ACT_SHOT" "$JUDGED_DENY" \
+	expect_frame "MLD from a global source" "$TC_ACT_SHOT" "$JUDGED_DENY" \
 		--src "$A6" --dst ff02::16 --proto icmpv6 --icmp-type 143 --ttl 1 --ext hop
 }
 
@@ -249,7 +238,7 @@ EXEMPT='{"total":1,"exempt":1,"allowed":1}'
 	verdict "${ba[@]}" --flags FA --seq 5001 --ack 1002 >/dev/null
 	verdict "${ab[@]}" --flags A --seq 1002 --ack 5002 >/dev/null
 	assert_session tcp "$A4" 43000 "$B4" 80 TIME_WAIT
-	expect "the reopening SYN" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"new_session":1}' \
+	expect_frame "the reopening SYN" "$TC_ACT_OK" '{"total":1,"default_hit":1,"allowed":1,"new_session":1}' \
 		"${ab[@]}" --flags S --seq 9000
 	assert_session tcp "$A4" 43000 "$B4" 80 SYN_SENT
 	stats_invariant

@@ -49,12 +49,9 @@ DENIED='{"total":1,"policy_hit":1,"denied":1}'
 # expect_counted WHAT WANT_STATS ARGS...: the frame of mseg-pkt ARGS is
 # dropped, and moves exactly WANT_STATS.
 expect_counted() {
-	local what=$1 want=$2 rv
-	shift 2
-	stats_save
-	rv=$(verdict "$@")
-	assert_eq "verdict of $what" "$TC_ACT_SHOT" "$rv"
-	assert_stats "$what" "$want"
+	local what=$1
+	shift
+	expect_frame "$what" "$TC_ACT_SHOT" "$@"
 }
 
 # tags N: mseg-pkt options for N VLAN tags, VID 0 (the priority tags the

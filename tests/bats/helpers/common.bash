@@ -351,6 +351,17 @@ assert_stats() {
 	assert_eq "stats after $1" "$(jq -cS . <<<"$2")" "$(jq -cS . <<<"$got")"
 }
 
+# expect_frame WHAT RETVAL STATS ARGS...: the frame of mseg-pkt ARGS gets
+# RETVAL from the program and moves exactly the counters STATS.
+expect_frame() {
+	local what=$1 want=$2 stats=$3 rv
+	shift 3
+	stats_save
+	rv=$(verdict "$@")
+	assert_eq "verdict of $what" "$want" "$rv"
+	assert_stats "$what" "$stats"
+}
+
 # --- sessions -----------------------------------------------------------------
 
 # session_cond PROTO SRC SPORT DST DPORT: a jq condition matching the session
