@@ -61,3 +61,23 @@ EOF
 	echo "$output"
 	[ "$status" -eq 0 ]
 }
+
+@test "fuzz: a parse bound broken on purpose (5 VLAN tags read, the design says 4) is caught" {
+	need build/mseg-testrun test -x "$MSEG_BUILD/mseg-testrun"
+	need "the classifier loaded" test -n "${PROG_ID:-}"
+	local obj=$BATS_TEST_TMPDIR/mseg-vlan5.bpf.o broken
+	rebuild_object "$obj" -DMSEG_MAX_VLANS=5
+	# beside the real one, over the same pins (its maps have their layouts)
+	ip -n "$CRAFT_NS" link add mtb0 type veth peer name mtb1
+	ip netns exec "$CRAFT_NS" tc qdisc add dev mtb0 clsact
+	ip netns exec "$CRAFT_NS" tc filter add dev mtb0 ingress bpf da obj "$obj" sec tc
+	broken=$(prog_id mtb0 "$CRAFT_NS")
+	[[ $broken != "$PROG_ID" ]]
+	run timeout -k 5 600 "$MSEG_PYTHON" "$MSEG_ROOT/tests/fuzz/run.py" --prog-id "$broken" \
+		--seed "${MSEG_FUZZ_SEED:-7}" --frames 10000 --rounds 2
+	echo "$output"
+	[[ $output == seed* ]]
+	[ "$status" -eq 1 ]
+	# caught for the reason broken: a fifth tag read instead of refused
+	grep -qE '^round [0-9]+ frame [0-9]+: verdict 0, model 2 \((loose|strict); refused \(vlan_limit\)\)' <<<"$output"
+}

@@ -467,7 +467,7 @@ cidr_pin() {
   cidr_pin 0
   [ "$(syn 3000)" = 0 ]
 
-  run --separate-stderr "$asan/mseg-textfile" --dir "$OUT"
+  run --separate-stderr timeout -k 5 60 "$asan/mseg-textfile" --dir "$OUT"
   [ "$status" -eq 0 ]
   [ -z "$stderr" ]
   grep -qx 'mseg_map_entries{map="mseg_sessions"} 3001' "$OUT/mseg.prom"
@@ -483,11 +483,11 @@ cidr_pin() {
   [ ! -s "$err" ] || { cat "$err" >&2; false; }
 
   # Error paths free what they took too.
-  run --separate-stderr "$asan/mseg-textfile" --dir "$OUT/missing"
+  run --separate-stderr timeout -k 5 60 "$asan/mseg-textfile" --dir "$OUT/missing"
   [ "$status" -eq 1 ]
   [ "${#stderr_lines[@]}" -eq 1 ]
   rm "$(pin mseg_gc)"
-  run --separate-stderr "$asan/mseg-textfile" --dir "$OUT"
+  run --separate-stderr timeout -k 5 60 "$asan/mseg-textfile" --dir "$OUT"
   [ "$status" -eq 1 ]
   [ "${#stderr_lines[@]}" -eq 1 ]
   [[ $stderr == "mseg: cannot open $(pin mseg_gc): "* ]]

@@ -64,21 +64,6 @@ handshake() {
 	}
 }
 
-# rebuild_object OUT: compile bpf/mseg.bpf.c with the Makefile's own clang
-# command line (same capacity as build/), another MSEG_VERSION, into OUT.
-rebuild_object() {
-	local out=$1 max cmd
-	max=$(sed -n 's/.*-DMSEG_MAX_SESSIONS=\([0-9]*\).*/\1/p' "$MSEG_BUILD/.config")
-	cmd=$(make -C "$MSEG_ROOT" -s -n -B build/mseg.bpf.o \
-		MSEG_VERSION="pinning-test-$$" ${max:+MSEG_MAX_SESSIONS=$max} |
-		grep -- '-target bpf' | grep -- ' -o build/mseg.bpf.o')
-	[[ -n $cmd ]] || { echo "rebuild_object: no clang line from make -n" >&2; return 1; }
-	# A different VLAN bound: different instructions, so the replace
-	# below installs another program, not the same bytes again.
-	cmd=${cmd/ -o build\/mseg.bpf.o/ -DMSEG_MAX_VLANS=3 -o $out}
-	(cd "$MSEG_ROOT" && eval "$cmd")
-}
-
 @test "plain tc pins every mseg map by name under \$TC_BPF_MNT/tc/globals" {
 	plain_attach mp0
 	local m name
@@ -170,7 +155,9 @@ rebuild_object() {
 	PROG_ID=$(prog_id mp0 "$NS")
 	local old_id=$PROG_ID new_obj=$BATS_TEST_TMPDIR/mseg-rebuilt.bpf.o old_insns
 	old_insns=$(bpftool prog dump xlated id "$old_id" | sha1sum)
-	rebuild_object "$new_obj"
+	# a different VLAN bound: different instructions, so the replace below
+	# installs another program, not the same bytes again
+	rebuild_object "$new_obj" -DMSEG_MAX_VLANS=3
 	[[ -s $new_obj ]]
 
 	# state before: a live session, a rule, default deny, counters

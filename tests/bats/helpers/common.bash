@@ -165,6 +165,22 @@ mseg_bound() {
 	echo "$v"
 }
 
+# rebuild_object OUT [-DNAME=N ...]: compile bpf/mseg.bpf.c with the
+# Makefile's own clang command line (same capacity as build/), another
+# MSEG_VERSION and the given defines (a parse bound changed on purpose), into
+# OUT. Its maps have the build's layouts, so it loads over the same pins.
+rebuild_object() {
+	local out=$1 max cmd
+	shift
+	max=$(sed -n 's/.*-DMSEG_MAX_SESSIONS=\([0-9]*\).*/\1/p' "$MSEG_BUILD/.config")
+	cmd=$(make -C "$MSEG_ROOT" -s -n -B build/mseg.bpf.o \
+		MSEG_VERSION="rebuilt-$$" ${max:+MSEG_MAX_SESSIONS=$max} |
+		grep -- '-target bpf' | grep -- ' -o build/mseg.bpf.o')
+	[[ -n $cmd ]] || { echo "rebuild_object: no clang line from make -n" >&2; return 1; }
+	cmd=${cmd/ -o build\/mseg.bpf.o/ $* -o $out}
+	(cd "$MSEG_ROOT" && eval "timeout -k 5 300 $cmd")
+}
+
 # --- frames ----------------------------------------------------------------
 
 # pkt_file ARGS...: build a frame with mseg-pkt into a new file, print its path.
