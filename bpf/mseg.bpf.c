@@ -17,6 +17,8 @@
 #include "mseg_conntrack.h"
 #include "mseg_tcp.h"
 #include "mseg_pressure.h"
+#include "mseg_frag.h"
+#include "mseg_icmp.h"
 
 #ifndef E2BIG
 #define E2BIG 7
@@ -114,7 +116,31 @@ static __always_inline void mseg_account(struct mseg_session *s, int dir,
 		s->flags |= MSEG_SESS_REPLIED;
 }
 
-/* The session is live: re-judge it if the rules moved, track, count. */
+/* The rules moved since the session was judged: judge it again. */
+static __always_inline void mseg_rejudge(const struct mseg_config *cfg,
+					 struct mseg_stats *st,
+					 const struct mseg_session_key *key,
+					 struct mseg_session *s)
+{
+	struct mseg_verdict v;
+	struct mseg_tuple t;
+
+	if (s->policy_gen == cfg->policy_gen)
+		return;
+	mseg_session_orig(key, s, key->family, &t);
+	mseg_policy_decide(&t, cfg, &v);
+	if (v.action != s->action)
+		mseg_verdict_event(cfg, st, &t, &v, MSEG_EVF_REJUDGED);
+	s->action = v.action;
+	s->policy_gen = cfg->policy_gen;
+	st->rejudged++;
+}
+
+/*
+ * The session is live: re-judge it if the rules moved, track, count. A SYN
+ * that reopens a finished connection's tuple is not this session's: it
+ * counts no session hit and goes on as a new flow (one packet, one decision).
+ */
 static __always_inline int mseg_existing(struct __sk_buff *skb,
 					 const struct mseg_pkt *p,
 					 const struct mseg_config *cfg,
@@ -126,20 +152,9 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 {
 	__u8 old_state = s->state;
 
-	st->session_hit++;
-	if (s->policy_gen != cfg->policy_gen) {
-		struct mseg_verdict v;
-		struct mseg_tuple t;
-
-		mseg_session_orig(key, s, p->t.family, &t);
-		mseg_policy_decide(&t, cfg, &v);
-		if (v.action != s->action)
-			mseg_verdict_event(cfg, st, &t, &v, MSEG_EVF_REJUDGED);
-		s->action = v.action;
-		s->policy_gen = cfg->policy_gen;
-		st->rejudged++;
-	}
+	mseg_rejudge(cfg, st, key, s);
 	if (s->action == MSEG_ACT_DENY) {
+		st->session_hit++;
 		st->denied++;
 		return TC_ACT_SHOT;
 	}
@@ -161,6 +176,7 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 				st->tcp_closed++;
 		}
 	}
+	st->session_hit++;
 	mseg_account(s, dir, skb->len, now);
 	return mseg_pass(st, s->action);
 }
@@ -192,8 +208,10 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 		    (state != MSEG_TCP_SYN_SENT && cfg->strict)) {
 			/* Fits no connection: judged, never tracked. */
 			st->invalid++;
-			if (cfg->strict)
+			if (cfg->strict) {
+				st->strict_drop++;
 				return mseg_drop(st);
+			}
 			trackable = false;
 		} else if (state == MSEG_TCP_SYN_RECV) {
 			/* A SYN+ACK first: its receiver sent the SYN. */
@@ -274,90 +292,162 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 	return mseg_pass(st, v.action);
 }
 
-/*
- * Fragments: the first one carries the ports; remember them so the later
- * ones join the same session. Returns false for a later fragment whose
- * first was never seen: it can only be judged by its addresses.
- */
-static __always_inline bool mseg_fragment_ports(struct mseg_pkt *p,
-						struct mseg_stats *st, __u64 now)
+/* A frame the parser refused: counted under its reason, dropped. */
+static __always_inline int mseg_refuse(struct mseg_stats *st, __u8 reason)
 {
-	struct mseg_frag_key fk = {};
-	struct mseg_frag_val *fv;
-
-	__builtin_memcpy(fk.src, p->t.saddr, 16);
-	__builtin_memcpy(fk.dst, p->t.daddr, 16);
-	fk.id = p->frag_id;
-	fk.proto = p->t.proto;
-
-	if (p->frag == MSEG_FRAG_FIRST) {
-		struct mseg_frag_val nv = {
-			.seen_ns = now,
-			.sport = p->t.sport,
-			.dport = p->t.dport,
-		};
-
-		bpf_map_update_elem(&mseg_frags, &fk, &nv, BPF_ANY);
-		return true;
+	switch (reason) {
+	case MSEG_DROP_VLAN_LIMIT:
+		st->vlan_limit++;
+		break;
+	case MSEG_DROP_V4_MAPPED:
+		st->v4_mapped++;
+		break;
+	case MSEG_DROP_EXTHDR_LIMIT:
+		st->exthdr_limit++;
+		break;
+	case MSEG_DROP_FRAG_TINY:
+		st->frag_tiny++;
+		break;
+	default:
+		st->frag_overlap++;
 	}
-	st->fragments++;
-	fv = bpf_map_lookup_elem(&mseg_frags, &fk);
-	if (!fv || mseg_older_than(now, fv->seen_ns, MSEG_FRAG_TIMEOUT_NS))
-		return false;
-	p->t.sport = fv->sport;
-	p->t.dport = fv->dport;
-	return true;
+	return mseg_drop(st);
+}
+
+/* mseg_icmp_related() found no live, allowed session the error is about. */
+#define MSEG_NOT_RELATED (-1001)
+
+/*
+ * An ICMP error: passed as RELATED when it is about a live, allowed session
+ * (mseg_icmp.h). `key` is the classifier's, free at this point.
+ */
+static __always_inline int mseg_icmp_related(struct __sk_buff *skb,
+					     struct mseg_scratch *sc,
+					     const struct mseg_config *cfg,
+					     struct mseg_stats *st,
+					     const struct mseg_pressure *pr,
+					     struct mseg_session_key *key,
+					     __u64 now)
+{
+	const struct mseg_pkt *p = &sc->pkt;
+	struct mseg_quoted *q = &sc->quoted;
+	struct mseg_session *s;
+
+	__builtin_memset(q, 0, sizeof(*q));
+	q->off = p->l4_off + sizeof(struct mseg_icmp_echo);
+	q->end = p->l4_off + p->l4_len;
+	q->family = p->t.family;
+	if (mseg_icmp_quoted(skb, q))
+		return MSEG_NOT_RELATED;
+	/* to the quoted packet's sender, as nf_conntrack checks too */
+	if (q->t.saddr[0] != p->t.daddr[0] || q->t.saddr[1] != p->t.daddr[1] ||
+	    q->t.saddr[2] != p->t.daddr[2] || q->t.saddr[3] != p->t.daddr[3])
+		return MSEG_NOT_RELATED;
+	mseg_session_key(&q->t, key);
+	s = bpf_map_lookup_elem(&mseg_sessions, key);
+	if (!s || mseg_session_expired(cfg, key, s, now, mseg_flooded(pr)))
+		return MSEG_NOT_RELATED;
+	mseg_rejudge(cfg, st, key, s);
+	if (s->action == MSEG_ACT_DENY)
+		return MSEG_NOT_RELATED;
+	st->related++;
+	return mseg_pass(st, s->action);
 }
 
 SEC("tc")
 int mseg_classifier(struct __sk_buff *skb)
 {
 	struct mseg_session_key key = {};
-	struct mseg_pkt p = {};
+	struct mseg_scratch *sc;
 	struct mseg_pressure *pr;
 	struct mseg_config *cfg;
-	struct mseg_session *s;
+	struct mseg_session *s = NULL;
 	struct mseg_stats *st;
-	bool sender_hi, trackable = true;
+	struct mseg_pkt *p;
+	bool sender_hi = false, trackable = true, ports = true;
 	__u32 zero = 0;
 	__u64 now;
 	int r;
 
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
 	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	sc = bpf_map_lookup_elem(&mseg_scratch, &zero);
 	pr = mseg_pressure_get();
-	if (!cfg || !st || !pr)
+	if (!cfg || !st || !sc || !pr)
 		return TC_ACT_OK;
 	st->total++;
+	p = &sc->pkt;
 
-	r = mseg_parse(skb, &p);
+	r = mseg_parse(skb, p, &sc->buf);
 	if (r == MSEG_PARSE_NON_IP) {
 		st->non_ip++;
 		return TC_ACT_OK;
 	}
+	if (r == MSEG_PARSE_DROP)
+		return mseg_refuse(st, p->drop);
+	now = mseg_now();
 	if (r != MSEG_PARSE_OK) {
 		st->malformed++;
-		return cfg->strict ? mseg_drop(st) : TC_ACT_OK;
-	}
-	if (p.link_local)
-		return mseg_pass(st, MSEG_ACT_ALLOW);
-
-	now = mseg_now();
-	mseg_pressure_tick(pr, cfg, st, now);
-	if (p.frag != MSEG_FRAG_NONE && !mseg_fragment_ports(&p, st, now))
+		if (cfg->strict) {
+			st->strict_drop++;
+			return mseg_drop(st);
+		}
+		if (r == MSEG_PARSE_UNREAD) {
+			/* no addresses to judge: the kernel discards it */
+			st->unjudged++;
+			return TC_ACT_OK;
+		}
+		/* Judged by what could be read: addresses and protocol. */
+		p->t.sport = 0;
+		p->t.dport = 0;
 		trackable = false;
+		goto judge;
+	}
+	if (p->exempt) {
+		st->exempt++;
+		return mseg_pass(st, MSEG_ACT_ALLOW);
+	}
 
-	sender_hi = mseg_session_key(&p.t, &key);
-	s = trackable ? bpf_map_lookup_elem(&mseg_sessions, &key) : NULL;
+	mseg_pressure_tick(pr, cfg, st, now);
+	if (p->icmp == MSEG_ICMPK_ERROR) {
+		r = mseg_icmp_related(skb, sc, cfg, st, pr, &key, now);
+		if (r != MSEG_NOT_RELATED)
+			return r;
+		/* judged by the policy; an error never opens a session */
+		trackable = false;
+		goto judge;
+	}
+	if (p->frag == MSEG_FRAG_FIRST) {
+		mseg_frag_remember(p, st, &sc->frag_reclaim_ns, now);
+	} else if (p->frag == MSEG_FRAG_LATER) {
+		/* joins its datagram's session, never opens one */
+		st->fragments++;
+		ports = mseg_frag_recall(p, now);
+		trackable = false;
+	}
+
+	sender_hi = mseg_session_key(&p->t, &key);
+	if (ports)
+		s = bpf_map_lookup_elem(&mseg_sessions, &key);
 	if (s && !mseg_session_expired(cfg, &key, s, now, mseg_flooded(pr))) {
 		int dir = sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG :
 						       MSEG_DIR_REPLY;
 
-		r = mseg_existing(skb, &p, cfg, st, pr, &key, s, dir, now);
+		r = mseg_existing(skb, p, cfg, st, pr, &key, s, dir, now);
 		if (r != MSEG_TCP_REOPEN_VERDICT)
 			return r;
 	}
-	return mseg_new_flow(skb, &p, cfg, st, pr, &key, s, sender_hi,
+	if (p->icmp == MSEG_ICMPK_ECHO_REP && trackable) {
+		/* an echo reply answers a request: it never opens a session */
+		st->invalid++;
+		if (cfg->strict) {
+			st->strict_drop++;
+			return mseg_drop(st);
+		}
+		trackable = false;
+	}
+judge:
+	return mseg_new_flow(skb, p, cfg, st, pr, &key, s, sender_hi,
 			     trackable, now);
 }
 

@@ -12,6 +12,8 @@
 #include <bpf/bpf_helpers.h>
 
 #include "mseg_abi.h"
+#include "mseg_parse.h"
+#include "mseg_icmp.h"
 
 /*
  * A plain hash, not an LRU: an LRU would silently evict established
@@ -43,9 +45,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mseg_cidr SEC(".maps");
 
-/* Losing an old fragment entry only costs that datagram its later parts. */
+/*
+ * Not an LRU either: a flood of first fragments must not push out the ports
+ * of a datagram already remembered; a full table reclaims its expired
+ * entries itself (mseg_frag.h).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MSEG_MAX_FRAGS);
 	__type(key, struct mseg_frag_key);
 	__type(value, struct mseg_frag_val);
@@ -113,5 +119,28 @@ struct {
 	__type(key, __u32);
 	__type(value, struct mseg_clock);
 } mseg_clock SEC(".maps");
+
+/*
+ * The classifier's per-CPU scratch: the parsed packet and the buffers the
+ * parser and the ICMP error reader fill. Off the 512-byte stack, which the
+ * classifier and the global functions it calls share; and the verifier
+ * does not track map memory, so what the parser found does not split the
+ * classifier's paths. A tc program runs to its end on one CPU (softirq, or
+ * with BHs off on egress), so one entry per CPU is never shared. Not
+ * pinned, not part of the ABI.
+ */
+struct mseg_scratch {
+	struct mseg_pkt pkt;
+	union mseg_hdr_buf buf;
+	struct mseg_quoted quoted;
+	__u64 frag_reclaim_ns; /* this CPU's last walk over a full mseg_frags */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mseg_scratch);
+} mseg_scratch SEC(".maps");
 
 #endif /* MSEG_MAPS_H */
