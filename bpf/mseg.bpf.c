@@ -64,18 +64,24 @@ static __always_inline int mseg_drop(struct mseg_stats *st)
 	return TC_ACT_SHOT;
 }
 
-static __always_inline void mseg_judge_new(const struct mseg_tuple *t,
-					   const struct mseg_config *cfg,
-					   struct mseg_stats *st,
-					   struct mseg_verdict *v)
+static __always_inline void mseg_count_decision(struct mseg_stats *st,
+						const struct mseg_verdict *v)
 {
-	mseg_policy_decide(t, cfg, v);
 	if (v->by == MSEG_BY_EXACT)
 		st->policy_hit++;
 	else if (v->by == MSEG_BY_CIDR)
 		st->ip_range_hit++;
 	else
 		st->default_hit++;
+}
+
+static __always_inline void mseg_judge_new(const struct mseg_tuple *t,
+					   const struct mseg_config *cfg,
+					   struct mseg_stats *st,
+					   struct mseg_verdict *v)
+{
+	mseg_policy_decide(t, cfg, v);
+	mseg_count_decision(st, v);
 }
 
 /*
@@ -116,6 +122,36 @@ static __always_inline void mseg_account(struct mseg_session *s, int dir,
 		s->flags |= MSEG_SESS_REPLIED;
 }
 
+/*
+ * A connection picked up mid-stream (mseg attached to live traffic) has no
+ * SYN to tell who opened it, and the first packet seen may be the
+ * responder's. Its originator is the side the policy lets open it; when
+ * both or neither may, the side on the higher port (the ephemeral one).
+ * Taking the first sender would make the responder the originator, and a
+ * policy allowing "client -> server:port" would deny the connection the
+ * next time it judges it (the fleet's SSH, cut by the rollout it carried).
+ * Decides `t` into `v`; true when the originator is t's receiver, and then
+ * `v` is the reversed tuple's verdict. A separate frame: two tuples.
+ */
+static __noinline bool mseg_pickup_reversed(const struct mseg_tuple *t,
+					    const struct mseg_config *cfg,
+					    struct mseg_verdict *v)
+{
+	struct mseg_tuple r = *t;
+	struct mseg_verdict rv;
+	bool own, rev;
+
+	mseg_tuple_reverse(&r);
+	mseg_policy_decide(t, cfg, v);
+	mseg_policy_decide(&r, cfg, &rv);
+	own = v->action != MSEG_ACT_DENY;
+	rev = rv.action != MSEG_ACT_DENY;
+	if (own == rev ? t->sport >= t->dport : own)
+		return false;
+	*v = rv;
+	return true;
+}
+
 /* The rules moved since the session was judged: judge it again. */
 static __always_inline void mseg_rejudge(const struct mseg_config *cfg,
 					 struct mseg_stats *st,
@@ -128,7 +164,11 @@ static __always_inline void mseg_rejudge(const struct mseg_config *cfg,
 	if (s->policy_gen == cfg->policy_gen)
 		return;
 	mseg_session_orig(key, s, key->family, &t);
-	mseg_policy_decide(&t, cfg, &v);
+	/* A picked-up session's orientation was a guess: either may be right. */
+	if (s->flags & MSEG_SESS_PICKUP)
+		mseg_pickup_reversed(&t, cfg, &v);
+	else
+		mseg_policy_decide(&t, cfg, &v);
 	if (v.action != s->action)
 		mseg_verdict_event(cfg, st, &t, &v, MSEG_EVF_REJUDGED);
 	s->action = v.action;
@@ -223,7 +263,16 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 	if (trackable)
 		mseg_pressure_update(pr, cfg, st, now,
 				     state == MSEG_TCP_SYN_SENT);
-	mseg_judge_new(&t, cfg, st, &v);
+	if (trackable && state != MSEG_TCP_NONE &&
+	    state != MSEG_TCP_SYN_SENT && state != MSEG_TCP_SYN_RECV) {
+		if (mseg_pickup_reversed(&t, cfg, &v)) {
+			orig_is_hi = !sender_hi;
+			mseg_tuple_reverse(&t);
+		}
+		mseg_count_decision(st, &v);
+	} else {
+		mseg_judge_new(&t, cfg, st, &v);
+	}
 	if (v.action == MSEG_ACT_DENY) {
 		mseg_verdict_event(cfg, st, &t, &v, 0);
 		st->denied++;

@@ -280,7 +280,15 @@ step() {
 	# receiver of a first SYN+ACK; a SYN on a finished session starts anew.
 	if [[ $want != - ]]; then
 		if [[ $PREV == - ]]; then
-			if [[ $flags == S*A* || $flags == A*S* ]]; then ORIG=$peer; else ORIG=$side; fi
+			if [[ $flags == S*A* || $flags == A*S* ]]; then
+				ORIG=$peer
+			elif [[ $flags != *S* ]]; then
+				# picked up mid-stream under a policy allowing both ways:
+				# the side on the higher port (c's is 20000+)
+				ORIG=c
+			else
+				ORIG=$side
+			fi
 		elif [[ $flags == S && ($PREV == TIME_WAIT || $PREV == CLOSE) ]]; then
 			# shellcheck disable=SC2034 # read through namerefs
 			ORIG=$side FIN_c="" FIN_s=""

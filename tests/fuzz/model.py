@@ -456,7 +456,22 @@ class Classifier:
             elif first == "SYN_RECV":
                 # a SYN+ACK first: its receiver sent the SYN
                 t = (p.family, p.dst, p.src, p.proto, p.dport, p.sport)
+            elif first == "ESTABLISHED":
+                t = pickup_tuple(self.policy, t)
         return self._judge(*t, key=key if trackable else None)
+
+
+def pickup_tuple(policy, t):
+    """docs/DESIGN.md, "TCP state machine": a connection picked up mid-stream
+    is oriented from the side the policy lets open it; when both or neither
+    may, from the side on the higher port."""
+    fam, src, dst, proto, sport, dport = t
+    rev = (fam, dst, src, proto, dport, sport)
+    own = policy.decide(*t)[0] != "deny"
+    back = policy.decide(*rev)[0] != "deny"
+    if (own == back and sport >= dport) or (own != back and own):
+        return t
+    return rev
 
 
 def tcp_first_state(flags):
