@@ -17,16 +17,24 @@
 #include "mseg_conntrack.h"
 #include "mseg_tcp.h"
 #include "mseg_pressure.h"
+#include "mseg_session.h"
+#include "mseg_evict.h"
 
 #ifndef E2BIG
 #define E2BIG 7
 #endif
-#ifndef EEXIST
-#define EEXIST 17
+#ifndef ENOSPC
+#define ENOSPC 28
 #endif
 
-/* Not a tc verdict: mseg_existing() hands the packet to mseg_new_flow(). */
-#define MSEG_TCP_REOPEN_VERDICT (-1000)
+/*
+ * Not tc verdicts: mseg_conntrack() hands the packet to mseg_new_flow(),
+ * either to replace the entry it found (expired, or a finished connection
+ * a SYN reopens) or to create one where there is none it may replace (no
+ * entry, or one being deleted: mseg_session.h).
+ */
+#define MSEG_REPLACE_VERDICT (-1000)
+#define MSEG_NEW_VERDICT (-1001)
 
 /* A verdict's origin is its event's reason. */
 _Static_assert(MSEG_BY_EXACT == MSEG_RSN_EXACT && MSEG_BY_CIDR == MSEG_RSN_CIDR &&
@@ -76,62 +84,141 @@ static __always_inline void mseg_judge_new(const struct mseg_tuple *t,
 		st->default_hit++;
 }
 
-/*
- * What a flow that cannot get a session may still do (docs/DESIGN.md, pressure):
- * pass if an exact rule explicitly allows it, or it is ICMP or DNS.
- */
-static __always_inline bool
-mseg_admit_without_session(const struct mseg_tuple *t,
-			   const struct mseg_verdict *v)
+static __always_inline bool mseg_exact_allows(const struct mseg_verdict *v)
 {
-	if (v->by == MSEG_BY_EXACT && v->action != MSEG_ACT_DENY)
-		return true;
+	return v->by == MSEG_BY_EXACT && v->action != MSEG_ACT_DENY;
+}
+
+/*
+ * What else may still open a session when the table is degraded
+ * (docs/DESIGN.md, pressure): besides a flow an exact rule explicitly
+ * allows, ICMP and DNS. Refused a session, these three still pass.
+ */
+static __always_inline bool mseg_dns_or_icmp(const struct mseg_tuple *t)
+{
 	if (t->proto == IPPROTO_ICMP || t->proto == IPPROTO_ICMPV6)
 		return true;
 	return (t->proto == IPPROTO_UDP || t->proto == IPPROTO_TCP) &&
 	       (t->dport == 53 || t->sport == 53);
 }
 
-static __always_inline void mseg_tuple_reverse(struct mseg_tuple *t)
-{
-	__u32 a[4];
-	__u16 port = t->sport;
-
-	__builtin_memcpy(a, t->saddr, 16);
-	__builtin_memcpy(t->saddr, t->daddr, 16);
-	__builtin_memcpy(t->daddr, a, 16);
-	t->sport = t->dport;
-	t->dport = port;
-}
-
+/* Count an accepted packet; the timeout was refreshed by mseg_session_touch(). */
 static __always_inline void mseg_account(struct mseg_session *s, int dir,
-					 __u32 len, __u64 now)
+					 __u32 len)
 {
 	__sync_fetch_and_add(&s->packets[dir & 1], 1);
 	__sync_fetch_and_add(&s->bytes[dir & 1], len);
-	s->last_seen_ns = now;
 	if (dir == MSEG_DIR_REPLY && !(s->flags & MSEG_SESS_REPLIED))
 		s->flags |= MSEG_SESS_REPLIED;
 }
 
-/* The session is live: re-judge it if the rules moved, track, count. */
+/* Keep the half-open count (mseg_pressure.h) as a session changes. */
+static __always_inline void mseg_half_open_moved(struct mseg_pressure *pr,
+						 bool was, bool is)
+{
+	if (was && !is)
+		__sync_fetch_and_add(&pr->half_open_closed, 1);
+	else if (!was && is)
+		__sync_fetch_and_add(&pr->half_open_opened, 1);
+}
+
+/*
+ * The TCP tracker's verdict (mseg_tcp.h) on a segment sent in direction
+ * `dir_state >> 8` of a session in state `dir_state & 0xff`, judged on the
+ * copies of its peer records in the scratch map: MSEG_TCP_* | next << 8.
+ * A global function: the verifier checks it once, and its registers spill
+ * on a frame of its own.
+ */
+__noinline int mseg_tcp_judge(const struct mseg_pkt *p, __u32 dir_state)
+{
+	__u8 state = dir_state & 0xff, next = state;
+	struct mseg_scratch *x;
+	__u32 zero = 0;
+	int r;
+
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!x || !p)
+		return MSEG_TCP_INVALID;
+	r = mseg_tcp_check(&x->snd, &x->rcv, p, dir_state >> 8, state, &next);
+	return r | next << 8;
+}
+
+/*
+ * A TCP segment of a live session: only an accepted one refreshes the
+ * timeout and is committed. Returns a tc verdict, or MSEG_*_VERDICT.
+ */
+static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
+					     const struct mseg_config *cfg,
+					     struct mseg_stats *st,
+					     struct mseg_pressure *pr,
+					     struct mseg_scratch *x,
+					     struct mseg_session *s, __u64 last,
+					     int dir, __u64 now)
+{
+	__u8 old_state = s->state, next;
+	int r;
+
+	x->snd = s->tcp[dir & 1];
+	x->rcv = s->tcp[!(dir & 1)];
+	r = mseg_tcp_judge(p, (dir & 1) << 8 | old_state);
+	switch (r & 0xff) {
+	case MSEG_TCP_ACCEPT:
+		break;
+	case MSEG_TCP_REOPEN:
+		return MSEG_REPLACE_VERDICT;
+	case MSEG_TCP_IGNORE:
+		return mseg_pass(st, s->action);
+	case MSEG_TCP_RST_INEXACT:
+		st->rst_ignored++;
+		return mseg_pass(st, s->action);
+	case MSEG_TCP_OUT_OF_WINDOW:
+		st->out_of_window++;
+		if (p->tcp_flags & MSEG_TCP_RST)
+			st->rst_ignored++;
+		return cfg->strict ? mseg_drop(st) : mseg_pass(st, s->action);
+	default: /* MSEG_TCP_INVALID */
+		st->invalid++;
+		return cfg->strict ? mseg_drop(st) : mseg_pass(st, s->action);
+	}
+	if (!mseg_session_touch(s, last, now))
+		return MSEG_NEW_VERDICT;
+	s->tcp[dir & 1] = x->snd;
+	s->tcp[!(dir & 1)] = x->rcv;
+	next = r >> 8;
+	if (next != old_state) {
+		s->state = next;
+		if (next == MSEG_TCP_ESTABLISHED)
+			st->tcp_established++;
+		else if (next == MSEG_TCP_CLOSE)
+			st->tcp_closed++;
+		/* a finished connection may make room for a new one */
+		if (next == MSEG_TCP_TIME_WAIT || next == MSEG_TCP_CLOSE)
+			mseg_evict_push(pr, MSEG_EVICT_RING_TCP, &x->key);
+	}
+	return TC_ACT_OK;
+}
+
+/*
+ * The session is live (its last_seen_ns read as `last`): re-judge it if the
+ * rules moved, track, count.
+ */
 static __always_inline int mseg_existing(struct __sk_buff *skb,
 					 const struct mseg_pkt *p,
 					 const struct mseg_config *cfg,
 					 struct mseg_stats *st,
 					 struct mseg_pressure *pr,
-					 const struct mseg_session_key *key,
-					 struct mseg_session *s, int dir,
-					 __u64 now)
+					 struct mseg_scratch *x,
+					 struct mseg_session *s, __u64 last,
+					 int dir, __u64 now)
 {
-	__u8 old_state = s->state;
+	bool half_open = mseg_session_half_open(&x->key, s);
 
 	st->session_hit++;
 	if (s->policy_gen != cfg->policy_gen) {
 		struct mseg_verdict v;
 		struct mseg_tuple t;
 
-		mseg_session_orig(key, s, p->t.family, &t);
+		mseg_session_orig(&x->key, s, p->t.family, &t);
 		mseg_policy_decide(&t, cfg, &v);
 		if (v.action != s->action)
 			mseg_verdict_event(cfg, st, &t, &v, MSEG_EVF_REJUDGED);
@@ -145,48 +232,89 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 	}
 
 	if (p->t.proto == IPPROTO_TCP && p->frag != MSEG_FRAG_LATER) {
-		int r = mseg_tcp_update(s, dir, p);
+		int r = mseg_existing_tcp(p, cfg, st, pr, x, s, last, dir, now);
 
-		if (r == MSEG_TCP_REOPEN)
-			return MSEG_TCP_REOPEN_VERDICT;
-		if (r == MSEG_TCP_RST_IGNORED)
-			st->rst_ignored++;
-		if (s->state != old_state) {
-			if (mseg_half_open_state(old_state) &&
-			    !mseg_half_open_state(s->state))
-				__sync_fetch_and_add(&pr->half_open_closed, 1);
-			if (s->state == MSEG_TCP_ESTABLISHED)
-				st->tcp_established++;
-			else if (s->state == MSEG_TCP_CLOSE)
-				st->tcp_closed++;
-		}
+		if (r != TC_ACT_OK)
+			return r;
+	} else if (!mseg_session_touch(s, last, now)) {
+		return MSEG_NEW_VERDICT;
 	}
-	mseg_account(s, dir, skb->len, now);
+	mseg_account(s, dir, skb->len);
+	mseg_half_open_moved(pr, half_open, mseg_session_half_open(&x->key, s));
 	return mseg_pass(st, s->action);
 }
 
 /*
- * A packet with no live session: judge it and, when it may start one, open
- * a session for it. `old` is the expired or finished entry it replaces.
+ * A new flow that may open a session when the table is degraded (an exact
+ * rule allows it, or it is DNS or ICMP) or full: store `ns`, dropping an
+ * unanswered or finished session early when there is no room (mseg_evict.h).
+ * Above the degradation line DNS and ICMP only recycle unanswered non-TCP
+ * sessions, so a spoofed DNS flood cannot take the last slots from the
+ * flows an exact rule allows: -ENOSPC when there is none to recycle.
+ * `*replaced` tells whether `old` made room.
  */
-static __always_inline int mseg_new_flow(struct __sk_buff *skb,
-					 const struct mseg_pkt *p,
-					 const struct mseg_config *cfg,
-					 struct mseg_stats *st,
-					 struct mseg_pressure *pr,
-					 const struct mseg_session_key *key,
-					 const struct mseg_session *old,
-					 bool sender_hi, bool trackable,
-					 __u64 now)
+static __always_inline int mseg_store(struct mseg_pressure *pr,
+				      const struct mseg_session_key *key,
+				      const struct mseg_session *ns,
+				      struct mseg_session *old, __u64 old_last,
+				      bool exact, bool admitted, __u64 now,
+				      bool *replaced)
 {
-	struct mseg_tuple t = p->t;
-	struct mseg_session ns = {};
-	struct mseg_verdict v;
-	bool orig_is_hi = sender_hi;
-	__u8 state = MSEG_TCP_NONE;
-	int dir, err;
+	__u32 how = mseg_pressured(pr) ? MSEG_EVICT_PRESSURE : 0;
+	int err;
 
-	if (trackable && t.proto == IPPROTO_TCP) {
+	*replaced = old && mseg_session_claim(old, old_last);
+	if (*replaced)
+		return bpf_map_update_elem(&mseg_sessions, key, ns, BPF_ANY);
+	if (mseg_degraded(pr) && !exact) {
+		if (!mseg_early_drop(now, how))
+			return -ENOSPC;
+		return mseg_session_insert(key, ns);
+	}
+	err = bpf_map_update_elem(&mseg_sessions, key, ns, BPF_NOEXIST);
+	if (err == -E2BIG && admitted &&
+	    mseg_early_drop(now, how | (exact ? MSEG_EVICT_ANY_RING : 0)))
+		err = bpf_map_update_elem(&mseg_sessions, key, ns, BPF_NOEXIST);
+	/* a claimed entry on its way out, or another CPU's new session */
+	if (err == -EEXIST && mseg_session_wait_gone(key))
+		err = bpf_map_update_elem(&mseg_sessions, key, ns, BPF_NOEXIST);
+	return err;
+}
+
+#define MSEG_NEW_REPLACE 0x1   /* replace the entry judged on old_last */
+#define MSEG_NEW_TRACKABLE 0x2 /* the packet may get a session */
+
+/*
+ * A packet with no live session: judge it in its own direction and, when it
+ * may start one, open a session with its sender as the originator. With
+ * MSEG_NEW_REPLACE it replaces the expired or finished entry of its key,
+ * judged on `old_last`. The key is mseg_conntrack()'s, in the scratch map.
+ * A global function: the verifier checks it once.
+ */
+__noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
+			     __u64 old_last, __u32 how)
+{
+	struct mseg_pressure *pr = mseg_pressure_get();
+	bool trackable = how & MSEG_NEW_TRACKABLE;
+	bool half_open = false, old_half_open, exact, admitted, replaced;
+	struct mseg_session *ns, *old = NULL;
+	__u8 state = MSEG_TCP_NONE;
+	struct mseg_scratch *x;
+	struct mseg_config *cfg;
+	struct mseg_stats *st;
+	struct mseg_verdict v;
+	__u32 zero = 0;
+	__u64 now;
+	int err;
+
+	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
+	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!skb || !p || !cfg || !st || !pr || !x)
+		return TC_ACT_OK;
+	now = mseg_now();
+
+	if (trackable && p->t.proto == IPPROTO_TCP) {
 		state = mseg_tcp_first_state(p);
 		if (state == MSEG_TCP_NONE ||
 		    (state != MSEG_TCP_SYN_SENT && cfg->strict)) {
@@ -195,25 +323,25 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 			if (cfg->strict)
 				return mseg_drop(st);
 			trackable = false;
-		} else if (state == MSEG_TCP_SYN_RECV) {
-			/* A SYN+ACK first: its receiver sent the SYN. */
-			orig_is_hi = !sender_hi;
-			mseg_tuple_reverse(&t);
 		}
+		/* a SYN, or an ACK picked up mid-stream (unconfirmed) */
+		half_open = trackable;
 	}
 
 	if (trackable)
 		mseg_pressure_update(pr, cfg, st, now,
-				     state == MSEG_TCP_SYN_SENT);
-	mseg_judge_new(&t, cfg, st, &v);
+				     state == MSEG_TCP_SYN_SENT, half_open);
+	mseg_judge_new(&p->t, cfg, st, &v);
 	if (v.action == MSEG_ACT_DENY) {
-		mseg_verdict_event(cfg, st, &t, &v, 0);
+		mseg_verdict_event(cfg, st, &p->t, &v, 0);
 		st->denied++;
 		return TC_ACT_SHOT;
 	}
 	if (!trackable)
 		return mseg_pass(st, v.action);
-	if (mseg_degraded(pr) && !mseg_admit_without_session(&t, &v)) {
+	exact = mseg_exact_allows(&v);
+	admitted = exact || mseg_dns_or_icmp(&p->t);
+	if (mseg_degraded(pr) && !admitted) {
 		bool full = mseg_table_full(pr);
 
 		if (full) {
@@ -222,54 +350,58 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 		} else {
 			st->pressure_drop++;
 		}
-		mseg_event(cfg, st, &t,
+		mseg_event(cfg, st, &p->t,
 			   mseg_ev(MSEG_EV_DROP,
 				   full ? MSEG_RSN_FULL : MSEG_RSN_DEGRADED,
 				   MSEG_ACT_DENY, 0, pr->level));
 		return mseg_drop(st);
 	}
 
-	dir = sender_hi == orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
-	ns.created_ns = now;
-	ns.policy_gen = cfg->policy_gen;
-	ns.state = state;
-	ns.action = v.action;
-	ns.orig_is_hi = orig_is_hi;
+	ns = &x->ns;
+	__builtin_memset(ns, 0, sizeof(*ns));
+	ns->created_ns = now;
+	ns->last_seen_ns = now;
+	ns->policy_gen = cfg->policy_gen;
+	ns->state = state;
+	ns->action = v.action;
+	ns->orig_is_hi = x->sender_hi;
 	if (state != MSEG_TCP_NONE && state != MSEG_TCP_SYN_SENT)
-		ns.flags |= MSEG_SESS_PICKUP;
-	if (t.proto == IPPROTO_TCP)
-		mseg_tcp_track(&ns.tcp[dir & 1], &ns.tcp[!(dir & 1)], p);
-	mseg_account(&ns, dir, skb->len, now);
+		ns->flags |= MSEG_SESS_PICKUP;
+	if (p->t.proto == IPPROTO_TCP)
+		mseg_tcp_open(ns, MSEG_DIR_ORIG, p, state);
+	ns->packets[MSEG_DIR_ORIG] = 1;
+	ns->bytes[MSEG_DIR_ORIG] = skb->len;
 
-	/* A plain hash never evicts (mseg_maps.h): when the table is full
-	 * this insertion fails and an established session keeps its slot.
-	 * Replacing `old` reuses its slot. */
-	err = bpf_map_update_elem(&mseg_sessions, key, &ns,
-				  old ? BPF_ANY : BPF_NOEXIST);
+	if (how & MSEG_NEW_REPLACE)
+		old = bpf_map_lookup_elem(&mseg_sessions, &x->key);
+	old_half_open = old && mseg_session_half_open(&x->key, old);
+	err = mseg_store(pr, &x->key, ns, old, old_last, exact, admitted, now,
+			 &replaced);
 	if (err == -EEXIST) {
 		/* Another CPU opened it first; its session serves from now. */
 		return mseg_pass(st, v.action);
 	}
 	if (err) {
-		st->map_full++;
 		__sync_fetch_and_add(&pr->refused, 1);
-		if (!mseg_admit_without_session(&t, &v)) {
-			mseg_event(cfg, st, &t,
+		if (err != -ENOSPC)
+			st->map_full++;
+		if (!admitted) {
+			mseg_event(cfg, st, &p->t,
 				   mseg_ev(MSEG_EV_DROP, MSEG_RSN_FULL,
 					   MSEG_ACT_DENY, 0, pr->level));
 			return mseg_drop(st);
 		}
 		return mseg_pass(st, v.action);
 	}
-	if (old && mseg_half_open_state(old->state) &&
-	    key->proto == IPPROTO_TCP)
+	if (replaced && old_half_open)
 		__sync_fetch_and_add(&pr->half_open_closed, 1);
-	if (mseg_half_open_state(state))
+	if (half_open)
 		__sync_fetch_and_add(&pr->half_open_opened, 1);
-	if (!old)
+	if (!replaced)
 		__sync_fetch_and_add(&pr->sessions, 1);
+	mseg_evict_push(pr, mseg_evict_ring(&x->key), &x->key);
 	if (v.action == MSEG_ACT_LOG)
-		mseg_verdict_event(cfg, st, &t, &v, 0);
+		mseg_verdict_event(cfg, st, &p->t, &v, 0);
 	st->new_session++;
 	return mseg_pass(st, v.action);
 }
@@ -309,18 +441,59 @@ static __always_inline bool mseg_fragment_ports(struct mseg_pkt *p,
 	return true;
 }
 
-SEC("tc")
-int mseg_classifier(struct __sk_buff *skb)
+/*
+ * Find the packet's session and track it: a tc verdict, or, when the
+ * packet is one of a new flow, MSEG_REPLACE_VERDICT (replace the entry
+ * judged on *old_last) or MSEG_NEW_VERDICT (there is none it may replace).
+ * Leaves the session key in the scratch map for mseg_new_flow(). A global
+ * function: the verifier checks it once, rather than once for every path
+ * through the parser (the classifier had grown to within 5 % of the
+ * verifier's million-instruction limit); the call costs a few ns.
+ */
+__noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
+			      __u64 now, __u32 trackable, __u64 *old_last)
 {
-	struct mseg_session_key key = {};
-	struct mseg_pkt p = {};
-	struct mseg_pressure *pr;
+	struct mseg_pressure *pr = mseg_pressure_get();
+	struct mseg_scratch *x;
 	struct mseg_config *cfg;
 	struct mseg_session *s;
 	struct mseg_stats *st;
-	bool sender_hi, trackable = true;
 	__u32 zero = 0;
-	__u64 now;
+	__u64 last;
+	int dir, r;
+
+	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
+	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!skb || !p || !old_last || !cfg || !st || !pr || !x)
+		return TC_ACT_OK;
+
+	x->sender_hi = mseg_session_key(&p->t, &x->key);
+	s = trackable ? bpf_map_lookup_elem(&mseg_sessions, &x->key) : NULL;
+	if (!s)
+		return MSEG_NEW_VERDICT;
+	last = *(volatile __u64 *)&s->last_seen_ns;
+	*old_last = last;
+	if (last == MSEG_SESSION_DYING)
+		return MSEG_NEW_VERDICT;
+	if (mseg_session_expired_at(cfg, &x->key, s, last, now,
+				    mseg_pressured(pr)))
+		return MSEG_REPLACE_VERDICT;
+	dir = x->sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
+	r = mseg_existing(skb, p, cfg, st, pr, x, s, last, dir, now);
+	return r;
+}
+
+SEC("tc")
+int mseg_classifier(struct __sk_buff *skb)
+{
+	struct mseg_pkt p = {};
+	struct mseg_pressure *pr;
+	struct mseg_config *cfg;
+	struct mseg_stats *st;
+	bool trackable = true;
+	__u64 now, old_last = 0;
+	__u32 zero = 0;
 	int r;
 
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
@@ -347,18 +520,12 @@ int mseg_classifier(struct __sk_buff *skb)
 	if (p.frag != MSEG_FRAG_NONE && !mseg_fragment_ports(&p, st, now))
 		trackable = false;
 
-	sender_hi = mseg_session_key(&p.t, &key);
-	s = trackable ? bpf_map_lookup_elem(&mseg_sessions, &key) : NULL;
-	if (s && !mseg_session_expired(cfg, &key, s, now, mseg_flooded(pr))) {
-		int dir = sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG :
-						       MSEG_DIR_REPLY;
-
-		r = mseg_existing(skb, &p, cfg, st, pr, &key, s, dir, now);
-		if (r != MSEG_TCP_REOPEN_VERDICT)
-			return r;
-	}
-	return mseg_new_flow(skb, &p, cfg, st, pr, &key, s, sender_hi,
-			     trackable, now);
+	r = mseg_conntrack(skb, &p, now, trackable, &old_last);
+	if (r != MSEG_REPLACE_VERDICT && r != MSEG_NEW_VERDICT)
+		return r;
+	return mseg_new_flow(skb, &p, old_last,
+			     (r == MSEG_REPLACE_VERDICT ? MSEG_NEW_REPLACE : 0) |
+				     (trackable ? MSEG_NEW_TRACKABLE : 0));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

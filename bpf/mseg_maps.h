@@ -16,11 +16,16 @@
 /*
  * A plain hash, not an LRU: an LRU would silently evict established
  * connections to make room for a SYN flood. Here a full table refuses the
- * new entry and the data path decides what the refused flow may do.
+ * new entry and the data path decides what the refused flow may do, and
+ * which half-open or unanswered entry it may drop early (mseg_evict.h).
+ * Not preallocated: an entry deleted by mseg-gc or an early drop is freed
+ * after an RCU grace period, so a program still holding its value pointer
+ * never writes into another session's entry.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MSEG_MAX_SESSIONS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct mseg_session_key);
 	__type(value, struct mseg_session);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -76,6 +81,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mseg_pressure SEC(".maps");
 
+/* The early-drop rings (mseg_abi.h, mseg_evict.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * MSEG_EVICT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct mseg_session_key);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_evict SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -113,5 +127,38 @@ struct {
 	__type(key, __u32);
 	__type(value, struct mseg_clock);
 } mseg_clock SEC(".maps");
+
+/* An early-drop candidate found in a ring, not yet claimed (mseg_evict.h). */
+struct mseg_victim {
+	struct mseg_session_key key;
+	__u64 last; /* its last_seen_ns when judged */
+	__u64 pos;  /* its place in the ring */
+	__u8 why;   /* MSEG_RSN_*; 0: none found */
+	__u8 pad[7];
+};
+
+/*
+ * Room off the stack (512 bytes for the whole call chain): the packet's
+ * session key, the copies of the peer records the TCP tracker judges a
+ * segment on, the session mseg_new_flow() builds before storing it, and the
+ * early-drop candidates of both rings. Per CPU, not pinned, not part of the
+ * ABI; a packet's programs run on one CPU, one after the other.
+ */
+struct mseg_scratch {
+	struct mseg_session_key key;
+	struct mseg_tcp_peer snd;
+	struct mseg_tcp_peer rcv;
+	struct mseg_session ns;
+	struct mseg_victim victim[2]; /* by MSEG_EVICT_RING_* */
+	__u8 sender_hi;               /* the packet's sender is key's "hi" end */
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mseg_scratch);
+} mseg_scratch SEC(".maps");
 
 #endif /* MSEG_MAPS_H */

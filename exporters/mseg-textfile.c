@@ -424,15 +424,25 @@ static void render_counters(FILE *f, const struct mseg_stats *st)
 		"Truncated or unparseable packets (dropped in strict mode, passed otherwise).",
 		st->malformed);
 	counter(f, "mseg_invalid_packets_total",
-		"TCP packets that fit no session (dropped in strict mode, picked up otherwise).",
+		"TCP packets that fit no connection: a flag combination no TCP sends, "
+		"or one a session's state does not allow (dropped in strict mode).",
 		st->invalid);
 	counter(f, "mseg_non_ip_packets_total",
 		"Non-IP frames (ARP, LLDP, ...) passed untouched.", st->non_ip);
 	counter(f, "mseg_fragments_total", "Non-first IP fragments.",
 		st->fragments);
 	counter(f, "mseg_tcp_rst_ignored_total",
-		"TCP RSTs ignored because their sequence number was outside the window.",
+		"TCP RSTs that closed nothing: not at the exact next sequence number "
+		"(RFC 5961), or outside the window.",
 		st->rst_ignored);
+	counter(f, "mseg_tcp_out_of_window_total",
+		"TCP packets outside what the peers could have sent or acknowledged: "
+		"no state or timeout changed (dropped in strict mode).",
+		st->out_of_window);
+	counter(f, "mseg_early_drops_total",
+		"Sessions dropped early (half-open, unconfirmed, unanswered or finished) "
+		"to make room for a new one the table had no room for.",
+		st->early_drop);
 	counter(f, "mseg_events_lost_total",
 		"Events the data path could not queue.", st->events_lost);
 }

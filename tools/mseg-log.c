@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * mseg-log: print the data path's events (denies, log verdicts, protective
- * drops, pressure levels, SYN floods) from the pinned mseg_events ring
+ * drops, early drops, pressure levels, SYN floods) from the pinned mseg_events ring
  * buffer, one line or one JSON object each.
  *
  * Events wait in the ring until read, so by default this prints what is
@@ -65,6 +65,8 @@ static const char *kind_name(__u8 kind)
 		return "pressure";
 	case MSEG_EV_FLOOD:
 		return "flood";
+	case MSEG_EV_EVICT:
+		return "evict";
 	}
 	return "unknown";
 }
@@ -82,6 +84,9 @@ static const char *reason_name(__u8 reason)
 		[MSEG_RSN_DEGRADE] = "pressure-degraded",
 		[MSEG_RSN_SYN_RATE] = "syn-rate",
 		[MSEG_RSN_HALF_OPEN] = "half-open",
+		[MSEG_RSN_UNREPLIED] = "unreplied",
+		[MSEG_RSN_CLOSED] = "closed",
+		[MSEG_RSN_EXPIRED] = "expired",
 	};
 
 	if (reason < sizeof(names) / sizeof(names[0]) && names[reason])
@@ -143,7 +148,7 @@ static void time_str(long long real_ns, char *buf, size_t len)
 static bool has_flow(const struct mseg_event *e)
 {
 	return e->kind == MSEG_EV_DENY || e->kind == MSEG_EV_LOG ||
-	       e->kind == MSEG_EV_DROP;
+	       e->kind == MSEG_EV_DROP || e->kind == MSEG_EV_EVICT;
 }
 
 static void print_event(const struct log_state *ls, const struct mseg_event *e)
@@ -166,6 +171,8 @@ static void print_event(const struct log_state *ls, const struct mseg_event *e)
 			       "\"dst\":\"%s\",\"dport\":%u,\"rejudged\":%s",
 			       proto, src, e->sport, dst, e->dport,
 			       rejudged ? "true" : "false");
+		if (e->kind == MSEG_EV_EVICT) /* the evicted session's idle time */
+			printf(",\"idle_s\":%u", e->value);
 		else
 			printf(",\"value\":%u", e->value);
 		printf(",\"suppressed\":%u}\n", e->suppressed);
@@ -178,7 +185,9 @@ static void print_event(const struct log_state *ls, const struct mseg_event *e)
 		       strchr(src, ':') ? "]" : "", e->sport,
 		       strchr(dst, ':') ? "[" : "", dst,
 		       strchr(dst, ':') ? "]" : "", e->dport);
-	else
+	if (e->kind == MSEG_EV_EVICT)
+		printf(" idle=%us", e->value);
+	else if (!has_flow(e))
 		printf(" value=%u", e->value);
 	printf(" reason=%s%s", reason_name(e->reason),
 	       rejudged ? " (open session judged again)" : "");
@@ -206,7 +215,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: mseg log [--json] [--follow] [--count N] [--timeout S]\n"
 		"Print mseg's events: denies, log verdicts, drops made to protect\n"
-		"the session table, pressure levels and SYN floods. Events wait in\n"
+		"the session table, sessions dropped early to make room (evict:\n"
+		"the evicted flow), pressure levels and SYN floods. Events wait in\n"
 		"a ring buffer until read: without --follow, print those and exit.\n"
 		"  --json       one JSON object per line\n"
 		"  --follow     keep printing new events until interrupted\n"

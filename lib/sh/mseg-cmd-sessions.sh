@@ -12,11 +12,15 @@ List the session table, one connection per line (or per JSON object):
 proto, the originator's address and port (src, sport), the responder's
 (dst, dport), the TCP state as the originator sees it (NONE for non-TCP),
 packets and bytes in both directions, seconds since the last packet (idle_s)
-and since the first (age_s), and the cached verdict.
+and since the first (age_s), the cached verdict, whether the responder has
+answered (confirmed) and whether a TCP session was picked up mid-stream
+(pickup: loose mode; unconfirmed until the other side answers).
 
 A session idle for longer than its timeout (per TCP state or protocol, as
-'mseg config show' prints them) is not listed: the data path already treats
-it as absent, and 'mseg gc' deletes it.
+'mseg config show' prints them; timeout_unconfirmed for an unconfirmed
+pickup; flood_syn_timeout for unanswered sessions while the table is under
+a SYN flood or degraded) is not listed: the data path already treats it as
+absent, and 'mseg gc' deletes it.
 
   --state NAME   only sessions in this state (NONE, SYN_SENT, SYN_RECV,
                  ESTABLISHED, FIN_WAIT1, FIN_WAIT2, TIME_WAIT, CLOSE,
@@ -26,12 +30,15 @@ it as absent, and 'mseg gc' deletes it.
 EOF
 }
 
-# struct mseg_session's flag MSEG_SESS_REPLIED (bpf/mseg_abi.h; a test
-# checks the two agree): a UDP flow that was answered has its own timeout.
+# struct mseg_session's flags MSEG_SESS_REPLIED and MSEG_SESS_PICKUP
+# (bpf/mseg_abi.h; a test checks they agree): an answered session is
+# confirmed, a picked-up one unconfirmed until then.
 readonly MSEG_SESS_REPLIED=1
+readonly MSEG_SESS_PICKUP=2
 
 # shellcheck disable=SC2016 # jq code
 readonly MSEG_SESSIONS_JQ='
+  def mseg_flag($flags; $bit): (($flags / $bit) | floor) % 2 == 1;
   # The config key of a session timeout, chosen as bpf/mseg_timeout.h does.
   def mseg_timeout_key($proto; $state; $flags):
     if $proto == 6 then
@@ -42,10 +49,22 @@ readonly MSEG_SESSIONS_JQ='
         TIME_WAIT: "timeout_time_wait", CLOSE: "timeout_close"}[$state]
        // "timeout_syn_sent")
     elif $proto == 17 then
-      (if (($flags / $replied) | floor) % 2 == 1
+      (if mseg_flag($flags; $replied)
        then "timeout_udp_replied" else "timeout_udp" end)
     elif $proto == 1 or $proto == 58 then "timeout_icmp"
     else "timeout_other" end;
+  # The timeout in seconds, as bpf/mseg_timeout.h computes it: an
+  # unconfirmed pickup lives timeout_unconfirmed at most; under pressure
+  # every unanswered session flood_syn_timeout at most.
+  def mseg_timeout($proto; $state; $flags):
+    ($cfg[mseg_timeout_key($proto; $state; $flags)]) as $t
+    | (mseg_flag($flags; $replied) | not) as $unanswered
+    | ($proto == 6 and mseg_flag($flags; $pickup) and $unanswered) as $unconf
+    | (if $unconf then [$t, $cfg.timeout_unconfirmed] | min else $t end) as $t
+    | if $pressure and $unanswered
+         and ($proto != 6 or $unconf
+              or $state == "SYN_SENT" or $state == "SYN_RECV")
+      then [$t, $cfg.flood_syn_timeout] | min else $t end;
 
   mseg_addr_names(.formatted.key | .addr_lo, .addr_hi) as $names
   | map(.formatted.key as $k | .formatted.value as $v
@@ -66,8 +85,12 @@ readonly MSEG_SESSIONS_JQ='
         idle_s: ([$idle, 0] | max | mseg_round1),
         age_s: ([$now - $v.created_ns / 1e9, 0] | max | mseg_round1),
         action: ($v.action | mseg_name($actions)),
-        # as the data path: idle for longer than the timeout
-        expired: ($idle > $cfg[mseg_timeout_key($k.proto; $st; $v.flags)])
+        confirmed: mseg_flag($v.flags; $replied),
+        pickup: mseg_flag($v.flags; $pickup),
+        # as the data path: idle for longer than the timeout, or being
+        # deleted (last_seen_ns 0, MSEG_SESSION_DYING)
+        expired: ($v.last_seen_ns == 0
+                  or $idle > mseg_timeout($k.proto; $st; $v.flags))
       })
   | map(select($state == "" or .state == $state)
     | if $all then . elif .expired then empty else del(.expired) end)
@@ -95,8 +118,8 @@ mseg_cmd_sessions() {
   fi
   state=${state^^}
   mseg_abi_load
-  mseg_require_maps mseg_sessions mseg_config
-  local now states actions cfg out
+  mseg_require_maps mseg_sessions mseg_config mseg_pressure
+  local now states actions cfg pressure out
   # /proc/uptime is CLOCK_BOOTTIME, the clock the data path stamps.
   read -r now _ </proc/uptime
   # The names are plain words: JSON arrays without starting jq twice each.
@@ -105,19 +128,25 @@ mseg_cmd_sessions() {
   printf -v actions '"%s",' "${MSEG_ACTION_NAMES[@]}"
   actions="[${actions%,}]"
   cfg=$(mseg_config_effective_json) || exit
+  # a SYN flood (flag 8) or degradation (4) shortens unanswered sessions
+  pressure=$(mseg_map_dump mseg_pressure |
+    jq '(.[0].formatted.value.flags / 4 | floor) % 4 != 0') || exit
   out=$(mseg_map_dump mseg_sessions |
     mseg_jq "$MSEG_SESSIONS_JQ" --argjson now "$now" --argjson states "$states" \
       --argjson actions "$actions" --arg state "$state" --argjson cfg "$cfg" \
-      --argjson replied "$MSEG_SESS_REPLIED" --argjson all "$all") || exit
+      --argjson replied "$MSEG_SESS_REPLIED" --argjson pickup "$MSEG_SESS_PICKUP" \
+      --argjson pressure "$pressure" --argjson all "$all") || exit
   if ((json)); then
     printf '%s\n' "$out"
     return 0
   fi
   # shellcheck disable=SC2016 # jq code
   mseg_jq 'map([.proto, .src, .sport, .dst, .dport, .state, .packets, .bytes,
-      .idle_s, .action] + if $all then [if .expired then "yes" else "no" end]
+      .idle_s, (if .confirmed then "yes" elif .pickup then "pickup" else "no" end),
+      .action] + if $all then [if .expired then "yes" else "no" end]
       else [] end)
     | mseg_table(["PROTO", "SRC", "SPORT", "DST", "DPORT", "STATE", "PACKETS",
-      "BYTES", "IDLE_S", "ACTION"] + if $all then ["EXPIRED"] else [] end)' \
+      "BYTES", "IDLE_S", "CONFIRMED", "ACTION"]
+      + if $all then ["EXPIRED"] else [] end)' \
     -r --argjson all "$all" <<<"$out"
 }

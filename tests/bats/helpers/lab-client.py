@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 """lab-client: the client side of the namespace lab.
 
-    lab-client.py tcp ADDR PORT [--timeout S]   connect, exchange one message
+    lab-client.py tcp ADDR PORT [--timeout S] [--sport N]
+                                                connect, exchange one message
     lab-client.py udp ADDR PORT [--timeout S]   exchange one datagram
     lab-client.py persist ADDR PORT DIR [--timeout S] [--life S] [--phases N]
     lab-client.py ping ADDR 0 [--timeout S]     one ICMP/ICMPv6 echo (raw socket)
@@ -44,6 +45,9 @@ def tcp_once(a):
     msg = b"mseg-lab-%d\n" % os.getpid()
     with socket.socket(family(a.addr), socket.SOCK_STREAM) as s:
         s.settimeout(a.timeout)
+        if a.sport:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("::" if family(a.addr) == socket.AF_INET6 else "0.0.0.0", a.sport))
         s.connect((a.addr, a.port))
         s.sendall(msg)
         got = recv_exact(s, len(msg), time.monotonic() + a.timeout)
@@ -137,6 +141,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--life", type=float, default=60.0)
     ap.add_argument("--phases", type=int, default=4)
+    ap.add_argument("--sport", type=int, default=0)
     a = ap.parse_args()
     try:
         if a.mode == "tcp":

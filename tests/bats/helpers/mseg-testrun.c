@@ -9,6 +9,7 @@
  * (spaces allowed), so a script can write them with nothing but printf.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,10 +57,11 @@ static long decode(const char *line, unsigned char *buf)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mseg-testrun --prog-id ID [FILE]\n"
+	fprintf(f, "usage: mseg-testrun --prog-id ID [--duration] [FILE]\n"
 		   "Run each frame of FILE (default stdin; one frame per line, in hex)\n"
 		   "once through the program with BPF_PROG_TEST_RUN and print its\n"
-		   "return value, one line per frame.\n");
+		   "return value, one line per frame; with --duration, the return\n"
+		   "value and the run's duration in ns as the kernel measured it.\n");
 }
 
 int main(int argc, char **argv)
@@ -71,6 +73,7 @@ int main(int argc, char **argv)
 	size_t cap = 0;
 	long lineno = 0;
 	FILE *in = stdin;
+	bool duration = false;
 	int fd, i;
 
 	for (i = 1; i < argc; i++) {
@@ -84,6 +87,8 @@ int main(int argc, char **argv)
 				fprintf(stderr, "mseg: invalid --prog-id: '%s'\n", argv[i]);
 				return 2;
 			}
+		} else if (!strcmp(argv[i], "--duration")) {
+			duration = true;
 		} else if (!path && argv[i][0] != '-') {
 			path = argv[i];
 		} else {
@@ -122,7 +127,10 @@ int main(int argc, char **argv)
 				strerror(errno));
 			return 1;
 		}
-		printf("%u\n", opts.retval);
+		if (duration)
+			printf("%u %u\n", opts.retval, opts.duration);
+		else
+			printf("%u\n", opts.retval);
 	}
 	free(line);
 	if (in != stdin)
