@@ -31,7 +31,7 @@ cleanup() {
 }
 
 # attach NAME OBJ: OBJ on the ingress of a veth in a namespace of its own,
-# its maps pinned in a bpffs of its own; prints the program's id.
+# its maps pinned in a bpffs of its own; sets PROG to the program's id.
 attach() {
   local name=$1 obj=$2
   local ns="msegbw${name}$$"
@@ -44,8 +44,8 @@ attach() {
   ip netns exec "${ns}" tc qdisc add dev b0 clsact
   TC_BPF_MNT="${WORK}/${name}.bpffs" ip netns exec "${ns}" \
     tc filter add dev b0 ingress bpf da obj "${obj}" sec tc
-  ip netns exec "${ns}" tc -j filter show dev b0 ingress |
-    jq -r '[.[] | .options.prog.id // empty] | first'
+  PROG=$(ip netns exec "${ns}" tc -j filter show dev b0 ingress |
+    jq -r '[.[] | .options.prog.id // empty] | first')
 }
 
 # frames FAMILY CLIENT SERVER: the handshake and the two measured frames.
@@ -83,8 +83,10 @@ main() {
   git -C "${ROOT}" archive "${BASELINE}" | tar -x -C "${WORK}" --one-top-level=base
   make -s -C "${WORK}/base" build/mseg.bpf.o >/dev/null
   local new base fam f a b i
-  new=$(attach new "${ROOT}/build/mseg.bpf.o")
-  base=$(attach base "${WORK}/base/build/mseg.bpf.o")
+  attach new "${ROOT}/build/mseg.bpf.o"
+  new=${PROG}
+  attach base "${WORK}/base/build/mseg.bpf.o"
+  base=${PROG}
   frames 4 192.0.2.1 198.51.100.1
   frames 6 fd00:1::1 fd00:2::1
   echo "window: an established TCP connection's packet through BPF_PROG_TEST_RUN (repeat ${REPEAT}, median of ${RUNS} runs, each beside a run of the other program)"

@@ -35,6 +35,8 @@
  */
 #define MSEG_REPLACE_VERDICT (-1000)
 #define MSEG_NEW_VERDICT (-1001)
+/* Not a tc verdict either: mseg_fast() leaves the packet to mseg_conntrack(). */
+#define MSEG_SLOW_VERDICT (-1002)
 
 /* A verdict's origin is its event's reason. */
 _Static_assert(MSEG_BY_EXACT == MSEG_RSN_EXACT && MSEG_BY_CIDR == MSEG_RSN_CIDR &&
@@ -144,23 +146,32 @@ __noinline int mseg_tcp_judge(const struct mseg_pkt *p, __u32 dir_state)
 }
 
 /*
- * A TCP segment of a live session: only an accepted one refreshes the
- * timeout and is committed. Returns a tc verdict, or MSEG_*_VERDICT.
+ * A TCP segment of a live session that mseg_fast() left here (a side not
+ * seen yet, a SYN, a state change, or a segment the tracker does not simply
+ * accept): judged on copies of the peer records in the scratch map by
+ * mseg_tcp_judge(); only an accepted one refreshes the timeout and is
+ * committed. Returns a tc verdict, or MSEG_*_VERDICT.
  */
 static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
 					     const struct mseg_config *cfg,
 					     struct mseg_stats *st,
 					     struct mseg_pressure *pr,
-					     struct mseg_scratch *x,
+					     const struct mseg_session_key *key,
 					     struct mseg_session *s, __u64 last,
 					     int dir, __u64 now)
 {
 	__u8 old_state = s->state, next;
+	struct mseg_scratch *x;
+	__u32 zero = 0;
 	int r;
 
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!x)
+		return mseg_pass(st, s->action);
 	x->snd = s->tcp[dir & 1];
 	x->rcv = s->tcp[!(dir & 1)];
 	r = mseg_tcp_judge(p, (dir & 1) << 8 | old_state);
+	next = r >> 8;
 	switch (r & 0xff) {
 	case MSEG_TCP_ACCEPT:
 		break;
@@ -184,7 +195,6 @@ static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
 		return MSEG_NEW_VERDICT;
 	s->tcp[dir & 1] = x->snd;
 	s->tcp[!(dir & 1)] = x->rcv;
-	next = r >> 8;
 	if (next != old_state) {
 		s->state = next;
 		if (next == MSEG_TCP_ESTABLISHED)
@@ -193,7 +203,7 @@ static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
 			st->tcp_closed++;
 		/* a finished connection may make room for a new one */
 		if (next == MSEG_TCP_TIME_WAIT || next == MSEG_TCP_CLOSE)
-			mseg_evict_push(pr, MSEG_EVICT_RING_TCP, &x->key);
+			mseg_evict_push(pr, MSEG_EVICT_RING_TCP, key);
 	}
 	return TC_ACT_OK;
 }
@@ -207,21 +217,25 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 					 const struct mseg_config *cfg,
 					 struct mseg_stats *st,
 					 struct mseg_pressure *pr,
-					 struct mseg_scratch *x,
+					 const struct mseg_session_key *key,
 					 struct mseg_session *s, __u64 last,
 					 int dir, __u64 now)
 {
-	bool half_open = mseg_session_half_open(&x->key, s);
+	__u8 state = s->state, flags = s->flags;
 
 	st->session_hit++;
 	if (s->policy_gen != cfg->policy_gen) {
+		struct mseg_scratch *x;
 		struct mseg_verdict v;
-		struct mseg_tuple t;
+		__u32 zero = 0;
 
-		mseg_session_orig(&x->key, s, p->t.family, &t);
-		mseg_policy_decide(&t, cfg, &v);
+		x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+		if (!x)
+			return mseg_pass(st, s->action);
+		mseg_session_orig(key, s, p->t.family, &x->t);
+		mseg_policy_decide(&x->t, cfg, &v);
 		if (v.action != s->action)
-			mseg_verdict_event(cfg, st, &t, &v, MSEG_EVF_REJUDGED);
+			mseg_verdict_event(cfg, st, &x->t, &v, MSEG_EVF_REJUDGED);
 		s->action = v.action;
 		s->policy_gen = cfg->policy_gen;
 		st->rejudged++;
@@ -232,7 +246,7 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 	}
 
 	if (p->t.proto == IPPROTO_TCP && p->frag != MSEG_FRAG_LATER) {
-		int r = mseg_existing_tcp(p, cfg, st, pr, x, s, last, dir, now);
+		int r = mseg_existing_tcp(p, cfg, st, pr, key, s, last, dir, now);
 
 		if (r != TC_ACT_OK)
 			return r;
@@ -240,7 +254,12 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 		return MSEG_NEW_VERDICT;
 	}
 	mseg_account(s, dir, skb->len);
-	mseg_half_open_moved(pr, half_open, mseg_session_half_open(&x->key, s));
+	/* a session stops (or starts) being half-open only by a state change
+	 * or its first answer */
+	if (s->state != state || s->flags != flags)
+		mseg_half_open_moved(pr,
+				     mseg_half_open_of(key->proto, state, flags),
+				     mseg_session_half_open(key, s));
 	return mseg_pass(st, s->action);
 }
 
@@ -288,8 +307,7 @@ static __always_inline int mseg_store(struct mseg_pressure *pr,
  * A packet with no live session: judge it in its own direction and, when it
  * may start one, open a session with its sender as the originator. With
  * MSEG_NEW_REPLACE it replaces the expired or finished entry of its key,
- * judged on `old_last`. The key is mseg_conntrack()'s, in the scratch map.
- * A global function: the verifier checks it once.
+ * judged on `old_last`. A global function: the verifier checks it once.
  */
 __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 			     __u64 old_last, __u32 how)
@@ -313,6 +331,7 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	if (!skb || !p || !cfg || !st || !pr || !x)
 		return TC_ACT_OK;
 	now = mseg_now();
+	x->sender_hi = mseg_session_key(&p->t, &x->key);
 
 	if (trackable && p->t.proto == IPPROTO_TCP) {
 		state = mseg_tcp_first_state(p);
@@ -445,8 +464,7 @@ static __always_inline bool mseg_fragment_ports(struct mseg_pkt *p,
  * Find the packet's session and track it: a tc verdict, or, when the
  * packet is one of a new flow, MSEG_REPLACE_VERDICT (replace the entry
  * judged on *old_last) or MSEG_NEW_VERDICT (there is none it may replace).
- * Leaves the session key in the scratch map for mseg_new_flow(). A global
- * function: the verifier checks it once, rather than once for every path
+ * A global function: the verifier checks it once, rather than once for every path
  * through the parser (the classifier had grown to within 5 % of the
  * verifier's million-instruction limit); the call costs a few ns.
  */
@@ -454,13 +472,15 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
 			      __u64 now, __u32 trackable, __u64 *old_last)
 {
 	struct mseg_pressure *pr = mseg_pressure_get();
+	struct mseg_session_key *key;
 	struct mseg_scratch *x;
 	struct mseg_config *cfg;
 	struct mseg_session *s;
 	struct mseg_stats *st;
+	bool sender_hi;
 	__u32 zero = 0;
 	__u64 last;
-	int dir, r;
+	int dir;
 
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
 	st = bpf_map_lookup_elem(&mseg_stats, &zero);
@@ -468,42 +488,98 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
 	if (!skb || !p || !old_last || !cfg || !st || !pr || !x)
 		return TC_ACT_OK;
 
-	x->sender_hi = mseg_session_key(&p->t, &x->key);
-	s = trackable ? bpf_map_lookup_elem(&mseg_sessions, &x->key) : NULL;
+	key = &x->key;
+	sender_hi = mseg_session_key(&p->t, key);
+	s = trackable ? bpf_map_lookup_elem(&mseg_sessions, key) : NULL;
 	if (!s)
 		return MSEG_NEW_VERDICT;
 	last = *(volatile __u64 *)&s->last_seen_ns;
 	*old_last = last;
 	if (last == MSEG_SESSION_DYING)
 		return MSEG_NEW_VERDICT;
-	if (mseg_session_expired_at(cfg, &x->key, s, last, now,
-				    mseg_pressured(pr)))
+	if (mseg_session_expired_at(cfg, key, s, last, now, mseg_pressured(pr)))
 		return MSEG_REPLACE_VERDICT;
-	dir = x->sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
-	r = mseg_existing(skb, p, cfg, st, pr, x, s, last, dir, now);
-	return r;
+	dir = sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
+	return mseg_existing(skb, p, cfg, st, pr, key, s, last, dir, now);
+}
+
+/*
+ * The fast path, inline in the classifier (mseg_conntrack() is a function
+ * call away): a packet of a live session, seen within the last second,
+ * whose rules have not moved, and that changes nothing but its counters
+ * and, for TCP, the window records: the same checks as mseg_conntrack()
+ * and mseg_tcp.h, none of their rare cases. Everything else (a state
+ * change, a first answer, a side not seen yet, a SYN, anything the tracker
+ * does not simply accept, an idle or a dying session) goes there:
+ * MSEG_SLOW_VERDICT, nothing written.
+ */
+static __always_inline int mseg_fast(struct __sk_buff *skb,
+				     struct mseg_scratch *x,
+				     const struct mseg_config *cfg,
+				     struct mseg_stats *st, __u64 now)
+{
+	const struct mseg_pkt *p = &x->pkt;
+	struct mseg_tcp_peer *snd, *rcv;
+	struct mseg_session *s;
+	bool sender_hi;
+	__u8 next;
+	int dir, cls;
+	__u64 last;
+
+	sender_hi = mseg_session_key(&p->t, &x->key);
+	s = bpf_map_lookup_elem(&mseg_sessions, &x->key);
+	if (!s)
+		return MSEG_SLOW_VERDICT;
+	last = *(volatile __u64 *)&s->last_seen_ns;
+	if (last == MSEG_SESSION_DYING ||
+	    mseg_older_than(now, last, MSEG_NSEC_PER_SEC) ||
+	    s->policy_gen != cfg->policy_gen || s->action == MSEG_ACT_DENY)
+		return MSEG_SLOW_VERDICT;
+	dir = sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
+	if (dir == MSEG_DIR_REPLY && !(s->flags & MSEG_SESS_REPLIED))
+		return MSEG_SLOW_VERDICT; /* the first answer confirms it */
+	if (p->t.proto == IPPROTO_TCP && p->frag != MSEG_FRAG_LATER) {
+		snd = &s->tcp[dir & 1];
+		rcv = &s->tcp[!(dir & 1)];
+		if (!mseg_tcp_fast(snd, rcv, p) ||
+		    mseg_tcp_check_fast(snd, rcv, p, dir, s->state, &next,
+					&cls) != MSEG_TCP_ACCEPT ||
+		    next != s->state || !mseg_session_touch(s, last, now))
+			return MSEG_SLOW_VERDICT;
+		mseg_tcp_commit(snd, rcv, p, cls);
+	} else if (!mseg_session_touch(s, last, now)) {
+		return MSEG_SLOW_VERDICT;
+	}
+	st->session_hit++;
+	mseg_account(s, dir, skb->len);
+	return mseg_pass(st, s->action);
 }
 
 SEC("tc")
 int mseg_classifier(struct __sk_buff *skb)
 {
-	struct mseg_pkt p = {};
 	struct mseg_pressure *pr;
+	struct mseg_scratch *x;
 	struct mseg_config *cfg;
 	struct mseg_stats *st;
 	bool trackable = true;
 	__u64 now, old_last = 0;
+	struct mseg_pkt *p;
 	__u32 zero = 0;
 	int r;
 
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
 	st = bpf_map_lookup_elem(&mseg_stats, &zero);
 	pr = mseg_pressure_get();
-	if (!cfg || !st || !pr)
+	/* the packet lives in the scratch map, off the stack (mseg_maps.h) */
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!cfg || !st || !pr || !x)
 		return TC_ACT_OK;
 	st->total++;
+	p = &x->pkt;
+	__builtin_memset(p, 0, sizeof(*p));
 
-	r = mseg_parse(skb, &p);
+	r = mseg_parse(skb, p);
 	if (r == MSEG_PARSE_NON_IP) {
 		st->non_ip++;
 		return TC_ACT_OK;
@@ -512,18 +588,23 @@ int mseg_classifier(struct __sk_buff *skb)
 		st->malformed++;
 		return cfg->strict ? mseg_drop(st) : TC_ACT_OK;
 	}
-	if (p.link_local)
+	if (p->link_local)
 		return mseg_pass(st, MSEG_ACT_ALLOW);
 
 	now = mseg_now();
 	mseg_pressure_tick(pr, cfg, st, now);
-	if (p.frag != MSEG_FRAG_NONE && !mseg_fragment_ports(&p, st, now))
+	if (p->frag != MSEG_FRAG_NONE && !mseg_fragment_ports(p, st, now))
 		trackable = false;
 
-	r = mseg_conntrack(skb, &p, now, trackable, &old_last);
+	if (trackable) {
+		r = mseg_fast(skb, x, cfg, st, now);
+		if (r != MSEG_SLOW_VERDICT)
+			return r;
+	}
+	r = mseg_conntrack(skb, p, now, trackable, &old_last);
 	if (r != MSEG_REPLACE_VERDICT && r != MSEG_NEW_VERDICT)
 		return r;
-	return mseg_new_flow(skb, &p, old_last,
+	return mseg_new_flow(skb, p, old_last,
 			     (r == MSEG_REPLACE_VERDICT ? MSEG_NEW_REPLACE : 0) |
 				     (trackable ? MSEG_NEW_TRACKABLE : 0));
 }

@@ -165,11 +165,11 @@ static __always_inline bool mseg_evict_find(struct mseg_pressure *pr,
  */
 static __always_inline bool mseg_evict_take(struct mseg_pressure *pr,
 					    const struct mseg_config *cfg,
-					    struct mseg_stats *st, int ring,
+					    struct mseg_stats *st,
+					    struct mseg_scratch *x, int ring,
 					    struct mseg_victim *v, __u64 now)
 {
 	struct mseg_session *s = bpf_map_lookup_elem(&mseg_sessions, &v->key);
-	struct mseg_tuple t = {};
 	bool half_open;
 
 	if (!s)
@@ -184,8 +184,8 @@ static __always_inline bool mseg_evict_take(struct mseg_pressure *pr,
 		__sync_fetch_and_add(&pr->half_open_closed, 1);
 	__sync_fetch_and_sub(&pr->sessions, 1);
 	st->early_drop++;
-	mseg_session_orig(&v->key, s, mseg_key_family(&v->key), &t);
-	mseg_event(cfg, st, &t,
+	mseg_session_orig(&v->key, s, mseg_key_family(&v->key), &x->t);
+	mseg_event(cfg, st, &x->t,
 		   mseg_ev(MSEG_EV_EVICT, v->why, s->action, 0,
 			   now > v->last ? (now - v->last) / MSEG_NSEC_PER_SEC : 0));
 	return true;
@@ -225,16 +225,16 @@ __noinline int mseg_early_drop(__u64 now, __u32 how)
 	have_b = mseg_evict_find(pr, cfg, MSEG_EVICT_RING_OTHER, now,
 				 pressure, b);
 	if (have_a && (!have_b || a->last <= b->last)) {
-		if (mseg_evict_take(pr, cfg, st, MSEG_EVICT_RING_TCP, a, now))
+		if (mseg_evict_take(pr, cfg, st, x, MSEG_EVICT_RING_TCP, a, now))
 			return 1;
-		return have_b && mseg_evict_take(pr, cfg, st,
+		return have_b && mseg_evict_take(pr, cfg, st, x,
 						 MSEG_EVICT_RING_OTHER, b, now);
 	}
 	if (have_b &&
-	    mseg_evict_take(pr, cfg, st, MSEG_EVICT_RING_OTHER, b, now))
+	    mseg_evict_take(pr, cfg, st, x, MSEG_EVICT_RING_OTHER, b, now))
 		return 1;
 	return have_a &&
-	       mseg_evict_take(pr, cfg, st, MSEG_EVICT_RING_TCP, a, now);
+	       mseg_evict_take(pr, cfg, st, x, MSEG_EVICT_RING_TCP, a, now);
 }
 
 #endif /* MSEG_EVICT_H */

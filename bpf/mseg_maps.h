@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "mseg_abi.h"
+#include "mseg_parse.h"
 
 /*
  * A plain hash, not an LRU: an LRU would silently evict established
@@ -138,18 +139,22 @@ struct mseg_victim {
 };
 
 /*
- * Room off the stack (512 bytes for the whole call chain): the packet's
- * session key, the copies of the peer records the TCP tracker judges a
- * segment on, the session mseg_new_flow() builds before storing it, and the
- * early-drop candidates of both rings. Per CPU, not pinned, not part of the
- * ABI; a packet's programs run on one CPU, one after the other.
+ * Room off the stack (512 bytes for the classifier's deepest call chain):
+ * the parsed packet, its session key, the copies of the peer records the
+ * TCP tracker judges a segment on, the session mseg_new_flow() builds
+ * before storing it, the early-drop candidates of both rings, and the flow
+ * of a session judged again or dropped early. Per CPU,
+ * not pinned, not part of the ABI; a packet's functions run on one CPU,
+ * one after the other, and nothing else uses it.
  */
 struct mseg_scratch {
+	struct mseg_pkt pkt;
 	struct mseg_session_key key;
 	struct mseg_tcp_peer snd;
 	struct mseg_tcp_peer rcv;
 	struct mseg_session ns;
 	struct mseg_victim victim[2]; /* by MSEG_EVICT_RING_* */
+	struct mseg_tuple t;          /* a session's flow, for a rule or an event */
 	__u8 sender_hi;               /* the packet's sender is key's "hi" end */
 	__u8 pad[7];
 };

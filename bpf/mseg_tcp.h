@@ -20,7 +20,9 @@
  *
  * mseg_tcp_check() decides on copies of the two peer records and never
  * writes the session; the caller commits the copies and the next state
- * only when the verdict is MSEG_TCP_ACCEPT.
+ * only when the verdict is MSEG_TCP_ACCEPT. The common case (both sides
+ * seen, no SYN) needs no copies: mseg_tcp_check_fast() reads the session's
+ * records and mseg_tcp_commit() writes an accepted segment into them.
  */
 #ifndef MSEG_TCP_H
 #define MSEG_TCP_H
@@ -274,68 +276,54 @@ enum mseg_tcp_verdict {
 };
 
 /*
- * nf_conntrack's tcp_in_window on the copies snd (the segment's sender)
- * and rcv: first what a segment from a side never seen before tells of it,
- * then the four bounds
+ * The ack a segment is judged on: its own, or rcv.seq_end when it carries
+ * none (no ACK flag, or an RST|ACK with ack 0, which some stacks send).
+ */
+static __always_inline __u32 mseg_tcp_ack(const struct mseg_tcp_peer *rcv,
+					  const struct mseg_pkt *p)
+{
+	__u8 fl = p->tcp_flags;
+
+	if (!(fl & MSEG_TCP_ACK) || ((fl & MSEG_TCP_RST) && p->ack == 0))
+		return rcv->seq_end;
+	return p->ack;
+}
+
+/*
+ * nf_conntrack's tcp_in_window bounds, on what the two sides had shown
+ * before this segment:
  *   I    seq <= snd.max_end                 (the receiver allowed it)
  *   II   end >= snd.seq_end - rcv.max_win   (not older than a window)
  *   III  ack <= rcv.seq_end                 (acks nothing unsent)
  *   IV   ack >= rcv.seq_end - max(snd.max_win, 66000)
- * then, when they hold, the update. A segment without ACK is taken to ack
- * rcv.seq_end. SACK blocks are not read: a right edge never lies beyond
- * rcv.seq_end, and the cumulative ack alone keeps IV (what is in flight
- * beyond it never exceeds the acknowledging side's window).
+ * (III and IV only when there is something to check the ack against).
+ * SACK blocks are not read: a right edge never lies beyond rcv.seq_end, and
+ * the cumulative ack alone keeps IV (what is in flight beyond it never
+ * exceeds the acknowledging side's window).
  */
-static __always_inline bool mseg_tcp_window(struct mseg_tcp_peer *snd,
-					    struct mseg_tcp_peer *rcv,
-					    const struct mseg_pkt *p, __u8 state)
+static __always_inline bool mseg_tcp_bounds(const struct mseg_tcp_peer *snd,
+					    const struct mseg_tcp_peer *rcv,
+					    const struct mseg_pkt *p, __u32 end,
+					    __u32 ack, bool check_ack)
+{
+	__u32 max_ack_win = snd->max_win > MSEG_TCP_MIN_ACK_WINDOW ?
+				    snd->max_win : MSEG_TCP_MIN_ACK_WINDOW;
+
+	return !mseg_seq_after(p->seq, snd->max_end) &&
+	       !(rcv->max_win &&
+		 mseg_seq_before(end, snd->seq_end - rcv->max_win)) &&
+	       !(check_ack && (mseg_seq_after(ack, rcv->seq_end) ||
+			       mseg_seq_before(ack, rcv->seq_end - max_ack_win)));
+}
+
+/* What a segment inside the window shows of its sender, and of the room it gives the receiver. */
+static __always_inline void mseg_tcp_advance(struct mseg_tcp_peer *snd,
+					     struct mseg_tcp_peer *rcv,
+					     const struct mseg_pkt *p, __u32 end,
+					     __u32 ack)
 {
 	__u8 fl = p->tcp_flags;
-	__u32 end = mseg_tcp_end(p);
-	__u32 ack = p->ack, win = p->win, max_ack_win;
-	bool check_ack;
-
-	/* no ACK, or an RST|ACK with ack 0 (some stacks send those) */
-	if (!(fl & MSEG_TCP_ACK) || ((fl & MSEG_TCP_RST) && ack == 0))
-		ack = rcv->seq_end;
-	/* nothing to check the ack against while the receiver is unseen */
-	check_ack = (rcv->flags & MSEG_PEER_SEEN) ||
-		    !(snd->flags & MSEG_PEER_SEEN);
-
-	if (!(snd->flags & MSEG_PEER_SEEN)) {
-		if (fl & MSEG_TCP_SYN) {
-			mseg_tcp_init_syn(snd, p, end);
-			if (!(fl & MSEG_TCP_ACK))
-				return true; /* the peer's SYN: simultaneous open */
-		} else {
-			/* its history is lost to us: take what it says */
-			__u32 swin = win << mseg_tcp_shift(snd, rcv);
-
-			snd->seq_end = end;
-			snd->max_win = swin ? swin : 1;
-			snd->max_end = end + snd->max_win;
-			snd->flags |= MSEG_PEER_SEEN;
-			if (!(rcv->flags & MSEG_PEER_SEEN)) {
-				rcv->seq_end = ack;
-				rcv->max_end = ack;
-			} else if (ack == rcv->seq_end + 1) {
-				rcv->seq_end++; /* the answer to a keepalive */
-			}
-		}
-	} else if ((fl & MSEG_TCP_SYN) && mseg_seq_after(end, snd->seq_end) &&
-		   (state == MSEG_TCP_SYN_SENT || state == MSEG_TCP_SYN_RECV)) {
-		/* a new ISN in the handshake (RFC 793: a restarted TCP) */
-		mseg_tcp_init_syn(snd, p, end);
-	}
-
-	max_ack_win = snd->max_win > MSEG_TCP_MIN_ACK_WINDOW ?
-			      snd->max_win : MSEG_TCP_MIN_ACK_WINDOW;
-	if (mseg_seq_after(p->seq, snd->max_end) ||
-	    (rcv->max_win &&
-	     mseg_seq_before(end, snd->seq_end - rcv->max_win)) ||
-	    (check_ack && (mseg_seq_after(ack, rcv->seq_end) ||
-			   mseg_seq_before(ack, rcv->seq_end - max_ack_win))))
-		return false;
+	__u32 win = p->win;
 
 	if (!(fl & MSEG_TCP_SYN))
 		win <<= mseg_tcp_shift(snd, rcv);
@@ -355,7 +343,98 @@ static __always_inline bool mseg_tcp_window(struct mseg_tcp_peer *snd,
 		if (!win)
 			rcv->max_end++; /* room for a zero-window probe */
 	}
+}
+
+/*
+ * nf_conntrack's tcp_in_window on snd (the segment's sender) and rcv: first
+ * what a segment from a side never seen before tells of it (a SYN, or a
+ * pickup's first segment), or a SYN with a new ISN during the handshake;
+ * then the bounds; then, when they hold, the advance.
+ */
+static __always_inline bool mseg_tcp_window(struct mseg_tcp_peer *snd,
+					    struct mseg_tcp_peer *rcv,
+					    const struct mseg_pkt *p, __u8 state)
+{
+	__u8 fl = p->tcp_flags;
+	__u32 end = mseg_tcp_end(p);
+	__u32 ack = mseg_tcp_ack(rcv, p);
+	/* nothing to check the ack against while the receiver is unseen */
+	bool check_ack = (rcv->flags & MSEG_PEER_SEEN) ||
+			 !(snd->flags & MSEG_PEER_SEEN);
+
+	if (!(snd->flags & MSEG_PEER_SEEN)) {
+		if (fl & MSEG_TCP_SYN) {
+			mseg_tcp_init_syn(snd, p, end);
+			if (!(fl & MSEG_TCP_ACK))
+				return true; /* the peer's SYN: simultaneous open */
+		} else {
+			/* its history is lost to us: take what it says */
+			__u32 swin = p->win << mseg_tcp_shift(snd, rcv);
+
+			snd->seq_end = end;
+			snd->max_win = swin ? swin : 1;
+			snd->max_end = end + snd->max_win;
+			snd->flags |= MSEG_PEER_SEEN;
+			if (!(rcv->flags & MSEG_PEER_SEEN)) {
+				rcv->seq_end = ack;
+				rcv->max_end = ack;
+			} else if (ack == rcv->seq_end + 1) {
+				rcv->seq_end++; /* the answer to a keepalive */
+			}
+		}
+	} else if ((fl & MSEG_TCP_SYN) && mseg_seq_after(end, snd->seq_end) &&
+		   (state == MSEG_TCP_SYN_SENT || state == MSEG_TCP_SYN_RECV)) {
+		/* a new ISN in the handshake (RFC 793: a restarted TCP) */
+		mseg_tcp_init_syn(snd, p, end);
+	}
+	if (!mseg_tcp_bounds(snd, rcv, p, end, ack, check_ack))
+		return false;
+	mseg_tcp_advance(snd, rcv, p, end, ack);
 	return true;
+}
+
+/*
+ * The flags and the table's verdict on a segment travelling in `dir` on a
+ * session in `state`: MSEG_TCP_ACCEPT when the window is to decide, with
+ * the table's cell in *cell and the segment's class in *cls.
+ */
+static __always_inline int mseg_tcp_step(const struct mseg_pkt *p,
+					 const struct mseg_tcp_peer *rcv,
+					 int dir, __u8 state, __u8 *cell,
+					 int *cls)
+{
+	__u8 n;
+
+	*cls = mseg_tcp_classify(p, rcv);
+	if (!mseg_tcp_flags_valid(p->tcp_flags))
+		return MSEG_TCP_INVALID;
+	if (state >= MSEG_TCP_STATE_MAX)
+		state = MSEG_TCP_NONE;
+	/* keep clang from indexing with a copy the verifier never saw bounded */
+	asm volatile("" : "+r"(state));
+	n = mseg_tcp_next[dir & 1][*cls & (MSEG_TC_MAX - 1)]
+			 [state & (MSEG_TCP_COLS - 1)];
+	*cell = n;
+	if (n == MSEG_TS_REOPEN)
+		return MSEG_TCP_REOPEN;
+	if (n == MSEG_TS_IGNORE)
+		return MSEG_TCP_IGNORE;
+	if (n == MSEG_TS_INVALID)
+		return MSEG_TCP_INVALID;
+	return MSEG_TCP_ACCEPT;
+}
+
+/* The FIN a segment carries, and ours it acknowledges. */
+static __always_inline void mseg_tcp_fins(struct mseg_tcp_peer *snd,
+					  struct mseg_tcp_peer *rcv,
+					  const struct mseg_pkt *p, int cls)
+{
+	if (p->tcp_flags & MSEG_TCP_FIN) {
+		snd->fin_seq = p->seq + p->payload_len;
+		snd->flags |= MSEG_PEER_FIN;
+	}
+	if (cls == MSEG_TC_ACK_FIN || cls == MSEG_TC_FIN_ACKFIN)
+		rcv->flags |= MSEG_PEER_FIN_ACKED;
 }
 
 /*
@@ -368,38 +447,63 @@ static __always_inline int mseg_tcp_check(struct mseg_tcp_peer *snd,
 					  const struct mseg_pkt *p, int dir,
 					  __u8 state, __u8 *next)
 {
-	int cls = mseg_tcp_classify(p, rcv);
 	bool snd_seen = snd->flags & MSEG_PEER_SEEN;
 	__u32 snd_end = snd->seq_end;
-	__u8 n;
+	__u8 cell;
+	int cls, r;
 
-	if (!mseg_tcp_flags_valid(p->tcp_flags))
-		return MSEG_TCP_INVALID;
-	if (state >= MSEG_TCP_STATE_MAX)
-		state = MSEG_TCP_NONE;
-	/* keep clang from indexing with a copy the verifier never saw bounded */
-	asm volatile("" : "+r"(state));
-	n = mseg_tcp_next[dir & 1][cls & (MSEG_TC_MAX - 1)]
-			 [state & (MSEG_TCP_COLS - 1)];
-	if (n == MSEG_TS_REOPEN)
-		return MSEG_TCP_REOPEN;
-	if (n == MSEG_TS_IGNORE)
-		return MSEG_TCP_IGNORE;
-	if (n == MSEG_TS_INVALID)
-		return MSEG_TCP_INVALID;
+	r = mseg_tcp_step(p, rcv, dir, state, &cell, &cls);
+	if (r != MSEG_TCP_ACCEPT)
+		return r;
 	if (!mseg_tcp_window(snd, rcv, p, state))
 		return MSEG_TCP_OUT_OF_WINDOW;
 	if (cls == MSEG_TC_RST && !mseg_tcp_rst_exact(rcv, p, snd_seen, snd_end))
 		return MSEG_TCP_RST_INEXACT;
-	if (p->tcp_flags & MSEG_TCP_FIN) {
-		snd->fin_seq = p->seq + p->payload_len;
-		snd->flags |= MSEG_PEER_FIN;
-	}
-	/* our FIN, acknowledged */
-	if (cls == MSEG_TC_ACK_FIN || cls == MSEG_TC_FIN_ACKFIN)
-		rcv->flags |= MSEG_PEER_FIN_ACKED;
-	*next = n == MSEG_TS_KEEP ? state : n;
+	mseg_tcp_fins(snd, rcv, p, cls);
+	*next = cell == MSEG_TS_KEEP ? state : cell;
 	return MSEG_TCP_ACCEPT;
+}
+
+/*
+ * The common case, both sides seen and no SYN: nothing to set up, so the
+ * segment is judged on the session's own records, which it leaves alone;
+ * mseg_tcp_commit() then writes what an accepted one shows.
+ */
+static __always_inline bool mseg_tcp_fast(const struct mseg_tcp_peer *snd,
+					  const struct mseg_tcp_peer *rcv,
+					  const struct mseg_pkt *p)
+{
+	return (snd->flags & rcv->flags & MSEG_PEER_SEEN) &&
+	       !(p->tcp_flags & MSEG_TCP_SYN);
+}
+
+static __always_inline int mseg_tcp_check_fast(const struct mseg_tcp_peer *snd,
+					       const struct mseg_tcp_peer *rcv,
+					       const struct mseg_pkt *p, int dir,
+					       __u8 state, __u8 *next, int *cls)
+{
+	__u8 cell;
+	int r;
+
+	r = mseg_tcp_step(p, rcv, dir, state, &cell, cls);
+	if (r != MSEG_TCP_ACCEPT)
+		return r;
+	if (!mseg_tcp_bounds(snd, rcv, p, mseg_tcp_end(p), mseg_tcp_ack(rcv, p),
+			     true))
+		return MSEG_TCP_OUT_OF_WINDOW;
+	if (*cls == MSEG_TC_RST &&
+	    !mseg_tcp_rst_exact(rcv, p, true, snd->seq_end))
+		return MSEG_TCP_RST_INEXACT;
+	*next = cell == MSEG_TS_KEEP ? state : cell;
+	return MSEG_TCP_ACCEPT;
+}
+
+static __always_inline void mseg_tcp_commit(struct mseg_tcp_peer *snd,
+					    struct mseg_tcp_peer *rcv,
+					    const struct mseg_pkt *p, int cls)
+{
+	mseg_tcp_advance(snd, rcv, p, mseg_tcp_end(p), mseg_tcp_ack(rcv, p));
+	mseg_tcp_fins(snd, rcv, p, cls);
 }
 
 /*

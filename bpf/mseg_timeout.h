@@ -78,11 +78,18 @@ static __always_inline bool mseg_session_unconfirmed(const struct mseg_session_k
  * flood timeout: a TCP session in SYN_SENT or SYN_RECV, or picked up and
  * unconfirmed (a spoofed ACK opens one of those as cheaply as a SYN).
  */
+static __always_inline bool mseg_half_open_of(__u8 proto, __u8 state,
+					      __u8 flags)
+{
+	return proto == IPPROTO_TCP &&
+	       (mseg_half_open_state(state) ||
+		((flags & MSEG_SESS_PICKUP) && !(flags & MSEG_SESS_REPLIED)));
+}
+
 static __always_inline bool mseg_session_half_open(const struct mseg_session_key *k,
 						   const struct mseg_session *s)
 {
-	return k->proto == IPPROTO_TCP &&
-	       (mseg_half_open_state(s->state) || mseg_session_unconfirmed(k, s));
+	return mseg_half_open_of(k->proto, s->state, s->flags);
 }
 
 /* Anything but TCP that the responder never answered. */
@@ -150,8 +157,12 @@ static __always_inline bool mseg_session_expired_at(const struct mseg_config *cf
 						    __u64 last, __u64 now,
 						    bool pressure)
 {
-	return last == MSEG_SESSION_DYING ||
-	       mseg_older_than(now, last, mseg_timeout_ns(cfg, k, s, pressure));
+	if (last == MSEG_SESSION_DYING)
+		return true;
+	/* every timeout is a second or more: a busy session skips the rest */
+	if (!mseg_older_than(now, last, MSEG_NSEC_PER_SEC))
+		return false;
+	return mseg_older_than(now, last, mseg_timeout_ns(cfg, k, s, pressure));
 }
 
 static __always_inline bool mseg_session_expired(const struct mseg_config *cfg,
