@@ -8,21 +8,21 @@
 #   nft   a forward chain that accepts everything with conntrack on (loose
 #         pickup, as the kernel's default; nf_conntrack_max as the host has it)
 # Both tables hold the same number of entries (mseg's default capacity is
-# nf_conntrack_max's default, 262144; the script checks). For each filter
-# and each flood (spoofed ACKs, spoofed SYNs, random sources, toward S:5555,
-# hping3 for at most FLOOD_S seconds and FLOOD_COUNT packets), on a fresh
-# lab: the rate of sequential connections C -> S:5555 that complete (each
-# given 1 s) for WINDOW_S seconds with no flood, then for WINDOW_S seconds
-# once the flood has run FILL_S seconds. The ratio mseg / nft is taken
-# within each case.
+# nf_conntrack_max's default, 262144; the script prints both). For each
+# filter and each flood (spoofed ACKs, spoofed SYNs, random sources, toward
+# S:5555; hping3 --flood, which ignores a count, bounded by FLOOD_S
+# seconds), on a fresh lab: the rate of sequential connections C -> S:5555
+# that complete (each given 1 s) for WINDOW_S seconds with no flood, then
+# for WINDOW_S seconds once the flood has run FILL_S seconds (long enough
+# here for conntrack's table to fill with SYN_SENT entries). The ratio
+# mseg / nft is taken within each case.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly WINDOW_S="${MSEG_BENCH_FLOOD_WINDOW:-4}"
-readonly FILL_S="${MSEG_BENCH_FLOOD_FILL:-4}"
-readonly FLOOD_S="${MSEG_BENCH_FLOOD_SECONDS:-12}"
-readonly FLOOD_COUNT="${MSEG_BENCH_FLOOD_COUNT:-2000000}"
+readonly FILL_S="${MSEG_BENCH_FLOOD_FILL:-16}"
+readonly FLOOD_S="${MSEG_BENCH_FLOOD_SECONDS:-26}"
 readonly C4=10.91.1.2 S4=10.91.2.2 A4=10.91.3.2
 
 # shellcheck source=bench/lib.bash
@@ -99,7 +99,7 @@ filter_mseg() {
 filter_nft() {
   ip netns exec "${NSR}" nft -f - <<'EOF'
 table inet mseg_flood_bench {
-  chain fwd {
+  chain forward_flood {
     type filter hook forward priority 0; policy accept;
     ct state new counter
   }
@@ -118,7 +118,7 @@ flood() {
   local flag=-A
   [[ $1 == syn ]] && flag=-S
   ip netns exec "${NSA}" timeout "${FLOOD_S}" hping3 -q "${flag}" --rand-source -p 5555 \
-    -c "${FLOOD_COUNT}" -i u5 "${S4}" >/dev/null 2>&1 &
+    --flood "${S4}" >/dev/null 2>&1 &
   PIDS+=($!)
 }
 
@@ -156,7 +156,7 @@ main() {
   make -s -C "${ROOT}" >/dev/null
   cap=$("${ROOT}/build/mseg-abi" | awk '$1 == "max_sessions" { print $2 }')
   echo "flood: new connections C -> S completed while spoofed packets flood S through the router; ${WINDOW_S} s windows, each connection given 1 s"
-  echo "flood: mseg capacity ${cap}, nf_conntrack_max $(cat /proc/sys/net/netfilter/nf_conntrack_max); flood: hping3 --rand-source -i u5, at most ${FLOOD_COUNT} packets in ${FLOOD_S} s, measured after ${FILL_S} s"
+  echo "flood: mseg capacity ${cap}, nf_conntrack_max $(cat /proc/sys/net/netfilter/nf_conntrack_max); flood: hping3 --rand-source --flood for at most ${FLOOD_S} s, measured after ${FILL_S} s"
   for kind in ack syn; do
     for f in mseg nft; do
       measure "${f}" "${kind}"
@@ -170,7 +170,7 @@ main() {
       "$(ratio "${ok[mseg]}" "$((ok[nft] > 0 ? ok[nft] : 1))")" \
       "$(ratio "${base[mseg]}" "$((base[nft] > 0 ? base[nft] : 1))")"
   done
-  echo "flood: commands: ip netns exec A hping3 -q {-A|-S} --rand-source -p 5555 -c ${FLOOD_COUNT} -i u5 S; ip netns exec C bench/connrate.py window S 5555 ${WINDOW_S}; mseg: attach + rule C->S:5555 allow + gc --interval 1; nft: forward chain 'ct state new counter', policy accept"
+  echo "flood: commands: ip netns exec A hping3 -q {-A|-S} --rand-source -p 5555 --flood S (under timeout ${FLOOD_S}); ip netns exec C bench/connrate.py window S 5555 ${WINDOW_S}; mseg: attach + rule C->S:5555 allow + gc --interval 1; nft: forward chain 'ct state new counter', policy accept"
 }
 
 main "$@"
