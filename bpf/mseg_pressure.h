@@ -252,7 +252,7 @@ static __always_inline bool mseg_degraded(const struct mseg_pressure *pr)
 /* Under pressure, unanswered sessions get the short timeout (mseg_timeout.h). */
 static __always_inline bool mseg_pressured(const struct mseg_pressure *pr)
 {
-	return pr->flags & (MSEG_PRESSURE_FLOOD | MSEG_PRESSURE_DEGRADED);
+	return mseg_pressure_shortens(pr->flags);
 }
 
 #endif /* MSEG_PRESSURE_H */

@@ -99,6 +99,15 @@ static __always_inline bool mseg_session_unreplied(const struct mseg_session_key
 	return k->proto != IPPROTO_TCP && !(s->flags & MSEG_SESS_REPLIED);
 }
 
+/*
+ * Whether mseg_pressure's flags shorten the unanswered sessions' timeouts
+ * (mseg_timeout_ns): a SYN flood, or a degraded table.
+ */
+static __always_inline bool mseg_pressure_shortens(__u32 flags)
+{
+	return flags & (MSEG_PRESSURE_FLOOD | MSEG_PRESSURE_DEGRADED);
+}
+
 static __always_inline __u64 mseg_min_u64(__u64 a, __u64 b)
 {
 	return a < b ? a : b;

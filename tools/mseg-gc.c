@@ -26,7 +26,9 @@
 
 #include "mseg_abi.h"
 #include "mseg_gc.h"
+#include "mseg_lock.h"
 #include "mseg_pinned.h"
+#include "mseg_pinwatch.h"
 #include "mseg_util.h"
 #include "mseg_gc.skel.h"
 
@@ -53,7 +55,7 @@ struct gc_result {
 	double seconds;
 };
 
-static volatile sig_atomic_t stop;
+static volatile int stop; /* set by SIGINT/SIGTERM */
 
 static void on_signal(int sig)
 {
@@ -194,8 +196,11 @@ static void usage(FILE *f)
 		"Delete expired sessions from the pinned session table, count the\n"
 		"live and half-open ones, and recompute the pressure level and the\n"
 		"SYN-flood flag (they fall with the table, packets or not).\n"
-		"  --interval S  run every S seconds until interrupted\n"
-		"  --json        one JSON object per run\n");
+		"  --interval S  run every S seconds until interrupted; when the pins\n"
+		"                are replaced (a re-attach), say so and sweep the new\n"
+		"                maps, or exit 1 if they cannot be opened\n"
+		"  --json        one JSON object per run (a line each)\n"
+		"  --version     print the version\n");
 }
 
 static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
@@ -204,6 +209,7 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 		{ "interval", required_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -221,6 +227,10 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 		case 'h':
 			usage(stdout);
 			return 1;
+		case 'V':
+			printf("mseg-gc %s (abi %d)\n", MSEG_VERSION,
+			       MSEG_ABI_VERSION);
+			return 1;
 		default:
 			fprintf(stderr, "mseg: gc: unknown option '%s'\n",
 				argv[optind - 1]);
@@ -235,67 +245,113 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 	return 0;
 }
 
-/*
- * One collector at a time: mseg_gc has a single writer. An flock on the pin
- * directory serialises collectors of one pin set and no other.
- */
-static int lock_pins(void)
-{
-	char dir[PATH_MAX];
-	int fd = open(mseg_pin_dir(dir, sizeof(dir)), O_RDONLY | O_DIRECTORY);
+/* The pinned maps and the sweep program loaded on them. */
+struct gc_ctx {
+	int fds[GC_NMAPS];
+	struct mseg_pin_id pins[GC_NMAPS]; /* what fds were opened from */
+	struct mseg_gc_bpf *skel;
+};
 
-	if (fd < 0 || flock(fd, LOCK_EX)) {
-		fprintf(stderr, "mseg: cannot lock %s: %s\n", dir,
-			strerror(errno));
-		if (fd >= 0)
-			close(fd);
+static void gc_close(struct gc_ctx *c)
+{
+	size_t i;
+
+	if (c->skel)
+		mseg_gc_bpf__destroy(c->skel);
+	c->skel = NULL;
+	for (i = 0; i < GC_NMAPS; i++) {
+		if (c->fds[i] >= 0)
+			close(c->fds[i]);
+		c->fds[i] = -1;
+	}
+}
+
+static int gc_open(struct gc_ctx *c)
+{
+	size_t i;
+
+	if (open_maps(c->fds))
+		return -1;
+	for (i = 0; i < GC_NMAPS; i++)
+		mseg_pin_remember(gc_maps[i].name, c->fds[i], &c->pins[i]);
+	c->skel = load_sweep(c->fds);
+	return c->skel ? 0 : -1;
+}
+
+/*
+ * A re-attach with new pins leaves us holding maps nothing uses: sweep the
+ * new ones. If they cannot be opened (the pins are gone, or of another
+ * layout), fail, so systemd restarts us until they are back.
+ */
+static int follow_pins(struct gc_ctx *c)
+{
+	struct mseg_pin_id was[GC_NMAPS];
+	char dir[PATH_MAX];
+
+	if (!mseg_pins_replaced("gc", c->pins, GC_NMAPS))
+		return 0;
+	memcpy(was, c->pins, sizeof(was));
+	gc_close(c);
+	if (!mseg_pins_wait(was, GC_NMAPS, MSEG_PIN_GRACE_S, &stop) ||
+	    gc_open(c)) {
+		fprintf(stderr, "mseg: gc: cannot reopen the maps: exiting\n");
 		return -1;
 	}
-	return fd;
+	fprintf(stderr, "mseg: gc: reopened the maps under %s\n",
+		mseg_pin_dir(dir, sizeof(dir)));
+	return 0;
+}
+
+/*
+ * One sweep under the gc lock: mseg_gc has one writer at a time (mseg gc,
+ * mseg sessions del|flush), so its counts add up. The lock is held for a
+ * sweep only, so a `gc --interval` service never starves the others.
+ */
+static int gc_locked(struct gc_ctx *c, struct gc_result *r)
+{
+	int lock = mseg_lock_take("gc", -1);
+	int rc;
+
+	if (lock < 0)
+		return -1;
+	rc = gc_once(c->skel, r);
+	close(lock);
+	return rc;
 }
 
 int main(int argc, char **argv)
 {
-	int fds[GC_NMAPS];
-	struct mseg_gc_bpf *skel = NULL;
+	struct gc_ctx c = { .skel = NULL };
 	struct gc_result r;
 	unsigned interval = 0;
 	bool json = false;
-	int lock_fd = -1, rc;
 	size_t i;
+	int rc;
 
 	for (i = 0; i < GC_NMAPS; i++)
-		fds[i] = -1;
+		c.fds[i] = -1;
 	rc = parse_args(argc, argv, &interval, &json);
 	if (rc)
 		return rc == 1 ? 0 : rc;
 	libbpf_set_print(silent_libbpf);
 	rc = 1;
-	if (open_maps(fds))
-		goto out;
-	skel = load_sweep(fds);
-	if (!skel)
-		goto out;
-	lock_fd = lock_pins();
-	if (lock_fd < 0)
+	if (gc_open(&c))
 		goto out;
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	do {
-		rc = gc_once(skel, &r) ? 1 : 0;
+		rc = gc_locked(&c, &r) ? 1 : 0;
 		if (rc)
 			break;
 		print_result(&r, json);
 		if (interval)
 			sleep(interval); /* a signal cuts it short */
+		if (interval && !stop && follow_pins(&c)) {
+			rc = 1;
+			break;
+		}
 	} while (interval && !stop);
 out:
-	if (skel)
-		mseg_gc_bpf__destroy(skel);
-	if (lock_fd >= 0)
-		close(lock_fd);
-	for (i = 0; i < GC_NMAPS; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
+	gc_close(&c);
 	return rc;
 }

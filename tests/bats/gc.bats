@@ -271,7 +271,7 @@ sessions_round() {
 	done
 	vis=$(mseg sessions --json)
 	all=$(mseg sessions --json --all)
-	jq -e 'all(.[]; has("expired") | not)' <<<"$vis" >/dev/null
+	jq -e 'all(.[]; .expired == false)' <<<"$vis" >/dev/null
 	jq -e 'all(.[]; .expired | type == "boolean")' <<<"$all" >/dev/null
 	# shellcheck disable=SC2016 # jq code
 	got=$(jq -r --argjson b "$base" --argjson vis "$vis" "$defs"'
@@ -306,13 +306,7 @@ sessions_round() {
 
 @test "mseg sessions hides expired sessions by the effective per-state timeouts; --all shows them" {
 	bench
-	# lib/sh's copies of the REPLIED and PICKUP flags are the header's
-	local hdr key
-	for key in REPLIED PICKUP; do
-		hdr=$(sed -nE "s/^#define MSEG_SESS_$key (0x[0-9a-f]+|[0-9]+).*/\\1/p" "$MSEG_ROOT/bpf/mseg_abi.h")
-		[[ -n $hdr ]]
-		grep -qx "readonly MSEG_SESS_$key=$((hdr))" "$MSEG_ROOT/lib/sh/mseg-cmd-sessions.sh"
-	done
+	local key
 	sessions_round 4000 0 --state-too
 	for key in "${SET_TO_1[@]}"; do mseg config set "$key" 0; done
 	sessions_round 5000 1
@@ -329,7 +323,7 @@ gc_run_seen() {
 	bench
 	mseg config set timeout_time_wait 1
 	local out=$BATS_TEST_TMPDIR/gc.out err=$BATS_TEST_TMPDIR/gc.err
-	"$MSEG_SCRIPTS/mseg" gc --interval 1 --json >"$out" 2>"$err" 3>&- &
+	timeout --foreground -k 5 60 "$MSEG_SCRIPTS/mseg" gc --interval 1 --json >"$out" 2>"$err" 3>&- &
 	GC_PID=$!
 	wait_until 30 test -s "$out"
 	# sessions arrive between two runs: later runs delete the expired ones
@@ -437,7 +431,7 @@ expect_no_maps() {
 	[[ ! -s $d/o.err ]]
 	# the --interval loop, ended by SIGTERM
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 \
-		"$d/mseg-gc" --interval 1 --json >"$d/i" 2>"$d/i.err" 3>&- &
+		timeout --foreground -k 5 60 "$d/mseg-gc" --interval 1 --json >"$d/i" 2>"$d/i.err" 3>&- &
 	GC_PID=$!
 	wait_until 50 test -s "$d/i"
 	kill -TERM "$GC_PID"
