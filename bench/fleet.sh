@@ -51,7 +51,11 @@ policy_vars() {
 rollout() {
   local t0 rc=0
   t0=$(date +%s.%N)
+  # one ssh ControlMaster directory per run: every lab fleet has the same
+  # addresses, so shared sockets would reach another run's hosts
+  mkdir -p "${FLEET_DIR}/cp"
   ANSIBLE_CONFIG="${ROOT}/deploy/ansible/ansible.cfg" ANSIBLE_NOCOLOR=1 \
+    ANSIBLE_SSH_CONTROL_PATH_DIR="${FLEET_DIR}/cp" \
     timeout -k 10 600 ansible-playbook -i "${FLEET_INVENTORY}" "${ROOT}/deploy/ansible/site.yml" \
     >"${FLEET_DIR}/ansible.log" 2>&1 </dev/null || rc=$?
   if ((rc != 0)); then

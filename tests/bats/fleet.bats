@@ -102,7 +102,12 @@ lab_policy() {
 # $BATS_TEST_TMPDIR/ansible.log (and to stderr on failure).
 rollout() {
 	local rc=0 t0=$SECONDS
+	# Every lab fleet has the same addresses: ssh's shared connections
+	# (ControlMaster, one socket per user@host:port in ~/.ansible/cp) would
+	# carry this run's commands to another run's fleet. One directory a run.
+	mkdir -p "$FLEET_DIR/cp"
 	ANSIBLE_CONFIG=$ANSIBLE_DIR/ansible.cfg ANSIBLE_NOCOLOR=1 \
+		ANSIBLE_SSH_CONTROL_PATH_DIR=$FLEET_DIR/cp \
 		timeout -k 10 400 ansible-playbook -i "$FLEET_INVENTORY" "$ANSIBLE_DIR/site.yml" "$@" \
 		>"$BATS_TEST_TMPDIR/ansible.log" 2>&1 </dev/null || rc=$?
 	echo "# rollout: $((SECONDS - t0)) s" >&3
