@@ -67,6 +67,7 @@ static void make_session(__u64 i, const struct fill_opts *o, __u64 now,
 	memcpy(&dst[12], &server, 4);
 	put_endpoints(k, v, src, (__u16)(i % 50000 + 10000), dst, 80);
 	k->proto = IPPROTO_TCP;
+	k->family = 4;
 
 	v->created_ns = now;
 	v->last_seen_ns = expired ? now - o->idle_s * MSEG_NSEC_PER_SEC : now;
@@ -111,14 +112,15 @@ out:
 	return rc;
 }
 
+/* The address as the data path stores it; returns its family (4 or 6), or -1. */
 static int parse_addr(const char *s, __u8 out[16])
 {
 	memset(out, 0, 16);
 	if (inet_pton(AF_INET, s, out + 12) == 1) {
 		out[10] = out[11] = 0xff;
-		return 0;
+		return 4;
 	}
-	return inet_pton(AF_INET6, s, out) == 1 ? 0 : -1;
+	return inet_pton(AF_INET6, s, out) == 1 ? 6 : -1;
 }
 
 /*
@@ -130,6 +132,7 @@ static int fill_spec(int fd, FILE *in)
 	char line[512], src_s[64], dst_s[64];
 	__u64 now = mseg_now_boot_ns(), n = 0;
 	unsigned proto, sport, dport, state, action, flags;
+	int fam;
 	double idle;
 
 	while (fgets(line, sizeof(line), in)) {
@@ -141,8 +144,8 @@ static int fill_spec(int fd, FILE *in)
 			continue;
 		if (sscanf(line, "%u %63s %u %63s %u %u %u %lf %u", &proto, src_s,
 			   &sport, dst_s, &dport, &state, &action, &idle,
-			   &flags) != 9 || parse_addr(src_s, src) ||
-		    parse_addr(dst_s, dst) || proto > 255 || sport > 65535 ||
+			   &flags) != 9 || (fam = parse_addr(src_s, src)) < 0 ||
+		    parse_addr(dst_s, dst) != fam || proto > 255 || sport > 65535 ||
 		    dport > 65535 || idle < 0 || idle * 1e9 >= (double)now) {
 			fprintf(stderr, "mseg: --spec: bad line: %s", line);
 			return -1;
@@ -151,6 +154,7 @@ static int fill_spec(int fd, FILE *in)
 		memset(&v, 0, sizeof(v));
 		put_endpoints(&k, &v, src, (__u16)sport, dst, (__u16)dport);
 		k.proto = (__u8)proto;
+		k.family = (__u8)fam;
 		v.state = (__u8)state;
 		v.action = (__u8)action;
 		v.flags = (__u8)flags;

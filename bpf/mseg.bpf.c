@@ -19,6 +19,8 @@
 #include "mseg_pressure.h"
 #include "mseg_session.h"
 #include "mseg_evict.h"
+#include "mseg_frag.h"
+#include "mseg_icmp.h"
 
 #ifndef E2BIG
 #define E2BIG 7
@@ -37,6 +39,13 @@
 #define MSEG_NEW_VERDICT (-1001)
 /* Not a tc verdict either: mseg_fast() leaves the packet to mseg_conntrack(). */
 #define MSEG_SLOW_VERDICT (-1002)
+/*
+ * Nor this: the TCP tracker passes a segment of a live session on the
+ * session's verdict without committing it (mseg_existing_tcp()).
+ */
+#define MSEG_UNTRACKED_VERDICT (-1003)
+/* mseg_icmp_related() found no live, allowed session the error is about. */
+#define MSEG_NOT_RELATED (-1004)
 
 /* A verdict's origin is its event's reason. */
 _Static_assert(MSEG_BY_EXACT == MSEG_RSN_EXACT && MSEG_BY_CIDR == MSEG_RSN_CIDR &&
@@ -150,7 +159,9 @@ __noinline int mseg_tcp_judge(const struct mseg_pkt *p, __u32 dir_state)
  * seen yet, a SYN, a state change, or a segment the tracker does not simply
  * accept): judged on copies of the peer records in the scratch map by
  * mseg_tcp_judge(); only an accepted one refreshes the timeout and is
- * committed. Returns a tc verdict, or MSEG_*_VERDICT.
+ * committed (TC_ACT_OK). MSEG_UNTRACKED_VERDICT: pass it on the session's
+ * verdict, nothing committed; TC_ACT_SHOT: strict mode drops it; the caller
+ * counts either. MSEG_REPLACE_VERDICT, MSEG_NEW_VERDICT: a new flow.
  */
 static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
 					     const struct mseg_config *cfg,
@@ -167,7 +178,7 @@ static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
 
 	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
 	if (!x)
-		return mseg_pass(st, s->action);
+		return MSEG_UNTRACKED_VERDICT;
 	x->snd = s->tcp[dir & 1];
 	x->rcv = s->tcp[!(dir & 1)];
 	r = mseg_tcp_judge(p, (dir & 1) << 8 | old_state);
@@ -178,18 +189,18 @@ static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
 	case MSEG_TCP_REOPEN:
 		return MSEG_REPLACE_VERDICT;
 	case MSEG_TCP_IGNORE:
-		return mseg_pass(st, s->action);
+		return MSEG_UNTRACKED_VERDICT;
 	case MSEG_TCP_RST_INEXACT:
 		st->rst_ignored++;
-		return mseg_pass(st, s->action);
+		return MSEG_UNTRACKED_VERDICT;
 	case MSEG_TCP_OUT_OF_WINDOW:
 		st->out_of_window++;
 		if (p->tcp_flags & MSEG_TCP_RST)
 			st->rst_ignored++;
-		return cfg->strict ? mseg_drop(st) : mseg_pass(st, s->action);
+		return cfg->strict ? TC_ACT_SHOT : MSEG_UNTRACKED_VERDICT;
 	default: /* MSEG_TCP_INVALID */
 		st->invalid++;
-		return cfg->strict ? mseg_drop(st) : mseg_pass(st, s->action);
+		return cfg->strict ? TC_ACT_SHOT : MSEG_UNTRACKED_VERDICT;
 	}
 	if (!mseg_session_touch(s, last, now))
 		return MSEG_NEW_VERDICT;
@@ -208,9 +219,37 @@ static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
 	return TC_ACT_OK;
 }
 
+/* The rules moved since the session was judged: judge it again. */
+static __always_inline void mseg_rejudge(const struct mseg_config *cfg,
+					 struct mseg_stats *st,
+					 const struct mseg_session_key *key,
+					 struct mseg_session *s)
+{
+	struct mseg_scratch *x;
+	struct mseg_verdict v;
+	__u32 zero = 0;
+
+	if (s->policy_gen == cfg->policy_gen)
+		return;
+	/* the tuple off the stack: the scratch map's */
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!x)
+		return;
+	mseg_session_orig(key, s, key->family, &x->t);
+	mseg_policy_decide(&x->t, cfg, &v);
+	if (v.action != s->action)
+		mseg_verdict_event(cfg, st, &x->t, &v, MSEG_EVF_REJUDGED);
+	s->action = v.action;
+	s->policy_gen = cfg->policy_gen;
+	st->rejudged++;
+}
+
 /*
  * The session is live (its last_seen_ns read as `last`): re-judge it if the
- * rules moved, track, count.
+ * rules moved, track, count. A SYN that reopens a finished connection's
+ * tuple, or a packet that finds its session dying, is not this session's:
+ * it counts no session hit and goes on as a new flow (one packet, one
+ * decision).
  */
 static __always_inline int mseg_existing(struct __sk_buff *skb,
 					 const struct mseg_pkt *p,
@@ -223,24 +262,9 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 {
 	__u8 state = s->state, flags = s->flags;
 
-	st->session_hit++;
-	if (s->policy_gen != cfg->policy_gen) {
-		struct mseg_scratch *x;
-		struct mseg_verdict v;
-		__u32 zero = 0;
-
-		x = bpf_map_lookup_elem(&mseg_scratch, &zero);
-		if (!x)
-			return mseg_pass(st, s->action);
-		mseg_session_orig(key, s, p->t.family, &x->t);
-		mseg_policy_decide(&x->t, cfg, &v);
-		if (v.action != s->action)
-			mseg_verdict_event(cfg, st, &x->t, &v, MSEG_EVF_REJUDGED);
-		s->action = v.action;
-		s->policy_gen = cfg->policy_gen;
-		st->rejudged++;
-	}
+	mseg_rejudge(cfg, st, key, s);
 	if (s->action == MSEG_ACT_DENY) {
+		st->session_hit++;
 		st->denied++;
 		return TC_ACT_SHOT;
 	}
@@ -248,10 +272,17 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 	if (p->t.proto == IPPROTO_TCP && p->frag != MSEG_FRAG_LATER) {
 		int r = mseg_existing_tcp(p, cfg, st, pr, key, s, last, dir, now);
 
-		if (r != TC_ACT_OK)
+		if (r == MSEG_REPLACE_VERDICT || r == MSEG_NEW_VERDICT)
 			return r;
+		st->session_hit++;
+		if (r == TC_ACT_SHOT)
+			return mseg_drop(st);
+		if (r == MSEG_UNTRACKED_VERDICT)
+			return mseg_pass(st, s->action);
 	} else if (!mseg_session_touch(s, last, now)) {
 		return MSEG_NEW_VERDICT;
+	} else {
+		st->session_hit++;
 	}
 	mseg_account(s, dir, skb->len);
 	/* a session stops (or starts) being half-open only by a state change
@@ -339,8 +370,10 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 		    (state != MSEG_TCP_SYN_SENT && cfg->strict)) {
 			/* Fits no connection: judged, never tracked. */
 			st->invalid++;
-			if (cfg->strict)
+			if (cfg->strict) {
+				st->strict_drop++;
 				return mseg_drop(st);
+			}
 			trackable = false;
 		}
 		/* a SYN, or an ACK picked up mid-stream (unconfirmed) */
@@ -425,39 +458,63 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	return mseg_pass(st, v.action);
 }
 
-/*
- * Fragments: the first one carries the ports; remember them so the later
- * ones join the same session. Returns false for a later fragment whose
- * first was never seen: it can only be judged by its addresses.
- */
-static __always_inline bool mseg_fragment_ports(struct mseg_pkt *p,
-						struct mseg_stats *st, __u64 now)
+/* A frame the parser refused: counted under its reason, dropped. */
+static __always_inline int mseg_refuse(struct mseg_stats *st, __u8 reason)
 {
-	struct mseg_frag_key fk = {};
-	struct mseg_frag_val *fv;
-
-	__builtin_memcpy(fk.src, p->t.saddr, 16);
-	__builtin_memcpy(fk.dst, p->t.daddr, 16);
-	fk.id = p->frag_id;
-	fk.proto = p->t.proto;
-
-	if (p->frag == MSEG_FRAG_FIRST) {
-		struct mseg_frag_val nv = {
-			.seen_ns = now,
-			.sport = p->t.sport,
-			.dport = p->t.dport,
-		};
-
-		bpf_map_update_elem(&mseg_frags, &fk, &nv, BPF_ANY);
-		return true;
+	switch (reason) {
+	case MSEG_DROP_VLAN_LIMIT:
+		st->vlan_limit++;
+		break;
+	case MSEG_DROP_V4_MAPPED:
+		st->v4_mapped++;
+		break;
+	case MSEG_DROP_EXTHDR_LIMIT:
+		st->exthdr_limit++;
+		break;
+	case MSEG_DROP_FRAG_TINY:
+		st->frag_tiny++;
+		break;
+	default:
+		st->frag_overlap++;
 	}
-	st->fragments++;
-	fv = bpf_map_lookup_elem(&mseg_frags, &fk);
-	if (!fv || mseg_older_than(now, fv->seen_ns, MSEG_FRAG_TIMEOUT_NS))
-		return false;
-	p->t.sport = fv->sport;
-	p->t.dport = fv->dport;
-	return true;
+	return mseg_drop(st);
+}
+
+/*
+ * An ICMP error: passed as RELATED when it is about a live, allowed session
+ * (mseg_icmp.h). It uses the scratch map's key, free at this point.
+ */
+static __always_inline int mseg_icmp_related(struct __sk_buff *skb,
+					     struct mseg_scratch *x,
+					     const struct mseg_config *cfg,
+					     struct mseg_stats *st,
+					     const struct mseg_pressure *pr,
+					     __u64 now)
+{
+	const struct mseg_pkt *p = &x->pkt;
+	struct mseg_quoted *q = &x->quoted;
+	struct mseg_session_key *key = &x->key;
+	struct mseg_session *s;
+
+	__builtin_memset(q, 0, sizeof(*q));
+	q->off = p->l4_off + sizeof(struct mseg_icmp_echo);
+	q->end = p->l4_off + p->l4_len;
+	q->family = p->t.family;
+	if (mseg_icmp_quoted(skb, q))
+		return MSEG_NOT_RELATED;
+	/* to the quoted packet's sender, as nf_conntrack checks too */
+	if (q->t.saddr[0] != p->t.daddr[0] || q->t.saddr[1] != p->t.daddr[1] ||
+	    q->t.saddr[2] != p->t.daddr[2] || q->t.saddr[3] != p->t.daddr[3])
+		return MSEG_NOT_RELATED;
+	mseg_session_key(&q->t, key);
+	s = bpf_map_lookup_elem(&mseg_sessions, key);
+	if (!s || mseg_session_expired(cfg, key, s, now, mseg_pressured(pr)))
+		return MSEG_NOT_RELATED;
+	mseg_rejudge(cfg, st, key, s);
+	if (s->action == MSEG_ACT_DENY)
+		return MSEG_NOT_RELATED;
+	st->related++;
+	return mseg_pass(st, s->action);
 }
 
 /*
@@ -469,7 +526,7 @@ static __always_inline bool mseg_fragment_ports(struct mseg_pkt *p,
  * verifier's million-instruction limit); the call costs a few ns.
  */
 __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
-			      __u64 now, __u32 trackable, __u64 *old_last)
+			      __u64 now, __u64 *old_last)
 {
 	struct mseg_pressure *pr = mseg_pressure_get();
 	struct mseg_session_key *key;
@@ -490,7 +547,7 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
 
 	key = &x->key;
 	sender_hi = mseg_session_key(&p->t, key);
-	s = trackable ? bpf_map_lookup_elem(&mseg_sessions, key) : NULL;
+	s = bpf_map_lookup_elem(&mseg_sessions, key);
 	if (!s)
 		return MSEG_NEW_VERDICT;
 	last = *(volatile __u64 *)&s->last_seen_ns;
@@ -558,14 +615,14 @@ static __always_inline int mseg_fast(struct __sk_buff *skb,
 SEC("tc")
 int mseg_classifier(struct __sk_buff *skb)
 {
+	bool trackable = true, ports = true;
 	struct mseg_pressure *pr;
 	struct mseg_scratch *x;
 	struct mseg_config *cfg;
 	struct mseg_stats *st;
-	bool trackable = true;
 	__u64 now, old_last = 0;
 	struct mseg_pkt *p;
-	__u32 zero = 0;
+	__u32 zero = 0, how = 0;
 	int r;
 
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
@@ -577,36 +634,78 @@ int mseg_classifier(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	st->total++;
 	p = &x->pkt;
-	__builtin_memset(p, 0, sizeof(*p));
 
-	r = mseg_parse(skb, p);
+	r = mseg_parse(skb, p, &x->buf);
 	if (r == MSEG_PARSE_NON_IP) {
 		st->non_ip++;
 		return TC_ACT_OK;
 	}
+	if (r == MSEG_PARSE_DROP)
+		return mseg_refuse(st, p->drop);
+	now = mseg_now();
 	if (r != MSEG_PARSE_OK) {
 		st->malformed++;
-		return cfg->strict ? mseg_drop(st) : TC_ACT_OK;
-	}
-	if (p->link_local)
-		return mseg_pass(st, MSEG_ACT_ALLOW);
-
-	now = mseg_now();
-	mseg_pressure_tick(pr, cfg, st, now);
-	if (p->frag != MSEG_FRAG_NONE && !mseg_fragment_ports(p, st, now))
+		if (cfg->strict) {
+			st->strict_drop++;
+			return mseg_drop(st);
+		}
+		if (r == MSEG_PARSE_UNREAD) {
+			/* no addresses to judge: the kernel discards it */
+			st->unjudged++;
+			return TC_ACT_OK;
+		}
+		/* Judged by what could be read: addresses and protocol. */
+		p->t.sport = 0;
+		p->t.dport = 0;
 		trackable = false;
+		goto judge;
+	}
+	if (p->exempt) {
+		st->exempt++;
+		return mseg_pass(st, MSEG_ACT_ALLOW);
+	}
 
-	if (trackable) {
+	mseg_pressure_tick(pr, cfg, st, now);
+	if (p->icmp == MSEG_ICMPK_ERROR) {
+		r = mseg_icmp_related(skb, x, cfg, st, pr, now);
+		if (r != MSEG_NOT_RELATED)
+			return r;
+		/* judged by the policy; an error never opens a session */
+		trackable = false;
+		goto judge;
+	}
+	if (p->frag == MSEG_FRAG_FIRST) {
+		mseg_frag_remember(p, st, &x->frag_reclaim_ns, now);
+	} else if (p->frag == MSEG_FRAG_LATER) {
+		/* joins its datagram's session, never opens one */
+		st->fragments++;
+		ports = mseg_frag_recall(p, now);
+		trackable = false;
+	}
+
+	if (ports) {
 		r = mseg_fast(skb, x, cfg, st, now);
 		if (r != MSEG_SLOW_VERDICT)
 			return r;
+		r = mseg_conntrack(skb, p, now, &old_last);
+		if (r != MSEG_REPLACE_VERDICT && r != MSEG_NEW_VERDICT)
+			return r;
+		if (r == MSEG_REPLACE_VERDICT)
+			how |= MSEG_NEW_REPLACE;
 	}
-	r = mseg_conntrack(skb, p, now, trackable, &old_last);
-	if (r != MSEG_REPLACE_VERDICT && r != MSEG_NEW_VERDICT)
-		return r;
-	return mseg_new_flow(skb, p, old_last,
-			     (r == MSEG_REPLACE_VERDICT ? MSEG_NEW_REPLACE : 0) |
-				     (trackable ? MSEG_NEW_TRACKABLE : 0));
+	if (p->icmp == MSEG_ICMPK_ECHO_REP && trackable) {
+		/* an echo reply answers a request: it never opens a session */
+		st->invalid++;
+		if (cfg->strict) {
+			st->strict_drop++;
+			return mseg_drop(st);
+		}
+		trackable = false;
+	}
+judge:
+	if (trackable)
+		how |= MSEG_NEW_TRACKABLE;
+	return mseg_new_flow(skb, p, old_last, how);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

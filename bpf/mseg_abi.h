@@ -11,7 +11,9 @@
  *  - addresses are 16 bytes in network order; IPv4 is stored IPv4-mapped
  *    (::ffff:a.b.c.d) so one code path serves both families;
  *  - ports are in host byte order (so `bpftool map dump` shows 443, not
- *    47873); for ICMP echo both ports hold the echo identifier;
+ *    47873); for an ICMP echo the requester's port holds the echo
+ *    identifier and the replier's is 0 (so a request from the replier's
+ *    side is another flow, as in nf_conntrack);
  *  - a zero field means "the built-in default", so the maps work as created
  *    by a plain `tc filter add ... bpf obj` with no user space at all;
  *  - times are CLOCK_BOOTTIME nanoseconds (bpf_ktime_get_boot_ns()), which
@@ -67,7 +69,8 @@ enum mseg_dir {
 /*
  * mseg_sessions key: direction-normalised, so both directions of a
  * connection find one entry. Endpoint "lo" is the smaller of the two
- * (address compared as a big-endian 128-bit number, then port).
+ * (address compared as a big-endian 128-bit number, then port). The family
+ * keeps an IPv6 flow apart from the IPv4 one its addresses could spell.
  */
 struct mseg_session_key {
 	__u8 addr_lo[16];
@@ -75,7 +78,8 @@ struct mseg_session_key {
 	__u16 port_lo;
 	__u16 port_hi;
 	__u8 proto;
-	__u8 pad[3];
+	__u8 family; /* 4 or 6 */
+	__u8 pad[2];
 } __attribute__((aligned(8)));
 
 /*
@@ -174,20 +178,27 @@ struct mseg_cidr_val {
 /*
  * mseg_frags: the ports of a fragmented datagram, remembered from its first
  * fragment so the later ones (which carry no L4 header) get the same verdict.
+ * Keyed as the kernel reassembles: IPv4 by (src, dst, id, protocol), IPv6
+ * by (src, dst, id) with proto 0, the upper-layer protocol in the value.
+ * A plain hash: a full table refuses new datagrams and never evicts a
+ * remembered one; entries older than MSEG_FRAG_TIMEOUT_NS count as absent
+ * and are reclaimed by the data path when the table is full (mseg_frag.h).
  */
 struct mseg_frag_key {
 	__u8 src[16];
 	__u8 dst[16];
 	__u32 id; /* IPv4 identification or IPv6 fragment identification */
-	__u8 proto;
-	__u8 pad[3];
+	__u8 proto; /* IPv4: the IP protocol; IPv6: 0 */
+	__u8 family; /* 4 or 6 */
+	__u8 pad[2];
 } __attribute__((aligned(8)));
 
 struct mseg_frag_val {
 	__u64 seen_ns;
 	__u16 sport;
 	__u16 dport;
-	__u32 pad;
+	__u8 proto; /* the upper-layer protocol of the first fragment */
+	__u8 pad[3];
 };
 
 #define MSEG_MAX_FRAGS 8192
@@ -389,6 +400,21 @@ struct mseg_stats {
 	__u64 invalid;     /* TCP that fits no session (strict drops it) */
 	__u64 rst_ignored; /* RST that closed nothing: inexact or out of window */
 	__u64 events_lost;
+	/*
+	 * Fail closed (docs/DESIGN.md, "Counters"): every packet ends in exactly
+	 * one of allowed, denied, dropped, non_ip, unjudged; every packet not
+	 * dropped before its decision counts exactly one decision.
+	 */
+	__u64 unjudged;     /* passed without a verdict: no whole IP header (loose) */
+	__u64 strict_drop;  /* dropped by strict mode before a decision */
+	__u64 exempt;       /* decision: ND or MLD, passed without policy */
+	__u64 related;      /* decision: an ICMP error about a live session */
+	__u64 vlan_limit;   /* dropped: more VLAN tags than mseg reads */
+	__u64 v4_mapped;    /* dropped: IPv6 with an IPv4-mapped address */
+	__u64 exthdr_limit; /* dropped: IPv6 extension chain beyond the bound */
+	__u64 frag_tiny;    /* dropped: first fragment without its L4 header */
+	__u64 frag_overlap; /* dropped: later fragment over the TCP header */
+	__u64 frag_full;    /* first fragments not remembered: table full */
 	__u64 out_of_window; /* TCP outside what the peers could send or ack */
 	__u64 early_drop;    /* sessions dropped to make room for a new one */
 };
@@ -405,7 +431,7 @@ _Static_assert(sizeof(struct mseg_cidr_val) == 16, "cidr value layout");
 _Static_assert(sizeof(struct mseg_frag_key) == 40, "frag key layout");
 _Static_assert(sizeof(struct mseg_frag_val) == 16, "frag value layout");
 _Static_assert(sizeof(struct mseg_config) == 92, "config layout");
-_Static_assert(sizeof(struct mseg_stats) == 23 * 8, "stats layout");
+_Static_assert(sizeof(struct mseg_stats) == 33 * 8, "stats layout");
 _Static_assert(sizeof(struct mseg_pressure) == 12 * 8 + 8 + 4 * 8,
 	       "pressure layout");
 _Static_assert(sizeof(struct mseg_gc_state) == 7 * 8, "gc state layout");

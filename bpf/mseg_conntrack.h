@@ -46,6 +46,7 @@ static __always_inline bool mseg_session_key(const struct mseg_tuple *t,
 		k->port_hi = t->dport;
 	}
 	k->proto = t->proto;
+	k->family = t->family;
 	return sender_hi;
 }
 

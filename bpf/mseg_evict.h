@@ -32,17 +32,6 @@
 _Static_assert((MSEG_EVICT_SLOTS & (MSEG_EVICT_SLOTS - 1)) == 0,
 	       "the early-drop rings are a power of two");
 
-/*
- * The family of a key's addresses: 4 for IPv4-mapped ones (mseg_abi.h
- * stores IPv4 as ::ffff:a.b.c.d), else 6.
- */
-static __always_inline __u8 mseg_key_family(const struct mseg_session_key *k)
-{
-	const __u32 *a = (const __u32 *)k->addr_lo;
-
-	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff) ? 4 : 6;
-}
-
 /* Remember `key` as a future candidate in `ring`. */
 static __always_inline void mseg_evict_push(struct mseg_pressure *pr, int ring,
 					    const struct mseg_session_key *key)
@@ -184,7 +173,7 @@ static __always_inline bool mseg_evict_take(struct mseg_pressure *pr,
 		__sync_fetch_and_add(&pr->half_open_closed, 1);
 	__sync_fetch_and_sub(&pr->sessions, 1);
 	st->early_drop++;
-	mseg_session_orig(&v->key, s, mseg_key_family(&v->key), &x->t);
+	mseg_session_orig(&v->key, s, v->key.family, &x->t);
 	mseg_event(cfg, st, &x->t,
 		   mseg_ev(MSEG_EV_EVICT, v->why, s->action, 0,
 			   now > v->last ? (now - v->last) / MSEG_NSEC_PER_SEC : 0));

@@ -13,6 +13,7 @@
 
 #include "mseg_abi.h"
 #include "mseg_parse.h"
+#include "mseg_icmp.h"
 
 /*
  * A plain hash, not an LRU: an LRU would silently evict established
@@ -49,9 +50,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mseg_cidr SEC(".maps");
 
-/* Losing an old fragment entry only costs that datagram its later parts. */
+/*
+ * Not an LRU either: a flood of first fragments must not push out the ports
+ * of a datagram already remembered; a full table reclaims its expired
+ * entries itself (mseg_frag.h).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MSEG_MAX_FRAGS);
 	__type(key, struct mseg_frag_key);
 	__type(value, struct mseg_frag_val);
@@ -139,22 +144,28 @@ struct mseg_victim {
 };
 
 /*
- * Room off the stack (512 bytes for the classifier's deepest call chain):
- * the parsed packet, its session key, the copies of the peer records the
- * TCP tracker judges a segment on, the session mseg_new_flow() builds
- * before storing it, the early-drop candidates of both rings, and the flow
- * of a session judged again or dropped early. Per CPU,
- * not pinned, not part of the ABI; a packet's functions run on one CPU,
- * one after the other, and nothing else uses it.
+ * The classifier's per-CPU scratch, off the 512-byte stack, which the
+ * classifier and the global functions it calls share; and the verifier
+ * does not track map memory, so what the parser found does not split the
+ * classifier's paths. It holds the parsed packet, its session key, the
+ * buffers the parser and the ICMP error reader fill, the copies of the peer
+ * records the TCP tracker judges a segment on, the session mseg_new_flow()
+ * builds before storing it, the early-drop candidates of both rings, and
+ * the flow of a session judged again or dropped early. A tc program runs to
+ * its end on one CPU (softirq, or with BHs off on egress), so one entry per
+ * CPU is never shared. Not pinned, not part of the ABI.
  */
 struct mseg_scratch {
 	struct mseg_pkt pkt;
 	struct mseg_session_key key;
+	union mseg_hdr_buf buf;
+	struct mseg_quoted quoted;
 	struct mseg_tcp_peer snd;
 	struct mseg_tcp_peer rcv;
 	struct mseg_session ns;
 	struct mseg_victim victim[2]; /* by MSEG_EVICT_RING_* */
 	struct mseg_tuple t;          /* a session's flow, for a rule or an event */
+	__u64 frag_reclaim_ns; /* this CPU's last walk over a full mseg_frags */
 	__u8 sender_hi;               /* the packet's sender is key's "hi" end */
 	__u8 pad[7];
 };

@@ -1,10 +1,22 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Frame parsing: Ethernet, up to two VLAN tags, IPv4 (with options) or IPv6
- * (with the usual extension headers), then TCP, UDP, ICMP or ICMPv6.
- * Addresses come out as 16 bytes (IPv4-mapped), ports in host order.
- * A frame that is cut short or inconsistent is reported as malformed and
- * never half-read.
+ * Frame parsing (docs/DESIGN.md, "Data path", step 1): Ethernet, VLAN tags
+ * (the one the kernel moved into skb metadata and those still in the frame),
+ * IPv4 (with options) or IPv6 (with its extension header chain), then TCP,
+ * UDP, ICMP or ICMPv6. Addresses come out as 16 bytes (IPv4-mapped), ports
+ * in host order.
+ *
+ * Fail closed: a frame is read whole (OK), or as far as its addresses
+ * (MALFORMED: the caller judges it by them), or not even that (UNREAD: no
+ * whole IP header, which the kernel discards), or refused (DROP, with its
+ * reason in p->drop). Nothing is half-read and nothing is given up on
+ * because it is long: every bound below is one the kernel enforces too, or
+ * one no real network reaches, and a frame past it is a DROP.
+ *
+ * Headers are read in place when they lie in the linear part of the skb and
+ * copied out with bpf_skb_load_bytes() when they do not (the idea of the
+ * kernel's skb_header_pointer()), so one pass reads any frame and a packet
+ * whose headers are linear (every established TCP packet) calls no helper.
  */
 #ifndef MSEG_PARSE_H
 #define MSEG_PARSE_H
@@ -23,15 +35,25 @@
 
 #include "mseg_abi.h"
 
-#define MSEG_MAX_VLANS 2
-#define MSEG_MAX_EXT_HDRS 8
-#define MSEG_MAX_TCP_OPT_BYTES 40
-/* Headers beyond this offset are not looked for; keeps offsets bounded. */
-#define MSEG_MAX_L4_OFF 512
-/* Enough to hold every header we read in the linear part of the skb. */
-#ifndef MSEG_PULL_LEN
-#define MSEG_PULL_LEN 256
+/*
+ * VLAN tags read, metadata and frame together. QinQ is two; a priority tag
+ * on top makes three. More are dropped (vlan_limit): the kernel strips
+ * VID-0 tags one after the other after tc and delivers the IP packet inside.
+ */
+#ifndef MSEG_MAX_VLANS
+#define MSEG_MAX_VLANS 4
 #endif
+/*
+ * IPv6 extension headers walked: the kernel's own bound
+ * (IP6_MAX_EXT_HDRS_CNT, net/ipv6/ip6_input.c and exthdrs_core.c: a 13th
+ * header is discarded). A longer chain is dropped (exthdr_limit).
+ */
+#ifndef MSEG_MAX_EXT_HDRS
+#define MSEG_MAX_EXT_HDRS 12
+#endif
+#define MSEG_MAX_TCP_OPT_BYTES 40
+/* Headers are read in place only below this offset: a bound the verifier sees. */
+#define MSEG_DIRECT_MASK 511
 
 /* TCP option kinds (RFC 9293, RFC 7323) */
 #define MSEG_TCPOPT_EOL 0
@@ -40,12 +62,17 @@
 #define MSEG_TCPOLEN_WSCALE 3
 
 /*
- * The ICMP echo header (RFC 792), declared here because <linux/icmp.h>
+ * The ICMP header (RFC 792), declared here because <linux/icmp.h>
  * includes <linux/if.h> and through it glibc's <sys/socket.h>, which under
  * -target bpf asks for the 32-bit glibc stubs (libc6-dev-i386).
  */
 #define MSEG_ICMP_ECHOREPLY 0
+#define MSEG_ICMP_UNREACH 3
+#define MSEG_ICMP_SOURCE_QUENCH 4
+#define MSEG_ICMP_REDIRECT 5
 #define MSEG_ICMP_ECHO 8
+#define MSEG_ICMP_TIME_EXCEEDED 11
+#define MSEG_ICMP_PARAMETERPROB 12
 
 struct mseg_icmp_echo {
 	__u8 type;
@@ -64,13 +91,34 @@ struct mseg_icmp_echo {
 enum mseg_parse_result {
 	MSEG_PARSE_OK,
 	MSEG_PARSE_NON_IP,
-	MSEG_PARSE_MALFORMED,
+	MSEG_PARSE_MALFORMED, /* addresses (and IP protocol) read, not the rest */
+	MSEG_PARSE_UNREAD,    /* not even a whole IP header */
+	MSEG_PARSE_DROP,      /* refused: p->drop says why */
+};
+
+/* Why a frame was refused; each has its counter in mseg_stats. */
+enum mseg_drop_reason {
+	MSEG_DROP_NONE,
+	MSEG_DROP_VLAN_LIMIT,
+	MSEG_DROP_V4_MAPPED,
+	MSEG_DROP_EXTHDR_LIMIT,
+	MSEG_DROP_FRAG_TINY,
+	MSEG_DROP_FRAG_OVERLAP,
 };
 
 enum mseg_frag_kind {
 	MSEG_FRAG_NONE,
 	MSEG_FRAG_FIRST, /* offset 0, more fragments follow: carries the ports */
 	MSEG_FRAG_LATER, /* no L4 header */
+};
+
+/* What an ICMP or ICMPv6 message is to the data path. */
+enum mseg_icmp_kind {
+	MSEG_ICMPK_NONE,     /* not ICMP */
+	MSEG_ICMPK_ECHO_REQ, /* sport = identifier, dport = 0 */
+	MSEG_ICMPK_ECHO_REP, /* sport = 0, dport = identifier */
+	MSEG_ICMPK_ERROR,    /* quotes the packet it is about */
+	MSEG_ICMPK_OTHER,
 };
 
 struct mseg_tuple {
@@ -88,27 +136,63 @@ struct mseg_pkt {
 	__u32 seq;
 	__u32 ack;
 	__u32 frag_id;
+	__u32 l4_off;      /* where the L4 header starts in the frame */
+	__u16 l4_len;      /* IP payload bytes from l4_off on */
 	__u16 win;
 	__u16 payload_len; /* L4 payload bytes, for TCP sequence space */
+	__u16 frag_off;    /* a later fragment's offset in bytes */
 	__u8 tcp_flags;    /* MSEG_TCP_* */
 	__u8 wscale;       /* window scale option of a SYN, 0xff if absent */
 	__u8 frag;         /* enum mseg_frag_kind */
-	__u8 link_local;   /* ICMPv6 ND/MLD: never filtered */
-};
+	__u8 exempt;       /* ND or MLD from the link: never filtered */
+	__u8 hop_limit;    /* IPv4 TTL, IPv6 hop limit */
+	__u8 icmp;         /* enum mseg_icmp_kind */
+	__u8 drop;         /* enum mseg_drop_reason, with MSEG_PARSE_DROP */
+	__u8 pad;
+} __attribute__((aligned(8))); /* zeroed every packet: in 8-byte stores */
 
 struct mseg_vlan_hdr {
 	__be16 tci;
 	__be16 encap_proto;
 };
 
-struct mseg_ipv6_frag_hdr {
-	__u8 nexthdr;
-	__u8 reserved;
-	__be16 frag_off;
-	__be32 id;
+/* A copy of one header that is not in the linear part (the largest: IPv6). */
+union mseg_hdr_buf {
+	__u8 bytes[sizeof(struct ipv6hdr)];
+	__u64 align;
 };
 
-#define MSEG_HDR_OK(hdr, data_end) ((void *)((hdr) + 1) <= (data_end))
+/*
+ * The IPv6 extension header walk, in and out (mseg_ipv6_walk).
+ */
+struct mseg_ext_walk {
+	__u32 off;      /* in: the first extension header; out: the upper layer */
+	__u32 end;      /* in: the end of the IPv6 packet */
+	__u32 frag_id;  /* out, when a fragment header was seen */
+	__u16 frag_off; /* out: a later fragment's offset in bytes */
+	__u8 nexthdr;   /* in: the first header's type; out: the upper layer's
+			 * (for a later fragment: its fragment header's next) */
+	__u8 frag;      /* out: enum mseg_frag_kind */
+};
+
+/*
+ * Offset and length of the header at `off`: straight into the packet when
+ * the linear part holds it, else copied into `buf`; NULL when the frame is
+ * shorter. `len` is a constant at every call.
+ */
+static __always_inline void *mseg_hdr(struct __sk_buff *skb, __u32 off,
+				      __u32 len, void *buf)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	void *h = data + (off & MSEG_DIRECT_MASK);
+
+	if (off <= MSEG_DIRECT_MASK && h + len <= data_end)
+		return h;
+	if (bpf_skb_load_bytes(skb, off, buf, len))
+		return NULL;
+	return buf;
+}
 
 /*
  * Window scale option of a SYN, or 0xff. A global function: the verifier
@@ -158,25 +242,203 @@ __noinline int mseg_tcp_wscale(struct __sk_buff *skb, __u64 off, __u64 len)
 	return 0xff;
 }
 
-static __always_inline int mseg_parse_l4(struct __sk_buff *skb, void *data,
-					 void *data_end, __u32 off,
-					 __u32 l4_len, struct mseg_pkt *p)
+/*
+ * The extension headers the kernel's input path walks (ip6_input.c): all
+ * below 64, so one mask test, not five comparisons, for every IPv6 packet.
+ */
+#define MSEG_IPV6_EXTHDRS                                                  \
+	(1ULL << IPPROTO_HOPOPTS | 1ULL << IPPROTO_ROUTING |               \
+	 1ULL << IPPROTO_FRAGMENT | 1ULL << IPPROTO_DSTOPTS | 1ULL << IPPROTO_AH)
+
+static __always_inline bool mseg_ipv6_exthdr(__u8 nexthdr)
 {
-	void *l4 = data + (off & (MSEG_MAX_L4_OFF - 1));
+	return nexthdr < 64 && ((MSEG_IPV6_EXTHDRS >> nexthdr) & 1);
+}
 
-	if (off >= MSEG_MAX_L4_OFF)
+/*
+ * Walk an IPv6 extension header chain up to the upper-layer header, or up
+ * to a later fragment's fragment header. At most MSEG_MAX_EXT_HDRS headers,
+ * each up to 2 KiB, anywhere in the frame: copied out one by one. A global
+ * function, verified once; only frames with extension headers get here.
+ * Returns MSEG_PARSE_OK, MALFORMED (the chain runs past the packet: in a
+ * first fragment that is a tiny fragment, see the caller) or DROP (too
+ * many headers).
+ */
+__noinline int mseg_ipv6_walk(struct __sk_buff *skb, struct mseg_ext_walk *w)
+{
+	__u8 h[8];
+	__u32 off, len;
+	__u8 next;
+	int i;
+
+	if (!skb || !w)
 		return MSEG_PARSE_MALFORMED;
+	off = w->off;
+	next = w->nexthdr;
+	for (i = 0; i <= MSEG_MAX_EXT_HDRS; i++) {
+		if (!mseg_ipv6_exthdr(next)) {
+			w->off = off;
+			w->nexthdr = next;
+			return MSEG_PARSE_OK;
+		}
+		if (i == MSEG_MAX_EXT_HDRS)
+			break;
+		if (off + sizeof(h) > w->end ||
+		    bpf_skb_load_bytes(skb, off, h, sizeof(h)))
+			return MSEG_PARSE_MALFORMED;
+		if (next == IPPROTO_FRAGMENT) {
+			__u16 fo = (__u16)h[2] << 8 | h[3];
 
+			w->frag_id = (__u32)h[4] << 24 | (__u32)h[5] << 16 |
+				     (__u32)h[6] << 8 | h[7];
+			if (fo & 0xfff8) {
+				/* The rest is data, not headers. */
+				w->frag = MSEG_FRAG_LATER;
+				w->frag_off = fo & 0xfff8;
+				w->off = off + sizeof(h);
+				w->nexthdr = h[0];
+				return MSEG_PARSE_OK;
+			}
+			if (fo & 1)
+				w->frag = MSEG_FRAG_FIRST;
+			len = sizeof(h);
+		} else if (next == IPPROTO_AH) {
+			len = ((__u32)h[1] + 2) * 4;
+		} else {
+			len = ((__u32)h[1] + 1) * 8;
+		}
+		next = h[0];
+		off += len;
+	}
+	return MSEG_PARSE_DROP;
+}
+
+/* A transport header that does not fit: a tiny first fragment is refused. */
+static __always_inline int mseg_l4_short(struct mseg_pkt *p)
+{
+	if (p->frag == MSEG_FRAG_FIRST) {
+		p->drop = MSEG_DROP_FRAG_TINY;
+		return MSEG_PARSE_DROP;
+	}
+	return MSEG_PARSE_MALFORMED;
+}
+
+/*
+ * A later fragment at `bytes` into its datagram. One that overlaps the TCP
+ * header of its datagram could rewrite the flags or the ports that the first
+ * fragment was judged by (RFC 1858): refused. That is any offset below the
+ * 20 bytes of a TCP header that starts right after the IP header (IPv4, or
+ * IPv6 when TCP follows the fragment header).
+ */
+static __always_inline int mseg_later_fragment(struct mseg_pkt *p, __u32 bytes)
+{
+	p->frag = MSEG_FRAG_LATER;
+	p->frag_off = bytes;
+	if (p->t.proto == IPPROTO_TCP && bytes < sizeof(struct tcphdr)) {
+		p->drop = MSEG_DROP_FRAG_OVERLAP;
+		return MSEG_PARSE_DROP;
+	}
+	return MSEG_PARSE_OK;
+}
+
+/* fe80::/10 */
+static __always_inline bool mseg_link_local(const __u32 *a)
+{
+	return (bpf_ntohl(a[0]) & 0xffc00000) == 0xfe800000;
+}
+
+/* ff00::/8 */
+static __always_inline bool mseg_multicast(const __u32 *a)
+{
+	return (bpf_ntohl(a[0]) >> 24) == 0xff;
+}
+
+/* ::ffff:0:0/96 (RFC 4291 2.5.5.2): never on the wire, and the spelling of IPv4. */
+static __always_inline bool mseg_v4_mapped(const __u32 *a)
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
+}
+
+/*
+ * Neighbour discovery and MLD, which mseg never filters, exactly as they
+ * prove they come from the link: ND (RFC 4861, types 133-137) with hop limit
+ * 255 from any source but a multicast one (unspecified, link-local or
+ * global); MLD (RFC 2710/3810: 130-132, 143) with hop limit 1 from a
+ * link-local source. Never a fragment.
+ */
+static __always_inline bool mseg_nd_mld(const struct mseg_pkt *p, __u8 type)
+{
+	if (p->frag != MSEG_FRAG_NONE)
+		return false;
+	if (type >= 133 && type <= 137)
+		return p->hop_limit == 255 && !mseg_multicast(p->t.saddr);
+	if ((type >= 130 && type <= 132) || type == 143)
+		return p->hop_limit == 1 && mseg_link_local(p->t.saddr);
+	return false;
+}
+
+/* Echo: the identifier is the requester's port, the replier's is 0. */
+static __always_inline void mseg_echo(struct mseg_pkt *p, bool request,
+				      __u16 id)
+{
+	p->icmp = request ? MSEG_ICMPK_ECHO_REQ : MSEG_ICMPK_ECHO_REP;
+	p->t.sport = request ? id : 0;
+	p->t.dport = request ? 0 : id;
+}
+
+static __always_inline void mseg_icmp4_kind(struct mseg_pkt *p, __u8 type,
+					    __u16 id)
+{
+	switch (type) {
+	case MSEG_ICMP_ECHO:
+	case MSEG_ICMP_ECHOREPLY:
+		mseg_echo(p, type == MSEG_ICMP_ECHO, id);
+		return;
+	/* the errors nf_conntrack relates to a connection */
+	case MSEG_ICMP_UNREACH:
+	case MSEG_ICMP_SOURCE_QUENCH:
+	case MSEG_ICMP_REDIRECT:
+	case MSEG_ICMP_TIME_EXCEEDED:
+	case MSEG_ICMP_PARAMETERPROB:
+		p->icmp = MSEG_ICMPK_ERROR;
+		return;
+	}
+	p->icmp = MSEG_ICMPK_OTHER;
+}
+
+static __always_inline void mseg_icmp6_kind(struct mseg_pkt *p, __u8 type,
+					    __u16 id)
+{
+	if (type == ICMPV6_ECHO_REQUEST || type == ICMPV6_ECHO_REPLY) {
+		mseg_echo(p, type == ICMPV6_ECHO_REQUEST, id);
+		return;
+	}
+	/* RFC 4443: every type below 128 is an error */
+	p->icmp = type < 128 ? MSEG_ICMPK_ERROR : MSEG_ICMPK_OTHER;
+	p->exempt = mseg_nd_mld(p, type);
+}
+
+static __always_inline int mseg_parse_l4(struct __sk_buff *skb, __u32 off,
+					 __u32 l4_len, struct mseg_pkt *p,
+					 void *buf)
+{
+	p->l4_off = off;
+	p->l4_len = l4_len;
 	switch (p->t.proto) {
 	case IPPROTO_TCP: {
-		struct tcphdr *th = l4;
+		struct tcphdr *th;
 		__u32 doff;
 
-		if (!MSEG_HDR_OK(th, data_end))
+		if (l4_len < sizeof(*th))
+			return mseg_l4_short(p);
+		th = mseg_hdr(skb, off, sizeof(*th), buf);
+		if (!th)
 			return MSEG_PARSE_MALFORMED;
 		doff = th->doff * 4;
-		if (doff < sizeof(*th) || doff > l4_len)
+		if (doff < sizeof(*th))
 			return MSEG_PARSE_MALFORMED;
+		if (doff > l4_len)
+			return mseg_l4_short(p);
 		p->t.sport = bpf_ntohs(th->source);
 		p->t.dport = bpf_ntohs(th->dest);
 		p->seq = bpf_ntohl(th->seq);
@@ -185,213 +447,180 @@ static __always_inline int mseg_parse_l4(struct __sk_buff *skb, void *data,
 		p->tcp_flags = ((__u8 *)th)[13] & 0x1f;
 		p->payload_len = l4_len - doff;
 		if (p->tcp_flags & MSEG_TCP_SYN)
-			p->wscale = mseg_tcp_wscale(skb, (void *)(th + 1) - data,
+			p->wscale = mseg_tcp_wscale(skb, off + sizeof(*th),
 						    doff - sizeof(*th));
 		return MSEG_PARSE_OK;
 	}
 	case IPPROTO_UDP: {
-		struct udphdr *uh = l4;
+		struct udphdr *uh;
 
-		if (!MSEG_HDR_OK(uh, data_end) || l4_len < sizeof(*uh))
+		if (l4_len < sizeof(*uh))
+			return mseg_l4_short(p);
+		uh = mseg_hdr(skb, off, sizeof(*uh), buf);
+		if (!uh)
 			return MSEG_PARSE_MALFORMED;
 		p->t.sport = bpf_ntohs(uh->source);
 		p->t.dport = bpf_ntohs(uh->dest);
 		return MSEG_PARSE_OK;
 	}
-	case IPPROTO_ICMP: {
-		struct mseg_icmp_echo *ih = l4;
-
-		if (!MSEG_HDR_OK(ih, data_end) || l4_len < sizeof(*ih))
-			return MSEG_PARSE_MALFORMED;
-		if (ih->type == MSEG_ICMP_ECHO || ih->type == MSEG_ICMP_ECHOREPLY) {
-			p->t.sport = bpf_ntohs(ih->id);
-			p->t.dport = p->t.sport;
-		}
-		return MSEG_PARSE_OK;
-	}
+	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
-		struct icmp6hdr *ih = l4;
-		__u8 type;
+		/* ICMPv6's header has the same shape */
+		struct mseg_icmp_echo *ih;
 
-		if (!MSEG_HDR_OK(ih, data_end) || l4_len < sizeof(*ih))
+		if (l4_len < sizeof(*ih))
+			return mseg_l4_short(p);
+		ih = mseg_hdr(skb, off, sizeof(*ih), buf);
+		if (!ih)
 			return MSEG_PARSE_MALFORMED;
-		type = ih->icmp6_type;
-		if (type == ICMPV6_ECHO_REQUEST || type == ICMPV6_ECHO_REPLY) {
-			p->t.sport = bpf_ntohs(ih->icmp6_identifier);
-			p->t.dport = p->t.sport;
-		}
-		/* Neighbour discovery (133-137) and MLD (130-132, 143). */
-		if ((type >= 130 && type <= 137) || type == 143)
-			p->link_local = 1;
+		if (p->t.family == 4 && p->t.proto == IPPROTO_ICMP)
+			mseg_icmp4_kind(p, ih->type, bpf_ntohs(ih->id));
+		else if (p->t.family == 6 && p->t.proto == IPPROTO_ICMPV6)
+			mseg_icmp6_kind(p, ih->type, bpf_ntohs(ih->id));
 		return MSEG_PARSE_OK;
 	}
 	}
 	return MSEG_PARSE_OK;
 }
 
-static __always_inline int mseg_parse_ipv4(struct __sk_buff *skb, void *data, void *data_end,
-					   __u32 off, __u32 frame_len,
-					   struct mseg_pkt *p)
+static __always_inline int mseg_parse_ipv4(struct __sk_buff *skb, __u32 off,
+					   struct mseg_pkt *p, void *buf)
 {
-	struct iphdr *iph = data + off;
+	struct iphdr *iph = mseg_hdr(skb, off, sizeof(*iph), buf);
 	__u32 hlen, tot_len;
 	__u16 frag_off;
 
-	if (!MSEG_HDR_OK(iph, data_end))
-		return MSEG_PARSE_MALFORMED;
-	hlen = iph->ihl * 4;
-	tot_len = bpf_ntohs(iph->tot_len);
-	if (iph->version != 4 || hlen < sizeof(*iph) || tot_len < hlen ||
-	    off + tot_len > frame_len)
-		return MSEG_PARSE_MALFORMED;
-
+	if (!iph)
+		return MSEG_PARSE_UNREAD;
 	p->t.family = 4;
 	p->t.saddr[2] = bpf_htonl(0xffff);
 	p->t.saddr[3] = iph->saddr;
 	p->t.daddr[2] = bpf_htonl(0xffff);
 	p->t.daddr[3] = iph->daddr;
 	p->t.proto = iph->protocol;
+	p->hop_limit = iph->ttl;
 	p->frag_id = bpf_ntohs(iph->id);
-
 	frag_off = bpf_ntohs(iph->frag_off);
-	if (frag_off & 0x1fff) {
-		p->frag = MSEG_FRAG_LATER;
-		return MSEG_PARSE_OK;
-	}
+	hlen = iph->ihl * 4;
+	tot_len = bpf_ntohs(iph->tot_len);
+	if (iph->version != 4 || hlen < sizeof(*iph) || tot_len < hlen ||
+	    off + tot_len > skb->len)
+		return MSEG_PARSE_MALFORMED;
+
+	if (frag_off & 0x1fff)
+		return mseg_later_fragment(p, (frag_off & 0x1fff) * 8);
 	if (frag_off & 0x2000)
 		p->frag = MSEG_FRAG_FIRST;
-	return mseg_parse_l4(skb, data, data_end, off + hlen, tot_len - hlen,
-			     p);
+	return mseg_parse_l4(skb, off + hlen, tot_len - hlen, p, buf);
 }
 
-static __always_inline int mseg_parse_ipv6(struct __sk_buff *skb, void *data, void *data_end,
-					   __u32 off, __u32 frame_len,
-					   struct mseg_pkt *p)
+static __always_inline int mseg_parse_ipv6(struct __sk_buff *skb, __u32 off,
+					   struct mseg_pkt *p, void *buf)
 {
-	struct ipv6hdr *ip6 = data + off;
-	__u32 l4_off, end;
+	struct ipv6hdr *ip6 = mseg_hdr(skb, off, sizeof(*ip6), buf);
+	__u32 end;
 	__u8 nexthdr;
-	int i;
 
-	if (!MSEG_HDR_OK(ip6, data_end))
-		return MSEG_PARSE_MALFORMED;
-	end = off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-	if (ip6->version != 6 || end > frame_len)
-		return MSEG_PARSE_MALFORMED;
-
+	if (!ip6)
+		return MSEG_PARSE_UNREAD;
 	p->t.family = 6;
 	__builtin_memcpy(p->t.saddr, &ip6->saddr, 16);
 	__builtin_memcpy(p->t.daddr, &ip6->daddr, 16);
+	p->hop_limit = ip6->hop_limit;
 	nexthdr = ip6->nexthdr;
-	l4_off = off + sizeof(*ip6);
-
-	for (i = 0; i < MSEG_MAX_EXT_HDRS; i++) {
-		struct ipv6_opt_hdr *oh = data + (l4_off & (MSEG_MAX_L4_OFF - 1));
-		struct mseg_ipv6_frag_hdr *fh = (void *)oh;
-		__u16 frag_off;
-
-		if (l4_off >= MSEG_MAX_L4_OFF)
-			return MSEG_PARSE_MALFORMED;
-		switch (nexthdr) {
-		case IPPROTO_HOPOPTS:
-		case IPPROTO_ROUTING:
-		case IPPROTO_DSTOPTS:
-			if (!MSEG_HDR_OK(oh, data_end))
-				return MSEG_PARSE_MALFORMED;
-			nexthdr = oh->nexthdr;
-			l4_off += (oh->hdrlen + 1) * 8;
-			break;
-		case IPPROTO_AH:
-			if (!MSEG_HDR_OK(oh, data_end))
-				return MSEG_PARSE_MALFORMED;
-			nexthdr = oh->nexthdr;
-			l4_off += (oh->hdrlen + 2) * 4;
-			break;
-		case IPPROTO_FRAGMENT:
-			if (!MSEG_HDR_OK(fh, data_end))
-				return MSEG_PARSE_MALFORMED;
-			nexthdr = fh->nexthdr;
-			l4_off += sizeof(*fh);
-			frag_off = bpf_ntohs(fh->frag_off);
-			p->frag_id = bpf_ntohl(fh->id);
-			if (frag_off & 0xfff8) {
-				p->t.proto = nexthdr;
-				p->frag = MSEG_FRAG_LATER;
-				return l4_off > end ? MSEG_PARSE_MALFORMED :
-						      MSEG_PARSE_OK;
-			}
-			if (frag_off & 1)
-				p->frag = MSEG_FRAG_FIRST;
-			break;
-		default:
-			goto done;
-		}
-	}
-	/* Still inside the extension chain: too long to follow. */
-	return MSEG_PARSE_MALFORMED;
-done:
-	if (l4_off > end)
+	end = off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	if (ip6->version != 6)
 		return MSEG_PARSE_MALFORMED;
+	if (mseg_v4_mapped(p->t.saddr) || mseg_v4_mapped(p->t.daddr)) {
+		p->drop = MSEG_DROP_V4_MAPPED;
+		return MSEG_PARSE_DROP;
+	}
+	if (end > skb->len)
+		return MSEG_PARSE_MALFORMED;
+	off += sizeof(*ip6);
+
+	if (mseg_ipv6_exthdr(nexthdr)) {
+		struct mseg_ext_walk w = {
+			.off = off,
+			.end = end,
+			.nexthdr = nexthdr,
+		};
+		int r = mseg_ipv6_walk(skb, &w);
+
+		p->frag = w.frag;
+		p->frag_id = w.frag_id;
+		if (r == MSEG_PARSE_DROP) {
+			p->drop = MSEG_DROP_EXTHDR_LIMIT;
+			return r;
+		}
+		if (r != MSEG_PARSE_OK)
+			return mseg_l4_short(p);
+		off = w.off;
+		nexthdr = w.nexthdr;
+		if (w.frag == MSEG_FRAG_LATER) {
+			p->t.proto = nexthdr;
+			return mseg_later_fragment(p, w.frag_off);
+		}
+		if (off > end)
+			return mseg_l4_short(p);
+	}
 	p->t.proto = nexthdr;
-	return mseg_parse_l4(skb, data, data_end, l4_off, end - l4_off, p);
+	return mseg_parse_l4(skb, off, end - off, p, buf);
 }
 
 /*
- * Parse the frame at skb->data, reading only the linear part of the skb.
- * Inlined at both of its calls: as a subprogram it cost ~10 ns a packet.
+ * Parse the frame at skb->data into p, with buf for headers outside the
+ * linear part. Both live in the per-CPU scratch map (mseg_maps.h), not on
+ * the stack: the verifier does not track values in map memory, so the many
+ * shapes of frame read here do not multiply the classifier's paths, and the
+ * classifier's frame stays small enough for the global functions it calls.
+ * Only tagged frames read the metadata tag.
  */
-static __always_inline int mseg_parse_linear(struct __sk_buff *skb,
-					     struct mseg_pkt *p)
+static __always_inline int mseg_parse(struct __sk_buff *skb, struct mseg_pkt *p,
+				      union mseg_hdr_buf *buf)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
+	struct ethhdr *eth;
 	__u32 off = sizeof(*eth);
 	__be16 proto;
-	int i;
 
-	if (!MSEG_HDR_OK(eth, data_end))
-		return MSEG_PARSE_MALFORMED;
+	__builtin_memset(p, 0, sizeof(*p));
+	p->wscale = 0xff;
+	eth = mseg_hdr(skb, 0, sizeof(*eth), buf);
+	if (!eth)
+		return MSEG_PARSE_UNREAD;
 	proto = eth->h_proto;
 
-#pragma unroll
-	for (i = 0; i < MSEG_MAX_VLANS; i++) {
-		struct mseg_vlan_hdr *vh = data + off;
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		__u32 tags = skb->vlan_present ? 1 : 0;
+		int i;
 
-		if (proto != bpf_htons(ETH_P_8021Q) &&
-		    proto != bpf_htons(ETH_P_8021AD))
-			break;
-		if (!MSEG_HDR_OK(vh, data_end))
-			return MSEG_PARSE_MALFORMED;
-		proto = vh->encap_proto;
-		off += sizeof(*vh);
+#pragma unroll
+		for (i = 0; i < MSEG_MAX_VLANS; i++) {
+			struct mseg_vlan_hdr *vh;
+
+			if ((proto != bpf_htons(ETH_P_8021Q) &&
+			     proto != bpf_htons(ETH_P_8021AD)) ||
+			    tags >= MSEG_MAX_VLANS)
+				break;
+			vh = mseg_hdr(skb, off, sizeof(*vh), buf);
+			if (!vh)
+				return MSEG_PARSE_UNREAD;
+			proto = vh->encap_proto;
+			off += sizeof(*vh);
+			tags++;
+		}
+		if (proto == bpf_htons(ETH_P_8021Q) ||
+		    proto == bpf_htons(ETH_P_8021AD)) {
+			p->drop = MSEG_DROP_VLAN_LIMIT;
+			return MSEG_PARSE_DROP;
+		}
 	}
 
-	p->wscale = 0xff;
 	if (proto == bpf_htons(ETH_P_IP))
-		return mseg_parse_ipv4(skb, data, data_end, off, skb->len, p);
+		return mseg_parse_ipv4(skb, off, p, buf);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return mseg_parse_ipv6(skb, data, data_end, off, skb->len, p);
+		return mseg_parse_ipv6(skb, off, p, buf);
 	return MSEG_PARSE_NON_IP;
-}
-
-/*
- * Parse a frame. The stack and GRO leave the headers in the linear part,
- * so that is read first; only a frame whose headers ran past it is pulled
- * (a copy, and a new head for a cloned skb, as TCP's are) and read again.
- */
-static __always_inline int mseg_parse(struct __sk_buff *skb, struct mseg_pkt *p)
-{
-	int r = mseg_parse_linear(skb, p);
-	__u32 len = skb->len;
-
-	if (r != MSEG_PARSE_MALFORMED ||
-	    len <= (__u32)(skb->data_end - skb->data))
-		return r;
-	if (bpf_skb_pull_data(skb, len < MSEG_PULL_LEN ? len : MSEG_PULL_LEN))
-		return r;
-	__builtin_memset(p, 0, sizeof(*p));
-	return mseg_parse_linear(skb, p);
 }
 
 #endif /* MSEG_PARSE_H */

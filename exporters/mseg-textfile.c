@@ -440,6 +440,16 @@ static void render_counters(FILE *f, const struct mseg_stats *st)
 		{ "policy_hit", st->policy_hit },
 		{ "ip_range_hit", st->ip_range_hit },
 		{ "default_hit", st->default_hit },
+		{ "related", st->related },
+		{ "exempt", st->exempt },
+	};
+	const struct tf_labelled refused[] = {
+		{ "strict", st->strict_drop },
+		{ "vlan_limit", st->vlan_limit },
+		{ "v4_mapped", st->v4_mapped },
+		{ "exthdr_limit", st->exthdr_limit },
+		{ "frag_tiny", st->frag_tiny },
+		{ "frag_overlap", st->frag_overlap },
 	};
 	const struct tf_labelled transitions[] = {
 		{ "established", st->tcp_established },
@@ -452,13 +462,25 @@ static void render_counters(FILE *f, const struct mseg_stats *st)
 	labelled(f, "mseg_packets_total", "counter",
 		 "Packets by verdict: allowed (passed by an allow or log verdict, so logged ones too), "
 		 "denied (a deny rule or default), logged (passed by a log rule), "
-		 "dropped (strict mode, session-table pressure or a full table).",
+		 "dropped (refused before a decision, session-table pressure or a full table).",
 		 "action", packets, ARRAY_LEN(packets));
 	labelled(f, "mseg_lookups_total", "counter",
 		 "How packets were decided: session_hit (a packet of a live session), "
 		 "policy_hit, ip_range_hit, default_hit (a new flow decided by an exact rule, "
-		 "a CIDR rule, the default action).",
+		 "a CIDR rule, the default action), related (an ICMP error about a live session), "
+		 "exempt (IPv6 neighbour discovery or MLD from the link).",
 		 "result", lookups, ARRAY_LEN(lookups));
+	labelled(f, "mseg_refused_packets_total", "counter",
+		 "Packets dropped before any decision: strict (strict mode: malformed, or fitting no "
+		 "session), vlan_limit (too many VLAN tags), v4_mapped (IPv6 with an IPv4-mapped "
+		 "address), exthdr_limit (too many IPv6 extension headers), frag_tiny (a first "
+		 "fragment without its whole transport header), frag_overlap (a later fragment over "
+		 "the TCP header).",
+		 "reason", refused, ARRAY_LEN(refused));
+	counter(f, "mseg_unjudged_packets_total",
+		"Packets passed without a verdict: no whole IP header to judge (loose mode; the "
+		"kernel discards them).",
+		st->unjudged);
 	counter(f, "mseg_sessions_created_total",
 		"Sessions opened in the session table.", st->new_session);
 	counter(f, "mseg_sessions_rejudged_total",
@@ -474,16 +496,20 @@ static void render_counters(FILE *f, const struct mseg_stats *st)
 		"New flows dropped because the session table was degraded (above degrade_pct).",
 		st->pressure_drop);
 	counter(f, "mseg_malformed_packets_total",
-		"Truncated or unparseable packets (dropped in strict mode, passed otherwise).",
+		"Truncated or inconsistent packets (dropped in strict mode, judged by their addresses otherwise).",
 		st->malformed);
 	counter(f, "mseg_invalid_packets_total",
-		"TCP packets that fit no connection: a flag combination no TCP sends, "
-		"or one a session's state does not allow (dropped in strict mode).",
+		"TCP packets or ICMP echo replies that fit no session: for TCP a flag "
+		"combination no TCP sends, or one a session's state does not allow "
+		"(dropped in strict mode, judged otherwise).",
 		st->invalid);
 	counter(f, "mseg_non_ip_packets_total",
 		"Non-IP frames (ARP, LLDP, ...) passed untouched.", st->non_ip);
 	counter(f, "mseg_fragments_total", "Non-first IP fragments.",
 		st->fragments);
+	counter(f, "mseg_fragments_unremembered_total",
+		"First fragments whose ports could not be remembered: the fragment table was full.",
+		st->frag_full);
 	counter(f, "mseg_tcp_rst_ignored_total",
 		"TCP RSTs that closed nothing: not at the exact next sequence number "
 		"(RFC 5961), or outside the window.",

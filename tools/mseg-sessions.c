@@ -116,7 +116,7 @@ static void to_row(const struct mseg_session_key *k, const struct mseg_session *
 
 	r->sport = s->orig_is_hi ? k->port_hi : k->port_lo;
 	r->dport = s->orig_is_hi ? k->port_lo : k->port_hi;
-	r->v6 = !mseg_addr_is_v4(oa);
+	r->v6 = k->family == 6;
 	memcpy(r->src, oa, 16);
 	memcpy(r->dst, ra, 16);
 	r->sport_be[0] = (__u8)(r->sport >> 8);

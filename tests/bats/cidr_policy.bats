@@ -234,20 +234,22 @@ default_last() {
 	stats_save
 	expect $PASS "IPv4 under ::/0 deny" 10.90.0.1 10.91.0.1
 	expect $DENY "IPv6 under ::/0 deny" fd00:90::1 fd00:91::1
-	# IPv4-mapped addresses in an IPv6 header are IPv6 traffic
+	# IPv4-mapped addresses in an IPv6 header are neither: dropped before
+	# any rule (v4_mapped), as Linux drops them (RFC 4291 2.5.5.2)
 	expect $DENY "IPv6 with IPv4-mapped addresses" ::ffff:10.90.0.1 ::ffff:10.91.0.1
 	local delta
 	delta=$(stats_delta_json)
 	assert_eq "default_hit ($delta)" 1 "$(jq '.default_hit // 0' <<<"$delta")"
-	assert_eq "ip_range_hit ($delta)" 2 "$(jq '.ip_range_hit // 0' <<<"$delta")"
+	assert_eq "ip_range_hit ($delta)" 1 "$(jq '.ip_range_hit // 0' <<<"$delta")"
+	assert_eq "v4_mapped ($delta)" 1 "$(jq '.v4_mapped // 0' <<<"$delta")"
 	cidr del ::/0 >/dev/null
 	add 0.0.0.0/0 deny
 	stats_save
 	expect $DENY "IPv4 under 0.0.0.0/0 deny" 10.90.0.1 10.91.0.1
 	expect $PASS "IPv6 under 0.0.0.0/0 deny" fd00:90::1 fd00:91::1
-	expect $PASS "IPv6 with IPv4-mapped addresses" ::ffff:10.90.0.1 ::ffff:10.91.0.1
+	expect $DENY "IPv6 with IPv4-mapped addresses" ::ffff:10.90.0.1 ::ffff:10.91.0.1
 	delta=$(stats_delta_json)
-	assert_eq "default_hit ($delta)" 2 "$(jq '.default_hit // 0' <<<"$delta")"
+	assert_eq "default_hit ($delta)" 1 "$(jq '.default_hit // 0' <<<"$delta")"
 	assert_eq "ip_range_hit ($delta)" 1 "$(jq '.ip_range_hit // 0' <<<"$delta")"
 	# both at once: each family its own
 	add ::/0 allow
@@ -361,17 +363,19 @@ rejudge() {
 	echo "$output"
 	[[ $status == 0 ]]
 	# the counters agree: one lookup result per new flow
-	local decided delta
+	local decided mapped delta
 	decided=$(jq '[.[] | select(.by != null)] | length' "$dir/expect.json")
+	mapped=$(jq '[.[] | select(.action == "v4_mapped")] | length' "$dir/expect.json")
 	delta=$(stats_delta_json)
 	assert_eq "ip_range_hit ($delta)" "$decided" "$(jq '.ip_range_hit // 0' <<<"$delta")"
-	assert_eq "default_hit ($delta)" $((10000 - decided)) "$(jq '.default_hit // 0' <<<"$delta")"
+	assert_eq "default_hit ($delta)" $((10000 - decided - mapped)) "$(jq '.default_hit // 0' <<<"$delta")"
+	assert_eq "v4_mapped ($delta)" "$mapped" "$(jq '.v4_mapped // 0' <<<"$delta")"
 	assert_eq "total ($delta)" 10000 "$(jq '.total // 0' <<<"$delta")"
-	# the draw covered both families, every action, the source lookup and
-	# the default
+	# the draw covered both families, every action, the source lookup,
+	# the default and IPv4-mapped IPv6 (dropped before any rule)
 	jq -e '[.[] | select(.by != null and (.dst | contains(":")))] | length > 1000' "$dir/expect.json" >/dev/null
 	jq -e '[.[] | select(.by != null and (.dst | contains(":") | not))] | length > 1000' "$dir/expect.json" >/dev/null
-	jq -e '[.[] | .action] | unique == ["allow", "deny", "log"]' "$dir/expect.json" >/dev/null
-	jq -e '[.[] | select(.by == null)] | length > 100' "$dir/expect.json" >/dev/null
+	jq -e '[.[] | .action] | unique == ["allow", "deny", "log", "v4_mapped"]' "$dir/expect.json" >/dev/null
+	jq -e '[.[] | select(.by == null and .action != "v4_mapped")] | length > 100' "$dir/expect.json" >/dev/null
 	jq -e '[.[] | select(.side == "src")] | length > 100' "$dir/expect.json" >/dev/null
 }

@@ -44,7 +44,7 @@ teardown() {
 	grep -qE '^Sessions: 0 \| Evictions: 0 \| Pressure: 0% \| SYN_SENT: 0 \| Flood: no \| Level: ok$' "$out"
 	# through a terminal, it still redraws in place
 	need script command -v script
-	script -qec "timeout 10 $MSEG_SCRIPTS/mseg monitor --count 2" /dev/null >"$out"
+	script -qec "timeout -k 5 10 $MSEG_SCRIPTS/mseg monitor --count 2" /dev/null >"$out"
 	grep -q $'\r\033\[K' "$out"
 }
 

@@ -167,11 +167,11 @@ evlimit() { map_dump mseg_evlimit | jq -r ".[0].formatted.value.$1"; }
     "$MSEG_ROOT/tools/mseg-log.c" -o "$bin" -lbpf
   mseg_rule add --src 10.4.0.1 --dst 10.4.0.2 --action deny
   [ "$(verdict --proto tcp --src 10.4.0.1 --dst 10.4.0.2 --sport 5 --dport 6 --flags S)" = "$TC_ACT_SHOT" ]
-  run --separate-stderr env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 "$bin" --json
+  run --separate-stderr timeout -k 5 60 env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 "$bin" --json
   [ "$status" -eq 0 ]
   [ -z "$stderr" ]
   [ "$(jq -r .dst <<<"$output")" = 10.4.0.2 ]
-  run --separate-stderr env ASAN_OPTIONS=detect_leaks=1 "$bin" --follow --timeout 1
+  run --separate-stderr timeout -k 5 60 env ASAN_OPTIONS=detect_leaks=1 "$bin" --follow --timeout 1
   [ "$status" -eq 0 ]
   [ -z "$stderr" ]
 }

@@ -388,7 +388,7 @@ sanitized() {
 	shift
 	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		"$@" >"$out" 2>"$out.err" 3>&- || rc=$?
+		timeout -k 5 300 "$@" >"$out" 2>"$out.err" 3>&- || rc=$?
 	if grep -qE 'Sanitizer|runtime error:' "$out.err"; then
 		echo "sanitizer report from $*:" >&2
 		cat "$out.err" >&2

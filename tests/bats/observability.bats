@@ -253,10 +253,18 @@ cidr_pin() {
       "$(prom_get "$m" mseg_packets_total "{\"action\":\"$action\"}")"
   done
   assert_eq seen "$(jq .total <<<"$stats_a")" "$(prom_get "$m" mseg_packets_seen_total)"
-  for field in session_hit policy_hit ip_range_hit default_hit; do
+  for field in session_hit policy_hit ip_range_hit default_hit related exempt; do
     assert_eq "$field" "$(jq ".$field" <<<"$stats_a")" \
       "$(prom_get "$m" mseg_lookups_total "{\"result\":\"$field\"}")"
   done
+  local reason
+  for reason in strict vlan_limit v4_mapped exthdr_limit frag_tiny frag_overlap; do
+    field=$reason
+    [[ $reason == strict ]] && field=strict_drop
+    assert_eq "refused $reason" "$(jq ".$field" <<<"$stats_a")" \
+      "$(prom_get "$m" mseg_refused_packets_total "{\"reason\":\"$reason\"}")"
+  done
+  assert_eq unjudged "$(jq .unjudged <<<"$stats_a")" "$(prom_get "$m" mseg_unjudged_packets_total)"
   assert_eq created "$(jq .new_session <<<"$stats_a")" "$(prom_get "$m" mseg_sessions_created_total)"
   assert_eq established "$(jq .tcp_established <<<"$stats_a")" \
     "$(prom_get "$m" mseg_tcp_transitions_total '{"to":"established"}')"
@@ -280,7 +288,7 @@ cidr_pin() {
   [ "$(prom_get "$m" mseg_rules '{"kind":"cidr"}')" = 0 ]
   # One build_info sample: this build's version and ABI.
   jq -e --arg v "$("$TEXTFILE" --version | sed -E 's/^mseg-textfile (.*) \(abi [0-9]+\)$/\1/')" \
-    --arg a "$("$MSEG_BUILD/mseg-abi" | awk '$1 == "abi_version" { print $2 }')" '
+    --arg a "$("$MSEG_BUILD/mseg-abi" | sed -n 's/^abi_version //p')" '
     [.[] | select(.name == "mseg_build_info")]
     | length == 1 and .[0].value == 1 and .[0].labels == {version: $v, abi_version: $a}' <<<"$m"
 
@@ -461,7 +469,7 @@ cidr_pin() {
   cidr_pin 0
   [ "$(syn 3000)" = 0 ]
 
-  run --separate-stderr "$asan/mseg-textfile" --dir "$OUT"
+  run --separate-stderr timeout -k 5 60 "$asan/mseg-textfile" --dir "$OUT"
   [ "$status" -eq 0 ]
   [ -z "$stderr" ]
   grep -qx 'mseg_map_entries{map="mseg_sessions"} 3001' "$OUT/mseg.prom"
@@ -477,11 +485,11 @@ cidr_pin() {
   [ ! -s "$err" ] || { cat "$err" >&2; false; }
 
   # Error paths free what they took too.
-  run --separate-stderr "$asan/mseg-textfile" --dir "$OUT/missing"
+  run --separate-stderr timeout -k 5 60 "$asan/mseg-textfile" --dir "$OUT/missing"
   [ "$status" -eq 1 ]
   [ "${#stderr_lines[@]}" -eq 1 ]
   rm "$(pin mseg_gc)"
-  run --separate-stderr "$asan/mseg-textfile" --dir "$OUT"
+  run --separate-stderr timeout -k 5 60 "$asan/mseg-textfile" --dir "$OUT"
   [ "$status" -eq 1 ]
   [ "${#stderr_lines[@]}" -eq 1 ]
   [[ $stderr == "mseg: cannot open $(pin mseg_gc): "* ]]
@@ -566,7 +574,8 @@ mseg_names_in() {
     "$d/usr/local/lib/systemd/system/mseg-gc.service"
   # systemd-analyze's only complaint may be that the programs are not
   # installed on this machine; they are in the install tree.
-  for unit in mseg-textfile mseg-gc mseg-eventd; do
+  grep -qx 'ExecStart=/usr/local/sbin/mseg boot' "$d/usr/local/lib/systemd/system/mseg.service"
+  for unit in mseg mseg-textfile mseg-gc mseg-eventd; do
     run systemd-analyze verify --man=no "$d/usr/local/lib/systemd/system/$unit.service"
     while IFS= read -r line; do
       [[ -z $line ]] && continue

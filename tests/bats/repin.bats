@@ -52,9 +52,11 @@ entries_are() { [[ $(entries) == "$1" ]]; }
 	start "$MSEG_SCRIPTS/mseg" gc --interval 1 --json
 	wait_until 50 test -s "$OUT"
 	repin_crafted
-	mseg config set timeout_time_wait 1
+	# TIME_WAIT idle 5 s, live under the default timeout: counted before a
+	# sweep can take them, then the shorter timeout expires them
 	"$MSEG_BUILD/mseg-fill" --count 300 --expired 300 --idle 5 >/dev/null
 	[ "$(entries)" = 300 ]
+	mseg config set timeout_time_wait 1
 	# within a few sweeps the new table is empty
 	wait_until 100 entries_are 0
 	said "mseg: gc: the pins under $TC_BPF_MNT/tc/globals were replaced (mseg_sessions: map id"

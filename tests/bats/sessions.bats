@@ -201,7 +201,7 @@ spec() { printf '%s\n' "$@" | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null; }
 	local sub
 	for sub in "" "--json" "--all" "--count --src 10.0.0.0/16" "del --sport 10001" "flush"; do
 		# shellcheck disable=SC2086 # words
-		run --separate-stderr env ASAN_OPTIONS=detect_leaks=1 "$bin" $sub
+		run --separate-stderr timeout -k 5 60 env ASAN_OPTIONS=detect_leaks=1 "$bin" $sub
 		[[ $status == 0 && -z $stderr ]] || { echo "$sub: $status $stderr" >&2; return 1; }
 	done
 	[ "$(mseg sessions --count --all)" = 0 ]

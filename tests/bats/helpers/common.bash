@@ -64,9 +64,16 @@ bpffs_setup() {
 }
 
 # bpffs_teardown: unmount and remove it; safe to call twice or after a
-# failed setup.
+# failed setup. Every suite that moves counters ends here (crafted_teardown,
+# lab_teardown): first the counters must obey "one packet, one decision"
+# (stats_invariant); when they do not, everything is still removed and the
+# teardown fails.
 bpffs_teardown() {
+	local rc=0
 	[[ -n ${MSEG_BPFFS:-} && -d $MSEG_BPFFS ]] || return 0
+	if [[ -e $MSEG_BPFFS/tc/globals/mseg_stats ]]; then
+		TC_BPF_MNT=$MSEG_BPFFS stats_invariant || rc=1
+	fi
 	if mountpoint -q "$MSEG_BPFFS"; then
 		umount "$MSEG_BPFFS" 2>/dev/null || umount -l "$MSEG_BPFFS"
 	fi
@@ -74,6 +81,7 @@ bpffs_teardown() {
 	[[ -n ${MSEG_LOCK_DIR:-} ]] && rm -rf "$MSEG_LOCK_DIR"
 	[[ -n ${MSEG_EVENTS_DIR:-} ]] && rm -rf "$MSEG_EVENTS_DIR"
 	unset MSEG_BPFFS MSEG_LOCK_DIR MSEG_EVENTS_DIR
+	return "$rc"
 }
 
 # pin NAME: the path tc pins map NAME at.
@@ -146,6 +154,31 @@ crafted_teardown() {
 		unset CRAFT_NS
 	fi
 	bpffs_teardown
+}
+
+# mseg_bound NAME: a parse bound as the build has it (#define NAME N in
+# bpf/, e.g. MSEG_MAX_VLANS), so a test walks up to it and one past it.
+mseg_bound() {
+	local v
+	v=$(sed -n "s/^#define $1 \([0-9][0-9]*\).*/\1/p" "$MSEG_ROOT"/bpf/*.h | head -n 1)
+	[[ -n $v ]] || { echo "mseg_bound: no #define $1 in bpf/" >&2; return 1; }
+	echo "$v"
+}
+
+# rebuild_object OUT [-DNAME=N ...]: compile bpf/mseg.bpf.c with the
+# Makefile's own clang command line (same capacity as build/), another
+# MSEG_VERSION and the given defines (a parse bound changed on purpose), into
+# OUT. Its maps have the build's layouts, so it loads over the same pins.
+rebuild_object() {
+	local out=$1 max cmd
+	shift
+	max=$(sed -n 's/.*-DMSEG_MAX_SESSIONS=\([0-9]*\).*/\1/p' "$MSEG_BUILD/.config")
+	cmd=$(make -C "$MSEG_ROOT" -s -n -B build/mseg.bpf.o \
+		MSEG_VERSION="rebuilt-$$" ${max:+MSEG_MAX_SESSIONS=$max} |
+		grep -- '-target bpf' | grep -- ' -o build/mseg.bpf.o')
+	[[ -n $cmd ]] || { echo "rebuild_object: no clang line from make -n" >&2; return 1; }
+	cmd=${cmd/ -o build\/mseg.bpf.o/ $* -o $out}
+	(cd "$MSEG_ROOT" && eval "timeout -k 5 300 $cmd")
 }
 
 # --- frames ----------------------------------------------------------------
@@ -305,6 +338,56 @@ stats_delta_json() {
 	now=$(stats_json) || return 1
 	jq -n -c --argjson a "$MSEG_STATS_SAVED" --argjson b "$now" \
 		'$b | with_entries(.value -= $a[.key]) | with_entries(select(.value != 0))'
+}
+
+# --- one packet, one decision -----------------------------------------------------
+
+# The counters of the drops that come before any decision (docs/DESIGN.md,
+# "Counters"; `mseg stats --help`).
+MSEG_REFUSED_COUNTERS=(strict_drop vlan_limit v4_mapped exthdr_limit frag_tiny frag_overlap)
+MSEG_DECISION_COUNTERS=(session_hit policy_hit ip_range_hit default_hit related exempt)
+
+# stats_invariant_gap: "OUTCOME_GAP DECISION_GAP" of the current counters:
+#   total - (allowed + denied + dropped + non_ip + unjudged)
+#   total - non_ip - unjudged - refused - decisions
+# both 0 when every packet had one outcome and, unless refused, one decision.
+stats_invariant_gap() {
+	local refused decisions
+	refused=$(printf ' - .%s' "${MSEG_REFUSED_COUNTERS[@]}")
+	decisions=$(printf ' - .%s' "${MSEG_DECISION_COUNTERS[@]}")
+	stats_json | jq -r "[.total - .allowed - .denied - .dropped - .non_ip - .unjudged,
+		.total - .non_ip - .unjudged $refused $decisions] | map(tostring) | join(\" \")"
+}
+
+_stats_invariant_holds() { [[ $(stats_invariant_gap) == "0 0" ]]; }
+
+# stats_invariant: the pinned counters obey the invariant. Counters are
+# per-CPU and a packet in flight may be half counted: read again (bounded)
+# until it holds, then fail with the counters if it never did.
+stats_invariant() {
+	wait_until 30 _stats_invariant_holds && return 0
+	echo "stats_invariant: outcome and decision gaps: $(stats_invariant_gap) (both must be 0)" >&2
+	stats_json >&2
+	return 1
+}
+
+# assert_stats WHAT WANT: the counters that moved since stats_save are WANT
+# (a JSON object, in any order), and no other.
+assert_stats() {
+	local got
+	got=$(stats_delta_json) || return 1
+	assert_eq "stats after $1" "$(jq -cS . <<<"$2")" "$(jq -cS . <<<"$got")"
+}
+
+# expect_frame WHAT RETVAL STATS ARGS...: the frame of mseg-pkt ARGS gets
+# RETVAL from the program and moves exactly the counters STATS.
+expect_frame() {
+	local what=$1 want=$2 stats=$3 rv
+	shift 3
+	stats_save
+	rv=$(verdict "$@")
+	assert_eq "verdict of $what" "$want" "$rv"
+	assert_stats "$what" "$stats"
 }
 
 # --- sessions -----------------------------------------------------------------

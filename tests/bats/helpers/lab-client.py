@@ -8,6 +8,10 @@
     lab-client.py persist ADDR PORT DIR [--timeout S] [--life S] [--phases N]
     lab-client.py ping ADDR 0 [--timeout S]     one ICMP/ICMPv6 echo (raw socket)
 
+    --sport N   tcp, udp: from this source port (SO_REUSEADDR)
+    --size N    udp: a datagram of N bytes (larger than the MTU: fragmented)
+    --id N      ping: this echo identifier
+
 Exit 0 when the echo came back whole, 1 otherwise (reason on stderr).
 
 persist keeps ONE TCP connection: it connects, exchanges a message and writes
@@ -41,13 +45,17 @@ def recv_exact(s, n, deadline):
     return buf
 
 
+def bind_sport(s, a):
+    if a.sport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::" if family(a.addr) == socket.AF_INET6 else "0.0.0.0", a.sport))
+
+
 def tcp_once(a):
     msg = b"mseg-lab-%d\n" % os.getpid()
     with socket.socket(family(a.addr), socket.SOCK_STREAM) as s:
         s.settimeout(a.timeout)
-        if a.sport:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("::" if family(a.addr) == socket.AF_INET6 else "0.0.0.0", a.sport))
+        bind_sport(s, a)
         s.connect((a.addr, a.port))
         s.sendall(msg)
         got = recv_exact(s, len(msg), time.monotonic() + a.timeout)
@@ -57,8 +65,11 @@ def tcp_once(a):
 
 def udp_once(a):
     msg = b"mseg-lab-udp-%d" % os.getpid()
+    if a.size:
+        msg = (msg * (a.size // len(msg) + 1))[:a.size]
     with socket.socket(family(a.addr), socket.SOCK_DGRAM) as s:
         s.settimeout(a.timeout)
+        bind_sport(s, a)
         s.connect((a.addr, a.port))
         s.send(msg)
         got = s.recv(65536)
@@ -78,7 +89,7 @@ def ping_once(a):
     v6 = family(a.addr) == socket.AF_INET6
     proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
     req, rep = (128, 129) if v6 else (8, 0)
-    ident = os.getpid() & 0xFFFF
+    ident = a.id if a.id is not None else os.getpid() & 0xFFFF
     data = b"mseg-lab-ping"
     csum = 0 if v6 else icmp_csum(struct.pack("!BBHHH", req, 0, 0, ident, 1) + data)
     msg = struct.pack("!BBHHH", req, 0, csum, ident, 1) + data  # v6: kernel sums
@@ -142,6 +153,8 @@ def main():
     ap.add_argument("--life", type=float, default=60.0)
     ap.add_argument("--phases", type=int, default=4)
     ap.add_argument("--sport", type=int, default=0)
+    ap.add_argument("--size", type=int, default=0)
+    ap.add_argument("--id", type=int)
     a = ap.parse_args()
     try:
         if a.mode == "tcp":

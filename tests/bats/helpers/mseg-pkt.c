@@ -2,14 +2,21 @@
 /*
  * mseg-pkt: build one Ethernet frame for the tests, byte by byte.
  *
- * Ethernet (fixed MACs), up to two 802.1Q tags, IPv4 (with options) or IPv6
- * (with an extension header chain), then TCP (optionally with a window scale
- * option), UDP, ICMP, ICMPv6 or a raw protocol number, then a payload. Every checksum is correct unless a field
- * is forced to a bad value on purpose (--ihl, --tot-len, --truncate). The
- * family follows the address syntax.
+ * Ethernet (fixed MACs), up to eight 802.1Q/802.1ad tags, IPv4 (with
+ * options) or IPv6 (with an extension header chain), then TCP (optionally
+ * with a window scale option), UDP, ICMP, ICMPv6 or a raw protocol number,
+ * then a payload. Every checksum is correct unless a field is forced to a
+ * bad value on purpose (--ihl, --tot-len, --truncate). The family follows
+ * the address syntax.
  *
  * --layout prints the offset of every header boundary, so a test can cut a
  * frame at each one (and one byte before it) with --truncate.
+ *
+ * --fragment OFF[:LEN] writes one real fragment of the datagram: the bytes
+ * OFF..OFF+LEN of its fragmentable part behind the datagram's own headers,
+ * so the fragments of one datagram reassemble into it (checksums included).
+ * --inner OPTIONS... builds the packet an ICMP or ICMPv6 error quotes, with
+ * the same options.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,12 +32,13 @@
 #define PKT_MAX 70000
 #define PAYLOAD_MAX 65000
 #define EXT_MAX 32
-#define VLAN_MAX 2
+#define VLAN_MAX 8
 #define LAYOUT_MAX 64
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86dd
 #define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88a8
 
 #define TCPF_FIN 0x01
 #define TCPF_SYN 0x02
@@ -55,6 +63,7 @@ struct layout_mark {
 struct pkt_opts {
 	int nvlan;
 	unsigned int vlan[VLAN_MAX];
+	unsigned int vlan_tpid[VLAN_MAX]; /* 0x8100 or 0x88a8, outermost first */
 	long ethertype;   /* -1: from the family */
 	int family;       /* 0: no IP header (raw Ethernet payload) */
 	struct in_addr src4, dst4;
@@ -86,7 +95,13 @@ struct pkt_opts {
 	bool layout;
 	bool hex;
 	unsigned long count;   /* frames to write (--count) */
-	unsigned int *stepped; /* the port --count advances: &sport or &dport */
+	unsigned int *stepped; /* what --count advances: &sport, &dport, &ip_id */
+	long frag_at;     /* --fragment: -1, or the offset in the fragmentable part */
+	long frag_len;    /* --fragment: -1 for the rest */
+	unsigned long mtu;  /* ICMP "fragmentation needed" / ICMPv6 "packet too big" */
+	const uint8_t *quote; /* the quoted packet of an ICMP error (--inner) */
+	size_t quote_len;
+	long quote_max;   /* --quote N: quote at most N bytes of it */
 	const char *out;
 };
 
@@ -118,7 +133,9 @@ static void usage(FILE *f)
 		"                        (0..255, sent as NOP + kind 3, length 3, N)\n"
 		"  --payload N           N payload bytes (default 0)\n"
 		"  --trailer N           N bytes of Ethernet padding after the IP packet\n"
-		"  --vlan ID             add an 802.1Q tag (twice for two tags)\n"
+		"  --vlan ID             add an 802.1Q tag (again for more, outermost first;\n"
+		"                        at most 8)\n"
+		"  --svlan ID            add an 802.1ad (QinQ service) tag, in the same order\n"
 		"  --ethertype N         force the innermost EtherType (with no --src/--dst:\n"
 		"                        a non-IP frame of Ethernet + payload)\n"
 		"  --ip-opts N           N bytes of IPv4 options (NOPs then EOL; N%%4 == 0, <= 40)\n"
@@ -129,14 +146,26 @@ static void usage(FILE *f)
 		"  --frag-offset N --mf  fragment offset in bytes (multiple of 8), more\n"
 		"                        fragments (IPv4 header, or the IPv6 frag header);\n"
 		"                        an offset > 0 carries no L4 header\n"
+		"  --fragment OFF[:LEN]  write one fragment of the whole datagram: bytes\n"
+		"                        OFF..OFF+LEN (OFF a multiple of 8; default LEN:\n"
+		"                        the rest) of what follows the IPv4 header, or the\n"
+		"                        IPv6 fragment header (--ext must have frag); MF\n"
+		"                        set unless it ends the datagram\n"
 		"  --icmp-type T --icmp-code C --icmp-id N --icmp-seq N\n"
+		"  --mtu N               the MTU of an ICMP \"fragmentation needed\" (type 3\n"
+		"                        code 4) or an ICMPv6 \"packet too big\" (type 2)\n"
+		"  --inner OPTIONS...    last: the rest of the line builds the packet an ICMP error\n"
+		"                        quotes (same options; its Ethernet header is left\n"
+		"                        out; -o, --hex, --layout there still mean the frame);\n"
+		"                        it replaces the payload\n"
+		"  --quote N             quote only the first N bytes of that packet\n"
 		"  --tot-len N           force IPv4 total length / IPv6 payload length\n"
 		"  --truncate N          cut the frame after N bytes\n"
 		"  --layout              print header offsets: eth 0 ip 14 l4 34 payload 54 end N\n"
 		"                        (to stdout; the frame goes to -o FILE if given)\n"
 		"  --hex                 write the frame as hex instead of binary\n"
-		"  --count N --step P    N frames, one hex line each (with --hex), port P\n"
-		"                        (sport, the default, or dport) one higher each time\n"
+		"  --count N --step F    N frames, one hex line each (with --hex), F (sport,\n"
+		"                        the default, dport or ip-id) one higher each time\n"
 		"  -o FILE               output file\n"
 		"  -h, --help            this text\n");
 }
@@ -282,7 +311,8 @@ enum {
 	OPT_ETHERTYPE, OPT_IPOPTS, OPT_IHL, OPT_TTL, OPT_IPID, OPT_EXT,
 	OPT_FRAGOFF, OPT_MF, OPT_ICMPTYPE, OPT_ICMPCODE, OPT_ICMPID,
 	OPT_ICMPSEQ, OPT_TOTLEN, OPT_TRUNCATE, OPT_LAYOUT, OPT_HEX, OPT_DOFF,
-	OPT_WSCALE, OPT_COUNT, OPT_STEP,
+	OPT_WSCALE, OPT_COUNT, OPT_STEP, OPT_SVLAN, OPT_FRAGMENT, OPT_MTU,
+	OPT_QUOTE,
 };
 
 static const struct option long_opts[] = {
@@ -318,9 +348,31 @@ static const struct option long_opts[] = {
 	{ "hex", no_argument, NULL, OPT_HEX },
 	{ "count", required_argument, NULL, OPT_COUNT },
 	{ "step", required_argument, NULL, OPT_STEP },
+	{ "svlan", required_argument, NULL, OPT_SVLAN },
+	{ "fragment", required_argument, NULL, OPT_FRAGMENT },
+	{ "mtu", required_argument, NULL, OPT_MTU },
+	{ "quote", required_argument, NULL, OPT_QUOTE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
+
+/* --fragment OFF[:LEN] */
+static void parse_fragment(struct pkt_opts *o, const char *arg)
+{
+	char buf[64];
+	char *colon;
+
+	if (strlen(arg) >= sizeof(buf))
+		die("bad --fragment '%s'", arg);
+	strcpy(buf, arg);
+	colon = strchr(buf, ':');
+	if (colon)
+		*colon = '\0';
+	o->frag_at = (long)parse_num(buf, 65528, "--fragment offset");
+	if (o->frag_at % 8)
+		die("%s", "--fragment offset must be a multiple of 8");
+	o->frag_len = colon ? (long)parse_num(colon + 1, 65535, "--fragment length") : -1;
+}
 
 static void parse_one(struct pkt_opts *o, int c, const char *arg)
 {
@@ -339,10 +391,15 @@ static void parse_one(struct pkt_opts *o, int c, const char *arg)
 	case OPT_PAYLOAD: o->payload = parse_num(arg, PAYLOAD_MAX, "--payload"); break;
 	case OPT_TRAILER: o->trailer = parse_num(arg, 1500, "--trailer"); break;
 	case OPT_VLAN:
+	case OPT_SVLAN:
 		if (o->nvlan >= VLAN_MAX)
-			die("at most %s --vlan tags", "2");
+			die("at most %s --vlan/--svlan tags", "8");
+		o->vlan_tpid[o->nvlan] = c == OPT_VLAN ? ETH_P_8021Q : ETH_P_8021AD;
 		o->vlan[o->nvlan++] = parse_num(arg, 4095, "--vlan");
 		break;
+	case OPT_FRAGMENT: parse_fragment(o, arg); break;
+	case OPT_MTU: o->mtu = parse_num(arg, UINT32_MAX, "--mtu"); break;
+	case OPT_QUOTE: o->quote_max = parse_num(arg, PKT_MAX, "--quote"); break;
 	case OPT_ETHERTYPE: o->ethertype = parse_num(arg, 65535, "--ethertype"); break;
 	case OPT_IPOPTS:
 		o->ip_opts = parse_num(arg, 40, "--ip-opts (0..40)");
@@ -373,8 +430,10 @@ static void parse_one(struct pkt_opts *o, int c, const char *arg)
 			o->stepped = &o->sport;
 		else if (!strcmp(arg, "dport"))
 			o->stepped = &o->dport;
+		else if (!strcmp(arg, "ip-id"))
+			o->stepped = &o->ip_id;
 		else
-			die("--step sport|dport, not '%s'", arg);
+			die("--step sport|dport|ip-id, not '%s'", arg);
 		break;
 	case 'o': o->out = arg; break;
 	case 'h': usage(stdout); exit(0);
@@ -410,7 +469,17 @@ static void check_opts(struct pkt_opts *o)
 	if (o->count > 1 && !o->hex)
 		die("%s", "--count N > 1 writes hex lines: add --hex");
 	if (o->count > 1 && *o->stepped + o->count - 1 > 65535)
-		die("%s", "--count runs the stepped port past 65535");
+		die("%s", "--count runs the stepped field past 65535");
+	if (o->frag_at >= 0 && (o->frag_off || o->truncate >= 0))
+		die("%s", "--fragment goes with neither --frag-offset nor --truncate");
+	if (o->frag_at >= 0 && o->family == 6) {
+		int i, n = 0;
+
+		for (i = 0; i < o->next; i++)
+			n += o->ext[i].type == IPPROTO_FRAGMENT;
+		if (n != 1)
+			die("%s", "--fragment on IPv6 needs one frag in --ext");
+	}
 }
 
 static void parse_args(struct pkt_opts *o, int argc, char **argv)
@@ -437,7 +506,11 @@ static void parse_args(struct pkt_opts *o, int argc, char **argv)
 	o->tot_len = -1;
 	o->count = 1;
 	o->stepped = &o->sport;
+	o->frag_at = -1;
+	o->frag_len = -1;
+	o->quote_max = -1;
 
+	optind = 0; /* glibc: start afresh (the --inner options are parsed second) */
 	while ((c = getopt_long(argc, argv, "ho:", long_opts, NULL)) != -1)
 		parse_one(o, c, optarg);
 	if (optind != argc)
@@ -517,7 +590,7 @@ static void build_eth(const struct pkt_opts *o)
 	memcpy(p + 6, smac, 6);
 	for (i = 0; i < o->nvlan; i++) {
 		p = reserve(2);
-		put16(p, ETH_P_8021Q);
+		put16(p, o->vlan_tpid[i]);
 		mark("vlan");
 		p = reserve(2);
 		put16(p, o->vlan[i]);
@@ -552,6 +625,31 @@ static size_t build_ipv4(const struct pkt_opts *o)
 	return off;
 }
 
+/*
+ * Options that Linux accepts (exthdrs.c, ip6_parse_tlv): at most 7 bytes of
+ * padding in a row, so a long header is filled with an experimental option
+ * whose type says "skip me" (RFC 4727: 0x1e), then padding.
+ */
+static void fill_options(uint8_t *p, size_t n)
+{
+	while (n > 7) {
+		size_t len = n - 2 > 255 ? 255 : n - 2;
+
+		if (n - 2 - len == 1)
+			len--; /* leave two bytes or none, not one */
+		p[0] = 0x1e;
+		p[1] = len;
+		p += 2 + len;
+		n -= 2 + len;
+	}
+	if (n == 1) {
+		p[0] = 0; /* Pad1 */
+	} else if (n > 1) {
+		p[0] = 1; /* PadN */
+		p[1] = n - 2;
+	}
+}
+
 static void build_ext_one(const struct ext_hdr *e, uint8_t next,
 			  const struct pkt_opts *o)
 {
@@ -565,8 +663,7 @@ static void build_ext_one(const struct ext_hdr *e, uint8_t next,
 	case IPPROTO_HOPOPTS:
 	case IPPROTO_DSTOPTS:
 		p[1] = e->len;
-		p[2] = 1; /* PadN over the rest */
-		p[3] = n - 4;
+		fill_options(p + 2, n - 2);
 		break;
 	case IPPROTO_ROUTING:
 		p[1] = e->len;
@@ -650,8 +747,14 @@ static void build_l4_header(const struct pkt_opts *o)
 	default: /* ICMP, ICMPv6 */
 		p[0] = o->icmp_type;
 		p[1] = o->icmp_code;
-		put16(p + 4, o->icmp_id);
-		put16(p + 6, o->icmp_seq);
+		if (o->quote && o->family == 4) {
+			put16(p + 6, o->mtu); /* RFC 1191: next-hop MTU */
+		} else if (o->quote) {
+			put32(p + 4, o->mtu); /* RFC 4443: MTU, or pointer */
+		} else {
+			put16(p + 4, o->icmp_id);
+			put16(p + 6, o->icmp_seq);
+		}
 		break;
 	}
 }
@@ -665,6 +768,16 @@ static void build_payload(size_t n)
 	p = reserve(n);
 	for (i = 0; i < n; i++)
 		p[i] = 'a' + i % 26;
+}
+
+static void build_quote(const struct pkt_opts *o)
+{
+	size_t n = o->quote_len;
+
+	if (o->quote_max >= 0 && (size_t)o->quote_max < n)
+		n = (size_t)o->quote_max;
+	mark("quote");
+	memcpy(reserve(n), o->quote, n);
 }
 
 /* Pseudo-header sum for the L4 checksum. */
@@ -742,7 +855,10 @@ static void build(const struct pkt_opts *o)
 	mark("l4");
 	if (has_l4_header(o))
 		build_l4_header(o);
-	build_payload(o->payload);
+	if (o->quote)
+		build_quote(o);
+	else
+		build_payload(o->payload);
 	if (has_l4_header(o))
 		fill_l4_csum(o, l4off);
 	fill_ip_lengths(o, ipoff);
@@ -778,12 +894,62 @@ static int write_frame(FILE *f, const struct pkt_opts *o, size_t len)
 	return ferror(f);
 }
 
+static size_t mark_at(const char *name)
+{
+	int i;
+
+	for (i = 0; i < pkt.nmarks; i++)
+		if (!strcmp(pkt.marks[i].name, name))
+			return pkt.marks[i].off;
+	die("no '%s' in the frame", name);
+	return 0;
+}
+
+/*
+ * Keep one fragment of the datagram just built: its headers, then bytes
+ * [at, at + len) of its fragmentable part (all after the IPv4 header, or
+ * after the IPv6 fragment header), with offset, MF and lengths set.
+ */
+static void fragment(const struct pkt_opts *o)
+{
+	static uint8_t data[PKT_MAX];
+	size_t ip = mark_at("ip"), end = pkt.len, hdrs, total, len;
+	uint8_t *h;
+	bool more;
+
+	if (o->trailer)
+		end = mark_at("trailer");
+	hdrs = o->family == 4 ? ip + 20 + o->ip_opts : mark_at("frag") + 8;
+	total = end - hdrs;
+	if ((size_t)o->frag_at > total)
+		die("%s", "--fragment starts past the end of the datagram");
+	len = o->frag_len < 0 ? total - (size_t)o->frag_at : (size_t)o->frag_len;
+	if ((size_t)o->frag_at + len > total)
+		die("%s", "--fragment ends past the end of the datagram");
+	more = (size_t)o->frag_at + len < total || o->mf;
+	memcpy(data, pkt.buf + hdrs + o->frag_at, len);
+	memcpy(pkt.buf + hdrs, data, len);
+	pkt.len = hdrs + len;
+	h = pkt.buf + ip;
+	if (o->family == 4) {
+		put16(h + 2, pkt.len - ip);
+		put16(h + 6, (o->frag_at / 8) | (more ? 0x2000 : 0));
+		put16(h + 10, 0);
+		put16(h + 10, csum_fold(csum_add(0, h, 20 + o->ip_opts)));
+	} else {
+		put16(h + 4, pkt.len - ip - 40);
+		put16(pkt.buf + hdrs - 6, o->frag_at | (more ? 1 : 0));
+	}
+}
+
 /* Build the frame, cut it at --truncate; returns its length. */
 static size_t build_cut(const struct pkt_opts *o)
 {
 	pkt.len = 0;
 	pkt.nmarks = 0;
 	build(o);
+	if (o->frag_at >= 0)
+		fragment(o);
 	if (o->truncate >= 0) {
 		if ((size_t)o->truncate > pkt.len)
 			die("%s", "--truncate is beyond the end of the frame");
@@ -792,14 +958,54 @@ static size_t build_cut(const struct pkt_opts *o)
 	return pkt.len;
 }
 
+/*
+ * The packet an ICMP error quotes: built from the options after --inner,
+ * kept from its IP header on.
+ */
+static void build_inner(struct pkt_opts *o, int argc, char **argv)
+{
+	static uint8_t quoted[PKT_MAX];
+	struct pkt_opts in;
+	size_t ip, len;
+
+	parse_args(&in, argc, argv);
+	/* where the frame goes may be said after --inner too */
+	if (in.out)
+		o->out = in.out;
+	o->hex |= in.hex;
+	o->layout |= in.layout;
+	if (in.count != 1)
+		die("%s", "--inner takes no --count");
+	if (!in.family)
+		die("%s", "--inner needs --src and --dst");
+	len = build_cut(&in);
+	ip = mark_at("ip");
+	if (len < ip)
+		die("%s", "--inner --truncate cuts into its Ethernet header");
+	memcpy(quoted, pkt.buf + ip, len - ip);
+	o->quote = quoted;
+	o->quote_len = len - ip;
+	if (in.family != o->family)
+		die("%s", "--inner must be of the error's family");
+	if (!o->proto_is_icmp && o->proto != IPPROTO_ICMPV6)
+		die("%s", "--inner is for ICMP errors (--proto icmp)");
+}
+
 int main(int argc, char **argv)
 {
 	struct pkt_opts o;
 	FILE *f = stdout;
 	unsigned long n;
-	int err = 0;
+	int err = 0, i, outer = argc;
 
-	parse_args(&o, argc, argv);
+	for (i = 1; i < argc && outer == argc; i++)
+		if (!strcmp(argv[i], "--inner"))
+			outer = i;
+	parse_args(&o, outer, argv);
+	if (outer < argc) {
+		/* argv[outer] stands in for the program name */
+		build_inner(&o, argc - outer, argv + outer);
+	}
 	build_cut(&o);
 	if (o.layout) {
 		print_layout();

@@ -7,6 +7,12 @@
  * frame; a suite that compares ten thousand verdicts with a reference
  * model needs them in one process. Frames come one per line as hex
  * (spaces allowed), so a script can write them with nothing but printf.
+ *
+ * A line "-" empties the maps named with --reset (sessions, fragments) so
+ * the frames after it start afresh: a fuzzer's groups of frames stay
+ * independent of each other. A frame the kernel's test run refuses
+ * (EINVAL: it wants a whole IPv4/IPv6 header behind those EtherTypes)
+ * prints "refused" with --keep-going instead of stopping.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -17,6 +23,8 @@
 #include <bpf/bpf.h>
 
 #define FRAME_MAX 65536
+#define RESET_MAX 8
+#define KEY_MAX 256
 
 static int hexval(int c)
 {
@@ -57,11 +65,27 @@ static long decode(const char *line, unsigned char *buf)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mseg-testrun --prog-id ID [--duration] [FILE]\n"
+	fprintf(f, "usage: mseg-testrun --prog-id ID [--reset PINNED_MAP]... [--keep-going] [--duration] [FILE]\n"
 		   "Run each frame of FILE (default stdin; one frame per line, in hex)\n"
 		   "once through the program with BPF_PROG_TEST_RUN and print its\n"
-		   "return value, one line per frame; with --duration, the return\n"
-		   "value and the run's duration in ns as the kernel measured it.\n");
+		   "return value, one line per frame. A line \"-\" deletes every entry of\n"
+		   "the --reset maps. --keep-going: a frame the test run refuses prints\n"
+		   "\"refused\" instead of ending the run. --duration: the return value\n"
+		   "and the run's duration in ns as the kernel measured it.\n");
+}
+
+/* Delete every entry of the map. */
+static int reset_map(int fd)
+{
+	unsigned char key[KEY_MAX], next[KEY_MAX];
+
+	/* always from the first key: the one just deleted has no successor */
+	while (!bpf_map_get_next_key(fd, NULL, next)) {
+		memcpy(key, next, sizeof(key));
+		if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
+			return -1;
+	}
+	return errno == ENOENT ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -73,8 +97,8 @@ int main(int argc, char **argv)
 	size_t cap = 0;
 	long lineno = 0;
 	FILE *in = stdin;
-	bool duration = false;
-	int fd, i;
+	int fd, i, nreset = 0, resets[RESET_MAX];
+	bool keep_going = false, duration = false;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -89,6 +113,24 @@ int main(int argc, char **argv)
 			}
 		} else if (!strcmp(argv[i], "--duration")) {
 			duration = true;
+		} else if (!strcmp(argv[i], "--reset") && i + 1 < argc) {
+			struct bpf_map_info info = {};
+			__u32 len = sizeof(info);
+
+			if (nreset == RESET_MAX) {
+				fprintf(stderr, "mseg: at most %d --reset maps\n", RESET_MAX);
+				return 2;
+			}
+			resets[nreset] = bpf_obj_get(argv[++i]);
+			if (resets[nreset] < 0 ||
+			    bpf_obj_get_info_by_fd(resets[nreset], &info, &len) ||
+			    info.key_size > KEY_MAX) {
+				fprintf(stderr, "mseg: cannot use map %s: %s\n", argv[i], strerror(errno));
+				return 1;
+			}
+			nreset++;
+		} else if (!strcmp(argv[i], "--keep-going")) {
+			keep_going = true;
 		} else if (!path && argv[i][0] != '-') {
 			path = argv[i];
 		} else {
@@ -114,6 +156,16 @@ int main(int argc, char **argv)
 		long n;
 
 		lineno++;
+		if (line[0] == '-' && (line[1] == '\n' || !line[1])) {
+			for (i = 0; i < nreset; i++) {
+				if (reset_map(resets[i])) {
+					fprintf(stderr, "mseg: line %ld: reset failed: %s\n", lineno,
+						strerror(errno));
+					return 1;
+				}
+			}
+			continue;
+		}
 		n = decode(line, frame);
 		if (n < 0) {
 			fprintf(stderr, "mseg: line %ld: not a frame in hex\n", lineno);
@@ -123,11 +175,18 @@ int main(int argc, char **argv)
 		opts.data_size_in = (__u32)n;
 		opts.repeat = 1;
 		if (bpf_prog_test_run_opts(fd, &opts)) {
+			if (keep_going && errno == EINVAL) {
+				printf("refused\n");
+				continue;
+			}
 			fprintf(stderr, "mseg: line %ld: test run failed: %s\n", lineno,
 				strerror(errno));
 			return 1;
 		}
 		if (duration)
+			printf("%u %u\n", opts.retval, opts.duration);
+		else
+			if (duration)
 			printf("%u %u\n", opts.retval, opts.duration);
 		else
 			printf("%u\n", opts.retval);

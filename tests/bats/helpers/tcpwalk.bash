@@ -104,8 +104,9 @@ key_build() {
 	else
 		C_IS_HI=1 lo=$S_HEX lop=$SP hi=$C_HEX hip=$CP
 	fi
-	printf -v hex '%s%s%02x%02x%02x%02x06000000' "$lo" "$hi" \
-		$((lop & 255)) $((lop >> 8)) $((hip & 255)) $((hip >> 8))
+	# then proto 6, the family, two bytes of padding
+	printf -v hex '%s%s%02x%02x%02x%02x06%02x0000' "$lo" "$hi" \
+		$((lop & 255)) $((lop >> 8)) $((hip & 255)) $((hip >> 8)) "$FAM"
 	KEY_HEX=()
 	for ((i = 0; i < ${#hex}; i += 2)); do KEY_HEX+=("${hex:i:2}"); done
 }
