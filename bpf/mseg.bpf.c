@@ -482,20 +482,30 @@ static __always_inline int mseg_refuse(struct mseg_stats *st, __u8 reason)
 
 /*
  * An ICMP error: passed as RELATED when it is about a live, allowed session
- * (mseg_icmp.h). It uses the scratch map's key, free at this point.
+ * (mseg_icmp.h). It uses the scratch map's key, free at this point. A
+ * global function, as the fragment step below: what it keeps on the stack
+ * stays off the classifier's frame, which every call chain shares.
  */
-static __always_inline int mseg_icmp_related(struct __sk_buff *skb,
-					     struct mseg_scratch *x,
-					     const struct mseg_config *cfg,
-					     struct mseg_stats *st,
-					     const struct mseg_pressure *pr,
-					     __u64 now)
+__noinline int mseg_icmp_related(struct __sk_buff *skb, __u64 now)
 {
-	const struct mseg_pkt *p = &x->pkt;
-	struct mseg_quoted *q = &x->quoted;
-	struct mseg_session_key *key = &x->key;
+	struct mseg_pressure *pr = mseg_pressure_get();
+	struct mseg_session_key *key;
+	const struct mseg_pkt *p;
+	struct mseg_config *cfg;
+	struct mseg_scratch *x;
 	struct mseg_session *s;
+	struct mseg_quoted *q;
+	struct mseg_stats *st;
+	__u32 zero = 0;
 
+	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
+	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!skb || !cfg || !st || !pr || !x)
+		return MSEG_NOT_RELATED;
+	p = &x->pkt;
+	q = &x->quoted;
+	key = &x->key;
 	__builtin_memset(q, 0, sizeof(*q));
 	q->off = p->l4_off + sizeof(struct mseg_icmp_echo);
 	q->end = p->l4_off + p->l4_len;
@@ -515,6 +525,29 @@ static __always_inline int mseg_icmp_related(struct __sk_buff *skb,
 		return MSEG_NOT_RELATED;
 	st->related++;
 	return mseg_pass(st, s->action);
+}
+
+/*
+ * IP fragments (mseg_frag.h), on the scratch map's packet: a first one is
+ * remembered, a later one gets its first's ports. Returns 0 for a later
+ * fragment whose first was never seen: only its addresses are known.
+ */
+__noinline int mseg_fragment(__u64 now)
+{
+	struct mseg_scratch *x;
+	struct mseg_stats *st;
+	__u32 zero = 0;
+
+	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!st || !x)
+		return 0;
+	if (x->pkt.frag == MSEG_FRAG_FIRST) {
+		mseg_frag_remember(&x->pkt, st, &x->frag_reclaim_ns, now);
+		return 1;
+	}
+	st->fragments++;
+	return mseg_frag_recall(&x->pkt, now);
 }
 
 /*
@@ -667,21 +700,18 @@ int mseg_classifier(struct __sk_buff *skb)
 
 	mseg_pressure_tick(pr, cfg, st, now);
 	if (p->icmp == MSEG_ICMPK_ERROR) {
-		r = mseg_icmp_related(skb, x, cfg, st, pr, now);
+		r = mseg_icmp_related(skb, now);
 		if (r != MSEG_NOT_RELATED)
 			return r;
 		/* judged by the policy; an error never opens a session */
 		trackable = false;
 		goto judge;
 	}
-	if (p->frag == MSEG_FRAG_FIRST) {
-		mseg_frag_remember(p, st, &x->frag_reclaim_ns, now);
-	} else if (p->frag == MSEG_FRAG_LATER) {
-		/* joins its datagram's session, never opens one */
-		st->fragments++;
-		ports = mseg_frag_recall(p, now);
+	if (p->frag != MSEG_FRAG_NONE)
+		ports = mseg_fragment(now);
+	/* a later fragment joins its datagram's session, never opens one */
+	if (p->frag == MSEG_FRAG_LATER)
 		trackable = false;
-	}
 
 	if (ports) {
 		r = mseg_fast(skb, x, cfg, st, now);
