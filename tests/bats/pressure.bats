@@ -144,6 +144,36 @@ pins_snapshot() {
   [ "$(stat_get pressure_drop)" = 1 ]
 }
 
+# echo_sessions: "port_lo:replied" of every ICMP session, sorted (an echo
+# request's key holds its identifier on the requester's side, 0 on the other).
+echo_sessions() {
+  map_formatted mseg_sessions | jq -s -r \
+    '[.[] | select(.key.proto == 1) | "\(.key.port_lo):\(.value.flags % 2)"] | sort | join(" ")'
+}
+
+@test "degraded: early drop takes an unanswered echo, never one whose reply found its session" {
+  crafted_setup
+  fill 960
+  # A (id 7) is answered: the reply finds the request's session (the
+  # replier's port is 0 on both) and confirms it; B (id 8) is not.
+  [ "$(verdict --proto icmp --src 10.9.0.1 --dst 10.9.0.2 --icmp-type 8 --icmp-id 7)" = 0 ]
+  [ "$(verdict --proto icmp --src 10.9.0.2 --dst 10.9.0.1 --icmp-type 0 --icmp-id 7)" = 0 ]
+  [ "$(verdict --proto icmp --src 10.9.0.1 --dst 10.9.0.2 --icmp-type 8 --icmp-id 8)" = 0 ]
+  [ "$(echo_sessions)" = "7:1 8:0" ]
+  fill 20 960
+  stats_save
+  # Degraded: a DNS query only recycles an unanswered non-TCP session. The
+  # ring holds A before B; A answered is skipped, B goes.
+  [ "$(verdict --proto udp --src 10.9.0.1 --dst 10.9.0.2 --sport 3333 --dport 53)" = 0 ]
+  [ "$(stat_delta early_drop)" = 1 ]
+  [ "$(stat_delta new_session)" = 1 ]
+  [ "$(echo_sessions)" = "7:1" ]
+  # The next query recycles the first one's session, still not A.
+  [ "$(verdict --proto udp --src 10.9.0.1 --dst 10.9.0.2 --sport 3334 --dport 53)" = 0 ]
+  [ "$(stat_delta early_drop)" = 2 ]
+  [ "$(echo_sessions)" = "7:1" ]
+}
+
 @test "full table: refused flows count as map_full, admitted ones pass without a session, no established session is evicted" {
   crafted_setup
   mseg_rule add --src 10.9.0.1 --dst 10.9.0.2 --proto tcp --dport 8080 --action allow
