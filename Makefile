@@ -14,7 +14,7 @@ DEFS := -DMSEG_MAX_SESSIONS=$(MSEG_MAX_SESSIONS) -DMSEG_VERSION='"$(MSEG_VERSION
 
 BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
 	-I bpf -I /usr/include/$(shell uname -m)-linux-gnu $(DEFS)
-USER_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -I bpf -I tools $(DEFS) $(EXTRA_CFLAGS)
+USER_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -I bpf -I tools -I $(BUILD) $(DEFS) $(EXTRA_CFLAGS)
 USER_LDLIBS := -lbpf
 
 BPF_HEADERS := $(wildcard bpf/*.h tools/*.h)
@@ -35,6 +35,15 @@ $(BUILD)/.config: FORCE
 
 $(BUILD)/mseg.bpf.o: bpf/mseg.bpf.c $(BPF_HEADERS) $(BUILD)/.config
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# mseg-gc's sweep program, embedded in build/mseg-gc as a libbpf skeleton.
+$(BUILD)/mseg_gc.bpf.o: bpf/mseg_gc.bpf.c $(BPF_HEADERS) $(BUILD)/.config
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/mseg_gc.skel.h: $(BUILD)/mseg_gc.bpf.o
+	$(BPFTOOL) gen skeleton $< name mseg_gc_bpf > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/mseg-gc: $(BUILD)/mseg_gc.skel.h
 
 $(BUILD)/%: %.c $(BPF_HEADERS) $(BUILD)/.config
 	$(CC) $(USER_CFLAGS) $< -o $@ $(USER_LDLIBS)

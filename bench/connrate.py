@@ -6,6 +6,9 @@
   connrate.py run ADDR PORT COUNT       COUNT sequential connections (connect,
                                         1 byte there and back, close); prints
                                         connections per second
+  connrate.py window ADDR PORT SECONDS  sequential connections for SECONDS,
+                                        each given 1 s; prints how many
+                                        completed and how many failed
 """
 import socket
 import sys
@@ -44,10 +47,27 @@ def run(addr, port, count):
     print(f"{count / (time.monotonic() - t0):.0f}")
 
 
+def window(addr, port, seconds):
+    ok = failed = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((addr, port), timeout=1.0) as c:
+                c.sendall(b"x")
+                if c.recv(1) != b"k":
+                    raise OSError("no answer")
+            ok += 1
+        except OSError:
+            failed += 1
+    print(f"{ok} {failed}")
+
+
 def main():
     cmd, addr, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if cmd == "serve":
         serve(addr, port, n)
+    elif cmd == "window":
+        window(addr, port, n)
     else:
         run(addr, port, n)
 

@@ -72,6 +72,7 @@ static void make_session(__u64 i, const struct fill_opts *o, __u64 now,
 	v->created_ns = now;
 	v->last_seen_ns = expired ? now - o->idle_s * MSEG_NSEC_PER_SEC : now;
 	v->state = expired ? MSEG_TCP_TIME_WAIT : o->state;
+	v->flags = MSEG_SESS_REPLIED; /* answered: confirmed, never dropped early */
 	v->packets[MSEG_DIR_ORIG] = 1;
 	v->bytes[MSEG_DIR_ORIG] = 60;
 }

@@ -17,18 +17,35 @@
 #include "mseg_conntrack.h"
 #include "mseg_tcp.h"
 #include "mseg_pressure.h"
+#include "mseg_session.h"
+#include "mseg_evict.h"
 #include "mseg_frag.h"
 #include "mseg_icmp.h"
 
 #ifndef E2BIG
 #define E2BIG 7
 #endif
-#ifndef EEXIST
-#define EEXIST 17
+#ifndef ENOSPC
+#define ENOSPC 28
 #endif
 
-/* Not a tc verdict: mseg_existing() hands the packet to mseg_new_flow(). */
-#define MSEG_TCP_REOPEN_VERDICT (-1000)
+/*
+ * Not tc verdicts: mseg_conntrack() hands the packet to mseg_new_flow(),
+ * either to replace the entry it found (expired, or a finished connection
+ * a SYN reopens) or to create one where there is none it may replace (no
+ * entry, or one being deleted: mseg_session.h).
+ */
+#define MSEG_REPLACE_VERDICT (-1000)
+#define MSEG_NEW_VERDICT (-1001)
+/* Not a tc verdict either: mseg_fast() leaves the packet to mseg_conntrack(). */
+#define MSEG_SLOW_VERDICT (-1002)
+/*
+ * Nor this: the TCP tracker passes a segment of a live session on the
+ * session's verdict without committing it (mseg_existing_tcp()).
+ */
+#define MSEG_UNTRACKED_VERDICT (-1003)
+/* mseg_icmp_related() found no live, allowed session the error is about. */
+#define MSEG_NOT_RELATED (-1004)
 
 /* A verdict's origin is its event's reason. */
 _Static_assert(MSEG_BY_EXACT == MSEG_RSN_EXACT && MSEG_BY_CIDR == MSEG_RSN_CIDR &&
@@ -84,22 +101,6 @@ static __always_inline void mseg_judge_new(const struct mseg_tuple *t,
 	mseg_count_decision(st, v);
 }
 
-/*
- * What a flow that cannot get a session may still do (docs/DESIGN.md, pressure):
- * pass if an exact rule explicitly allows it, or it is ICMP or DNS.
- */
-static __always_inline bool
-mseg_admit_without_session(const struct mseg_tuple *t,
-			   const struct mseg_verdict *v)
-{
-	if (v->by == MSEG_BY_EXACT && v->action != MSEG_ACT_DENY)
-		return true;
-	if (t->proto == IPPROTO_ICMP || t->proto == IPPROTO_ICMPV6)
-		return true;
-	return (t->proto == IPPROTO_UDP || t->proto == IPPROTO_TCP) &&
-	       (t->dport == 53 || t->sport == 53);
-}
-
 static __always_inline void mseg_tuple_reverse(struct mseg_tuple *t)
 {
 	__u32 a[4];
@@ -112,16 +113,6 @@ static __always_inline void mseg_tuple_reverse(struct mseg_tuple *t)
 	t->dport = port;
 }
 
-static __always_inline void mseg_account(struct mseg_session *s, int dir,
-					 __u32 len, __u64 now)
-{
-	__sync_fetch_and_add(&s->packets[dir & 1], 1);
-	__sync_fetch_and_add(&s->bytes[dir & 1], len);
-	s->last_seen_ns = now;
-	if (dir == MSEG_DIR_REPLY && !(s->flags & MSEG_SESS_REPLIED))
-		s->flags |= MSEG_SESS_REPLIED;
-}
-
 /*
  * A connection picked up mid-stream (mseg attached to live traffic) has no
  * SYN to tell who opened it, and the first packet seen may be the
@@ -130,26 +121,163 @@ static __always_inline void mseg_account(struct mseg_session *s, int dir,
  * Taking the first sender would make the responder the originator, and a
  * policy allowing "client -> server:port" would deny the connection the
  * next time it judges it (the fleet's SSH, cut by the rollout it carried).
- * Decides `t` into `v`; true when the originator is t's receiver, and then
- * `v` is the reversed tuple's verdict. A separate frame: two tuples.
+ * Returns 1 when the originator is p's receiver, and leaves the reverse
+ * flow and its verdict in the scratch map (t, rv). A global function the
+ * classifier calls before mseg_new_flow(): on the deepest call chain, the
+ * second policy lookup would not fit the verifier's stack bound.
  */
-static __noinline bool mseg_pickup_reversed(const struct mseg_tuple *t,
-					    const struct mseg_config *cfg,
-					    struct mseg_verdict *v)
+__noinline int mseg_pickup_decide(const struct mseg_pkt *p)
 {
-	struct mseg_tuple r = *t;
-	struct mseg_verdict rv;
-	bool own, rev;
+	struct mseg_verdict own;
+	struct mseg_config *cfg;
+	struct mseg_scratch *x;
+	__u32 zero = 0;
+	bool o, b;
 
-	mseg_tuple_reverse(&r);
-	mseg_policy_decide(t, cfg, v);
-	mseg_policy_decide(&r, cfg, &rv);
-	own = v->action != MSEG_ACT_DENY;
-	rev = rv.action != MSEG_ACT_DENY;
-	if (own == rev ? t->sport >= t->dport : own)
-		return false;
-	*v = rv;
-	return true;
+	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!p || !cfg || !x)
+		return 0;
+	x->t = p->t;
+	mseg_tuple_reverse(&x->t);
+	mseg_policy_decide(&p->t, cfg, &own);
+	mseg_policy_decide(&x->t, cfg, &x->rv);
+	o = own.action != MSEG_ACT_DENY;
+	b = x->rv.action != MSEG_ACT_DENY;
+	return o == b ? p->t.sport < p->t.dport : b;
+}
+
+/*
+ * The direction whose first accepted packet confirms a session: the
+ * responder's; for a pickup first seen from its responder, the originator's.
+ */
+static __always_inline int mseg_answer_dir(const struct mseg_session *s)
+{
+	return (s->flags & MSEG_SESS_FIRST_REPLY) ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
+}
+
+static __always_inline bool mseg_exact_allows(const struct mseg_verdict *v)
+{
+	return v->by == MSEG_BY_EXACT && v->action != MSEG_ACT_DENY;
+}
+
+/*
+ * What else may still open a session when the table is degraded
+ * (docs/DESIGN.md, pressure): besides a flow an exact rule explicitly
+ * allows, ICMP and DNS. Refused a session, these three still pass.
+ */
+static __always_inline bool mseg_dns_or_icmp(const struct mseg_tuple *t)
+{
+	if (t->proto == IPPROTO_ICMP || t->proto == IPPROTO_ICMPV6)
+		return true;
+	return (t->proto == IPPROTO_UDP || t->proto == IPPROTO_TCP) &&
+	       (t->dport == 53 || t->sport == 53);
+}
+
+/* Count an accepted packet; the timeout was refreshed by mseg_session_touch(). */
+static __always_inline void mseg_account(struct mseg_session *s, int dir,
+					 __u32 len)
+{
+	__sync_fetch_and_add(&s->packets[dir & 1], 1);
+	__sync_fetch_and_add(&s->bytes[dir & 1], len);
+	if (dir == mseg_answer_dir(s) && !(s->flags & MSEG_SESS_REPLIED))
+		s->flags |= MSEG_SESS_REPLIED;
+}
+
+/* Keep the half-open count (mseg_pressure.h) as a session changes. */
+static __always_inline void mseg_half_open_moved(struct mseg_pressure *pr,
+						 bool was, bool is)
+{
+	if (was && !is)
+		__sync_fetch_and_add(&pr->half_open_closed, 1);
+	else if (!was && is)
+		__sync_fetch_and_add(&pr->half_open_opened, 1);
+}
+
+/*
+ * The TCP tracker's verdict (mseg_tcp.h) on a segment sent in direction
+ * `dir_state >> 8` of a session in state `dir_state & 0xff`, judged on the
+ * copies of its peer records in the scratch map: MSEG_TCP_* | next << 8.
+ * A global function: the verifier checks it once, and its registers spill
+ * on a frame of its own.
+ */
+__noinline int mseg_tcp_judge(const struct mseg_pkt *p, __u32 dir_state)
+{
+	__u8 state = dir_state & 0xff, next = state;
+	struct mseg_scratch *x;
+	__u32 zero = 0;
+	int r;
+
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!x || !p)
+		return MSEG_TCP_INVALID;
+	r = mseg_tcp_check(&x->snd, &x->rcv, p, dir_state >> 8, state, &next);
+	return r | next << 8;
+}
+
+/*
+ * A TCP segment of a live session that mseg_fast() left here (a side not
+ * seen yet, a SYN, a state change, or a segment the tracker does not simply
+ * accept): judged on copies of the peer records in the scratch map by
+ * mseg_tcp_judge(); only an accepted one refreshes the timeout and is
+ * committed (TC_ACT_OK). MSEG_UNTRACKED_VERDICT: pass it on the session's
+ * verdict, nothing committed; TC_ACT_SHOT: strict mode drops it; the caller
+ * counts either. MSEG_REPLACE_VERDICT, MSEG_NEW_VERDICT: a new flow.
+ */
+static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
+					     const struct mseg_config *cfg,
+					     struct mseg_stats *st,
+					     struct mseg_pressure *pr,
+					     const struct mseg_session_key *key,
+					     struct mseg_session *s, __u64 last,
+					     int dir, __u64 now)
+{
+	__u8 old_state = s->state, next;
+	struct mseg_scratch *x;
+	__u32 zero = 0;
+	int r;
+
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!x)
+		return MSEG_UNTRACKED_VERDICT;
+	x->snd = s->tcp[dir & 1];
+	x->rcv = s->tcp[!(dir & 1)];
+	r = mseg_tcp_judge(p, (dir & 1) << 8 | old_state);
+	next = r >> 8;
+	switch (r & 0xff) {
+	case MSEG_TCP_ACCEPT:
+		break;
+	case MSEG_TCP_REOPEN:
+		return MSEG_REPLACE_VERDICT;
+	case MSEG_TCP_IGNORE:
+		return MSEG_UNTRACKED_VERDICT;
+	case MSEG_TCP_RST_INEXACT:
+		st->rst_ignored++;
+		return MSEG_UNTRACKED_VERDICT;
+	case MSEG_TCP_OUT_OF_WINDOW:
+		st->out_of_window++;
+		if (p->tcp_flags & MSEG_TCP_RST)
+			st->rst_ignored++;
+		return cfg->strict ? TC_ACT_SHOT : MSEG_UNTRACKED_VERDICT;
+	default: /* MSEG_TCP_INVALID */
+		st->invalid++;
+		return cfg->strict ? TC_ACT_SHOT : MSEG_UNTRACKED_VERDICT;
+	}
+	if (!mseg_session_touch(s, last, now))
+		return MSEG_NEW_VERDICT;
+	s->tcp[dir & 1] = x->snd;
+	s->tcp[!(dir & 1)] = x->rcv;
+	if (next != old_state) {
+		s->state = next;
+		if (next == MSEG_TCP_ESTABLISHED)
+			st->tcp_established++;
+		else if (next == MSEG_TCP_CLOSE)
+			st->tcp_closed++;
+		/* a finished connection may make room for a new one */
+		if (next == MSEG_TCP_TIME_WAIT || next == MSEG_TCP_CLOSE)
+			mseg_evict_push(pr, MSEG_EVICT_RING_TCP, key);
+	}
+	return TC_ACT_OK;
 }
 
 /* The rules moved since the session was judged: judge it again. */
@@ -158,28 +286,42 @@ static __always_inline void mseg_rejudge(const struct mseg_config *cfg,
 					 const struct mseg_session_key *key,
 					 struct mseg_session *s)
 {
+	struct mseg_scratch *x;
 	struct mseg_verdict v;
-	struct mseg_tuple t;
+	__u32 zero = 0;
 
 	if (s->policy_gen == cfg->policy_gen)
 		return;
-	mseg_session_orig(key, s, key->family, &t);
+	/* the tuple off the stack: the scratch map's */
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!x)
+		return;
+	mseg_session_orig(key, s, key->family, &x->t);
+	mseg_policy_decide(&x->t, cfg, &v);
 	/* A picked-up session's orientation was a guess: either may be right. */
-	if (s->flags & MSEG_SESS_PICKUP)
-		mseg_pickup_reversed(&t, cfg, &v);
-	else
-		mseg_policy_decide(&t, cfg, &v);
+	if (v.action == MSEG_ACT_DENY && (s->flags & MSEG_SESS_PICKUP)) {
+		struct mseg_verdict rv;
+
+		mseg_tuple_reverse(&x->t);
+		mseg_policy_decide(&x->t, cfg, &rv);
+		if (rv.action != MSEG_ACT_DENY)
+			v = rv;
+		else
+			mseg_tuple_reverse(&x->t);
+	}
 	if (v.action != s->action)
-		mseg_verdict_event(cfg, st, &t, &v, MSEG_EVF_REJUDGED);
+		mseg_verdict_event(cfg, st, &x->t, &v, MSEG_EVF_REJUDGED);
 	s->action = v.action;
 	s->policy_gen = cfg->policy_gen;
 	st->rejudged++;
 }
 
 /*
- * The session is live: re-judge it if the rules moved, track, count. A SYN
- * that reopens a finished connection's tuple is not this session's: it
- * counts no session hit and goes on as a new flow (one packet, one decision).
+ * The session is live (its last_seen_ns read as `last`): re-judge it if the
+ * rules moved, track, count. A SYN that reopens a finished connection's
+ * tuple, or a packet that finds its session dying, is not this session's:
+ * it counts no session hit and goes on as a new flow (one packet, one
+ * decision).
  */
 static __always_inline int mseg_existing(struct __sk_buff *skb,
 					 const struct mseg_pkt *p,
@@ -187,10 +329,10 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 					 struct mseg_stats *st,
 					 struct mseg_pressure *pr,
 					 const struct mseg_session_key *key,
-					 struct mseg_session *s, int dir,
-					 __u64 now)
+					 struct mseg_session *s, __u64 last,
+					 int dir, __u64 now)
 {
-	__u8 old_state = s->state;
+	__u8 state = s->state, flags = s->flags;
 
 	mseg_rejudge(cfg, st, key, s);
 	if (s->action == MSEG_ACT_DENY) {
@@ -200,49 +342,102 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 	}
 
 	if (p->t.proto == IPPROTO_TCP && p->frag != MSEG_FRAG_LATER) {
-		int r = mseg_tcp_update(s, dir, p);
+		int r = mseg_existing_tcp(p, cfg, st, pr, key, s, last, dir, now);
 
-		if (r == MSEG_TCP_REOPEN)
-			return MSEG_TCP_REOPEN_VERDICT;
-		if (r == MSEG_TCP_RST_IGNORED)
-			st->rst_ignored++;
-		if (s->state != old_state) {
-			if (mseg_half_open_state(old_state) &&
-			    !mseg_half_open_state(s->state))
-				__sync_fetch_and_add(&pr->half_open_closed, 1);
-			if (s->state == MSEG_TCP_ESTABLISHED)
-				st->tcp_established++;
-			else if (s->state == MSEG_TCP_CLOSE)
-				st->tcp_closed++;
-		}
+		if (r == MSEG_REPLACE_VERDICT || r == MSEG_NEW_VERDICT)
+			return r;
+		st->session_hit++;
+		if (r == TC_ACT_SHOT)
+			return mseg_drop(st);
+		if (r == MSEG_UNTRACKED_VERDICT)
+			return mseg_pass(st, s->action);
+	} else if (!mseg_session_touch(s, last, now)) {
+		return MSEG_NEW_VERDICT;
+	} else {
+		st->session_hit++;
 	}
-	st->session_hit++;
-	mseg_account(s, dir, skb->len, now);
+	mseg_account(s, dir, skb->len);
+	/* a session stops (or starts) being half-open only by a state change
+	 * or its first answer */
+	if (s->state != state || s->flags != flags)
+		mseg_half_open_moved(pr,
+				     mseg_half_open_of(key->proto, state, flags),
+				     mseg_session_half_open(key, s));
 	return mseg_pass(st, s->action);
 }
 
 /*
- * A packet with no live session: judge it and, when it may start one, open
- * a session for it. `old` is the expired or finished entry it replaces.
+ * A new flow that may open a session when the table is degraded (an exact
+ * rule allows it, or it is DNS or ICMP) or full: store `ns`, dropping an
+ * unanswered or finished session early when there is no room (mseg_evict.h).
+ * Above the degradation line DNS and ICMP only recycle unanswered non-TCP
+ * sessions, so a spoofed DNS flood cannot take the last slots from the
+ * flows an exact rule allows: -ENOSPC when there is none to recycle.
+ * `*replaced` tells whether `old` made room.
  */
-static __always_inline int mseg_new_flow(struct __sk_buff *skb,
-					 const struct mseg_pkt *p,
-					 const struct mseg_config *cfg,
-					 struct mseg_stats *st,
-					 struct mseg_pressure *pr,
-					 const struct mseg_session_key *key,
-					 const struct mseg_session *old,
-					 bool sender_hi, bool trackable,
-					 __u64 now)
+static __always_inline int mseg_store(struct mseg_pressure *pr,
+				      const struct mseg_session_key *key,
+				      const struct mseg_session *ns,
+				      struct mseg_session *old, __u64 old_last,
+				      bool exact, bool admitted, __u64 now,
+				      bool *replaced)
 {
-	struct mseg_tuple t = p->t;
-	struct mseg_session ns = {};
-	struct mseg_verdict v;
-	bool orig_is_hi = sender_hi;
-	__u8 state = MSEG_TCP_NONE;
-	int dir, err;
+	__u32 how = mseg_pressured(pr) ? MSEG_EVICT_PRESSURE : 0;
+	int err;
 
-	if (trackable && t.proto == IPPROTO_TCP) {
+	*replaced = old && mseg_session_claim(old, old_last);
+	if (*replaced)
+		return bpf_map_update_elem(&mseg_sessions, key, ns, BPF_ANY);
+	if (mseg_degraded(pr) && !exact) {
+		if (!mseg_early_drop(now, how))
+			return -ENOSPC;
+		return mseg_session_insert(key, ns);
+	}
+	err = bpf_map_update_elem(&mseg_sessions, key, ns, BPF_NOEXIST);
+	if (err == -E2BIG && admitted &&
+	    mseg_early_drop(now, how | (exact ? MSEG_EVICT_ANY_RING : 0)))
+		err = bpf_map_update_elem(&mseg_sessions, key, ns, BPF_NOEXIST);
+	/* a claimed entry on its way out, or another CPU's new session */
+	if (err == -EEXIST && mseg_session_wait_gone(key))
+		err = bpf_map_update_elem(&mseg_sessions, key, ns, BPF_NOEXIST);
+	return err;
+}
+
+#define MSEG_NEW_REPLACE 0x1   /* replace the entry judged on old_last */
+#define MSEG_NEW_TRACKABLE 0x2 /* the packet may get a session */
+#define MSEG_NEW_REVERSED 0x4  /* a pickup whose originator is its receiver */
+
+/*
+ * A packet with no live session: judge it in its own direction and, when it
+ * may start one, open a session with its sender as the originator. With
+ * MSEG_NEW_REPLACE it replaces the expired or finished entry of its key,
+ * judged on `old_last`. A global function: the verifier checks it once.
+ */
+__noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
+			     __u64 old_last, __u32 how)
+{
+	struct mseg_pressure *pr = mseg_pressure_get();
+	bool trackable = how & MSEG_NEW_TRACKABLE;
+	bool half_open = false, old_half_open, exact, admitted, replaced;
+	struct mseg_session *ns, *old = NULL;
+	__u8 state = MSEG_TCP_NONE;
+	struct mseg_scratch *x;
+	struct mseg_config *cfg;
+	struct mseg_stats *st;
+	struct mseg_verdict v;
+	__u32 zero = 0;
+	__u64 now;
+	int err;
+
+	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
+	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!skb || !p || !cfg || !st || !pr || !x)
+		return TC_ACT_OK;
+	now = mseg_now();
+	x->sender_hi = mseg_session_key(&p->t, &x->key);
+
+	if (trackable && p->t.proto == IPPROTO_TCP) {
 		state = mseg_tcp_first_state(p);
 		if (state == MSEG_TCP_NONE ||
 		    (state != MSEG_TCP_SYN_SENT && cfg->strict)) {
@@ -253,34 +448,33 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 				return mseg_drop(st);
 			}
 			trackable = false;
-		} else if (state == MSEG_TCP_SYN_RECV) {
-			/* A SYN+ACK first: its receiver sent the SYN. */
-			orig_is_hi = !sender_hi;
-			mseg_tuple_reverse(&t);
 		}
+		/* a SYN, or an ACK picked up mid-stream (unconfirmed) */
+		half_open = trackable;
 	}
 
 	if (trackable)
 		mseg_pressure_update(pr, cfg, st, now,
-				     state == MSEG_TCP_SYN_SENT);
-	if (trackable && state != MSEG_TCP_NONE &&
-	    state != MSEG_TCP_SYN_SENT && state != MSEG_TCP_SYN_RECV) {
-		if (mseg_pickup_reversed(&t, cfg, &v)) {
-			orig_is_hi = !sender_hi;
-			mseg_tuple_reverse(&t);
-		}
+				     state == MSEG_TCP_SYN_SENT, half_open);
+	if (trackable && (how & MSEG_NEW_REVERSED)) {
+		/* mseg_pickup_decide() left the reverse's verdict */
+		v = x->rv;
 		mseg_count_decision(st, &v);
 	} else {
-		mseg_judge_new(&t, cfg, st, &v);
+		mseg_judge_new(&p->t, cfg, st, &v);
 	}
 	if (v.action == MSEG_ACT_DENY) {
-		mseg_verdict_event(cfg, st, &t, &v, 0);
+		mseg_verdict_event(cfg, st,
+				   (how & MSEG_NEW_REVERSED) ? &x->t : &p->t,
+				   &v, 0);
 		st->denied++;
 		return TC_ACT_SHOT;
 	}
 	if (!trackable)
 		return mseg_pass(st, v.action);
-	if (mseg_degraded(pr) && !mseg_admit_without_session(&t, &v)) {
+	exact = mseg_exact_allows(&v);
+	admitted = exact || mseg_dns_or_icmp(&p->t);
+	if (mseg_degraded(pr) && !admitted) {
 		bool full = mseg_table_full(pr);
 
 		if (full) {
@@ -289,54 +483,68 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 		} else {
 			st->pressure_drop++;
 		}
-		mseg_event(cfg, st, &t,
+		mseg_event(cfg, st, &p->t,
 			   mseg_ev(MSEG_EV_DROP,
 				   full ? MSEG_RSN_FULL : MSEG_RSN_DEGRADED,
 				   MSEG_ACT_DENY, 0, pr->level));
 		return mseg_drop(st);
 	}
 
-	dir = sender_hi == orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
-	ns.created_ns = now;
-	ns.policy_gen = cfg->policy_gen;
-	ns.state = state;
-	ns.action = v.action;
-	ns.orig_is_hi = orig_is_hi;
+	ns = &x->ns;
+	__builtin_memset(ns, 0, sizeof(*ns));
+	ns->created_ns = now;
+	ns->last_seen_ns = now;
+	ns->policy_gen = cfg->policy_gen;
+	ns->state = state;
+	ns->action = v.action;
+	ns->orig_is_hi = x->sender_hi;
 	if (state != MSEG_TCP_NONE && state != MSEG_TCP_SYN_SENT)
-		ns.flags |= MSEG_SESS_PICKUP;
-	if (t.proto == IPPROTO_TCP)
-		mseg_tcp_track(&ns.tcp[dir & 1], &ns.tcp[!(dir & 1)], p);
-	mseg_account(&ns, dir, skb->len, now);
+		ns->flags |= MSEG_SESS_PICKUP;
+	if (how & MSEG_NEW_REVERSED) {
+		/* the first packet is the responder's */
+		ns->orig_is_hi = !x->sender_hi;
+		ns->flags |= MSEG_SESS_FIRST_REPLY;
+		if (p->t.proto == IPPROTO_TCP)
+			mseg_tcp_open(ns, MSEG_DIR_REPLY, p, state);
+		ns->packets[MSEG_DIR_REPLY] = 1;
+		ns->bytes[MSEG_DIR_REPLY] = skb->len;
+	} else {
+		if (p->t.proto == IPPROTO_TCP)
+			mseg_tcp_open(ns, MSEG_DIR_ORIG, p, state);
+		ns->packets[MSEG_DIR_ORIG] = 1;
+		ns->bytes[MSEG_DIR_ORIG] = skb->len;
+	}
 
-	/* A plain hash never evicts (mseg_maps.h): when the table is full
-	 * this insertion fails and an established session keeps its slot.
-	 * Replacing `old` reuses its slot. */
-	err = bpf_map_update_elem(&mseg_sessions, key, &ns,
-				  old ? BPF_ANY : BPF_NOEXIST);
+	if (how & MSEG_NEW_REPLACE)
+		old = bpf_map_lookup_elem(&mseg_sessions, &x->key);
+	old_half_open = old && mseg_session_half_open(&x->key, old);
+	err = mseg_store(pr, &x->key, ns, old, old_last, exact, admitted, now,
+			 &replaced);
 	if (err == -EEXIST) {
 		/* Another CPU opened it first; its session serves from now. */
 		return mseg_pass(st, v.action);
 	}
 	if (err) {
-		st->map_full++;
 		__sync_fetch_and_add(&pr->refused, 1);
-		if (!mseg_admit_without_session(&t, &v)) {
-			mseg_event(cfg, st, &t,
+		if (err != -ENOSPC)
+			st->map_full++;
+		if (!admitted) {
+			mseg_event(cfg, st, &p->t,
 				   mseg_ev(MSEG_EV_DROP, MSEG_RSN_FULL,
 					   MSEG_ACT_DENY, 0, pr->level));
 			return mseg_drop(st);
 		}
 		return mseg_pass(st, v.action);
 	}
-	if (old && mseg_half_open_state(old->state) &&
-	    key->proto == IPPROTO_TCP)
+	if (replaced && old_half_open)
 		__sync_fetch_and_add(&pr->half_open_closed, 1);
-	if (mseg_half_open_state(state))
+	if (half_open)
 		__sync_fetch_and_add(&pr->half_open_opened, 1);
-	if (!old)
+	if (!replaced)
 		__sync_fetch_and_add(&pr->sessions, 1);
+	mseg_evict_push(pr, mseg_evict_ring(&x->key), &x->key);
 	if (v.action == MSEG_ACT_LOG)
-		mseg_verdict_event(cfg, st, &t, &v, 0);
+		mseg_verdict_event(cfg, st, &p->t, &v, 0);
 	st->new_session++;
 	return mseg_pass(st, v.action);
 }
@@ -363,25 +571,32 @@ static __always_inline int mseg_refuse(struct mseg_stats *st, __u8 reason)
 	return mseg_drop(st);
 }
 
-/* mseg_icmp_related() found no live, allowed session the error is about. */
-#define MSEG_NOT_RELATED (-1001)
-
 /*
  * An ICMP error: passed as RELATED when it is about a live, allowed session
- * (mseg_icmp.h). `key` is the classifier's, free at this point.
+ * (mseg_icmp.h). It uses the scratch map's key, free at this point. A
+ * global function, as the fragment step below: what it keeps on the stack
+ * stays off the classifier's frame, which every call chain shares.
  */
-static __always_inline int mseg_icmp_related(struct __sk_buff *skb,
-					     struct mseg_scratch *sc,
-					     const struct mseg_config *cfg,
-					     struct mseg_stats *st,
-					     const struct mseg_pressure *pr,
-					     struct mseg_session_key *key,
-					     __u64 now)
+__noinline int mseg_icmp_related(struct __sk_buff *skb, __u64 now)
 {
-	const struct mseg_pkt *p = &sc->pkt;
-	struct mseg_quoted *q = &sc->quoted;
+	struct mseg_pressure *pr = mseg_pressure_get();
+	struct mseg_session_key *key;
+	const struct mseg_pkt *p;
+	struct mseg_config *cfg;
+	struct mseg_scratch *x;
 	struct mseg_session *s;
+	struct mseg_quoted *q;
+	struct mseg_stats *st;
+	__u32 zero = 0;
 
+	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
+	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!skb || !cfg || !st || !pr || !x)
+		return MSEG_NOT_RELATED;
+	p = &x->pkt;
+	q = &x->quoted;
+	key = &x->key;
 	__builtin_memset(q, 0, sizeof(*q));
 	q->off = p->l4_off + sizeof(struct mseg_icmp_echo);
 	q->end = p->l4_off + p->l4_len;
@@ -394,7 +609,7 @@ static __always_inline int mseg_icmp_related(struct __sk_buff *skb,
 		return MSEG_NOT_RELATED;
 	mseg_session_key(&q->t, key);
 	s = bpf_map_lookup_elem(&mseg_sessions, key);
-	if (!s || mseg_session_expired(cfg, key, s, now, mseg_flooded(pr)))
+	if (!s || mseg_session_expired(cfg, key, s, now, mseg_pressured(pr)))
 		return MSEG_NOT_RELATED;
 	mseg_rejudge(cfg, st, key, s);
 	if (s->action == MSEG_ACT_DENY)
@@ -403,31 +618,148 @@ static __always_inline int mseg_icmp_related(struct __sk_buff *skb,
 	return mseg_pass(st, s->action);
 }
 
+/*
+ * IP fragments (mseg_frag.h), on the scratch map's packet: a first one is
+ * remembered, a later one gets its first's ports. Returns 0 for a later
+ * fragment whose first was never seen: only its addresses are known.
+ */
+__noinline int mseg_fragment(__u64 now)
+{
+	struct mseg_scratch *x;
+	struct mseg_stats *st;
+	__u32 zero = 0;
+
+	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!st || !x)
+		return 0;
+	if (x->pkt.frag == MSEG_FRAG_FIRST) {
+		mseg_frag_remember(&x->pkt, st, &x->frag_reclaim_ns, now);
+		return 1;
+	}
+	st->fragments++;
+	return mseg_frag_recall(&x->pkt, now);
+}
+
+/*
+ * Find the packet's session and track it: a tc verdict, or, when the
+ * packet is one of a new flow, MSEG_REPLACE_VERDICT (replace the entry
+ * judged on *old_last) or MSEG_NEW_VERDICT (there is none it may replace).
+ * A global function: the verifier checks it once, rather than once for every path
+ * through the parser (the classifier had grown to within 5 % of the
+ * verifier's million-instruction limit); the call costs a few ns.
+ */
+__noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
+			      __u64 now, __u64 *old_last)
+{
+	struct mseg_pressure *pr = mseg_pressure_get();
+	struct mseg_session_key *key;
+	struct mseg_scratch *x;
+	struct mseg_config *cfg;
+	struct mseg_session *s;
+	struct mseg_stats *st;
+	bool sender_hi;
+	__u32 zero = 0;
+	__u64 last;
+	int dir;
+
+	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
+	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!skb || !p || !old_last || !cfg || !st || !pr || !x)
+		return TC_ACT_OK;
+
+	key = &x->key;
+	sender_hi = mseg_session_key(&p->t, key);
+	s = bpf_map_lookup_elem(&mseg_sessions, key);
+	if (!s)
+		return MSEG_NEW_VERDICT;
+	last = *(volatile __u64 *)&s->last_seen_ns;
+	*old_last = last;
+	if (last == MSEG_SESSION_DYING)
+		return MSEG_NEW_VERDICT;
+	if (mseg_session_expired_at(cfg, key, s, last, now, mseg_pressured(pr)))
+		return MSEG_REPLACE_VERDICT;
+	dir = sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
+	return mseg_existing(skb, p, cfg, st, pr, key, s, last, dir, now);
+}
+
+/*
+ * The fast path, inline in the classifier (mseg_conntrack() is a function
+ * call away): a packet of a live session, seen within the last second,
+ * whose rules have not moved, and that changes nothing but its counters
+ * and, for TCP, the window records: the same checks as mseg_conntrack()
+ * and mseg_tcp.h, none of their rare cases. Everything else (a state
+ * change, a first answer, a side not seen yet, a SYN, anything the tracker
+ * does not simply accept, an idle or a dying session) goes there:
+ * MSEG_SLOW_VERDICT, nothing written.
+ */
+static __always_inline int mseg_fast(struct __sk_buff *skb,
+				     struct mseg_scratch *x,
+				     const struct mseg_config *cfg,
+				     struct mseg_stats *st, __u64 now)
+{
+	const struct mseg_pkt *p = &x->pkt;
+	struct mseg_tcp_peer *snd, *rcv;
+	struct mseg_session *s;
+	bool sender_hi;
+	__u8 next;
+	int dir, cls;
+	__u64 last;
+
+	sender_hi = mseg_session_key(&p->t, &x->key);
+	s = bpf_map_lookup_elem(&mseg_sessions, &x->key);
+	if (!s)
+		return MSEG_SLOW_VERDICT;
+	last = *(volatile __u64 *)&s->last_seen_ns;
+	if (last == MSEG_SESSION_DYING ||
+	    mseg_older_than(now, last, MSEG_NSEC_PER_SEC) ||
+	    s->policy_gen != cfg->policy_gen || s->action == MSEG_ACT_DENY)
+		return MSEG_SLOW_VERDICT;
+	dir = sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
+	if (dir == mseg_answer_dir(s) && !(s->flags & MSEG_SESS_REPLIED))
+		return MSEG_SLOW_VERDICT; /* the first answer confirms it */
+	if (p->t.proto == IPPROTO_TCP && p->frag != MSEG_FRAG_LATER) {
+		snd = &s->tcp[dir & 1];
+		rcv = &s->tcp[!(dir & 1)];
+		if (!mseg_tcp_fast(snd, rcv, p) ||
+		    mseg_tcp_check_fast(snd, rcv, p, dir, s->state, &next,
+					&cls) != MSEG_TCP_ACCEPT ||
+		    next != s->state || !mseg_session_touch(s, last, now))
+			return MSEG_SLOW_VERDICT;
+		mseg_tcp_commit(snd, rcv, p, cls);
+	} else if (!mseg_session_touch(s, last, now)) {
+		return MSEG_SLOW_VERDICT;
+	}
+	st->session_hit++;
+	mseg_account(s, dir, skb->len);
+	return mseg_pass(st, s->action);
+}
+
 SEC("tc")
 int mseg_classifier(struct __sk_buff *skb)
 {
-	struct mseg_session_key key = {};
-	struct mseg_scratch *sc;
+	bool trackable = true, ports = true;
 	struct mseg_pressure *pr;
+	struct mseg_scratch *x;
 	struct mseg_config *cfg;
-	struct mseg_session *s = NULL;
 	struct mseg_stats *st;
+	__u64 now, old_last = 0;
 	struct mseg_pkt *p;
-	bool sender_hi = false, trackable = true, ports = true;
-	__u32 zero = 0;
-	__u64 now;
+	__u32 zero = 0, how = 0;
 	int r;
 
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
 	st = bpf_map_lookup_elem(&mseg_stats, &zero);
-	sc = bpf_map_lookup_elem(&mseg_scratch, &zero);
 	pr = mseg_pressure_get();
-	if (!cfg || !st || !sc || !pr)
+	/* the packet lives in the scratch map, off the stack (mseg_maps.h) */
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!cfg || !st || !pr || !x)
 		return TC_ACT_OK;
 	st->total++;
-	p = &sc->pkt;
+	p = &x->pkt;
 
-	r = mseg_parse(skb, p, &sc->buf);
+	r = mseg_parse(skb, p, &x->buf);
 	if (r == MSEG_PARSE_NON_IP) {
 		st->non_ip++;
 		return TC_ACT_OK;
@@ -459,32 +791,28 @@ int mseg_classifier(struct __sk_buff *skb)
 
 	mseg_pressure_tick(pr, cfg, st, now);
 	if (p->icmp == MSEG_ICMPK_ERROR) {
-		r = mseg_icmp_related(skb, sc, cfg, st, pr, &key, now);
+		r = mseg_icmp_related(skb, now);
 		if (r != MSEG_NOT_RELATED)
 			return r;
 		/* judged by the policy; an error never opens a session */
 		trackable = false;
 		goto judge;
 	}
-	if (p->frag == MSEG_FRAG_FIRST) {
-		mseg_frag_remember(p, st, &sc->frag_reclaim_ns, now);
-	} else if (p->frag == MSEG_FRAG_LATER) {
-		/* joins its datagram's session, never opens one */
-		st->fragments++;
-		ports = mseg_frag_recall(p, now);
+	if (p->frag != MSEG_FRAG_NONE)
+		ports = mseg_fragment(now);
+	/* a later fragment joins its datagram's session, never opens one */
+	if (p->frag == MSEG_FRAG_LATER)
 		trackable = false;
-	}
 
-	sender_hi = mseg_session_key(&p->t, &key);
-	if (ports)
-		s = bpf_map_lookup_elem(&mseg_sessions, &key);
-	if (s && !mseg_session_expired(cfg, &key, s, now, mseg_flooded(pr))) {
-		int dir = sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG :
-						       MSEG_DIR_REPLY;
-
-		r = mseg_existing(skb, p, cfg, st, pr, &key, s, dir, now);
-		if (r != MSEG_TCP_REOPEN_VERDICT)
+	if (ports) {
+		r = mseg_fast(skb, x, cfg, st, now);
+		if (r != MSEG_SLOW_VERDICT)
 			return r;
+		r = mseg_conntrack(skb, p, now, &old_last);
+		if (r != MSEG_REPLACE_VERDICT && r != MSEG_NEW_VERDICT)
+			return r;
+		if (r == MSEG_REPLACE_VERDICT)
+			how |= MSEG_NEW_REPLACE;
 	}
 	if (p->icmp == MSEG_ICMPK_ECHO_REP && trackable) {
 		/* an echo reply answers a request: it never opens a session */
@@ -496,8 +824,13 @@ int mseg_classifier(struct __sk_buff *skb)
 		trackable = false;
 	}
 judge:
-	return mseg_new_flow(skb, p, cfg, st, pr, &key, s, sender_hi,
-			     trackable, now);
+	if (trackable)
+		how |= MSEG_NEW_TRACKABLE;
+	if (trackable && p->t.proto == IPPROTO_TCP && !cfg->strict &&
+	    mseg_tcp_first_state(p) == MSEG_TCP_ESTABLISHED &&
+	    mseg_pickup_decide(p))
+		how |= MSEG_NEW_REVERSED;
+	return mseg_new_flow(skb, p, old_last, how);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

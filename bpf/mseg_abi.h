@@ -82,26 +82,36 @@ struct mseg_session_key {
 	__u8 pad[2];
 } __attribute__((aligned(8)));
 
-/* What one side of a TCP connection has shown us. */
+/*
+ * What one side of a TCP connection has shown us: the window tracking of
+ * nf_conntrack's tcp_in_window (td_end, td_maxend, td_maxwin, td_maxack),
+ * docs/DESIGN.md "TCP state machine".
+ */
 struct mseg_tcp_peer {
 	__u32 seq_end; /* highest seq + length (+1 per SYN/FIN) sent */
+	__u32 max_end; /* highest seq the other side's ack + window allows us */
+	__u32 max_win; /* largest window advertised, scaled (>= 1 once seen) */
 	__u32 ack;     /* highest acknowledgement sent */
-	__u32 max_win; /* largest window advertised, scaled */
 	__u32 fin_seq; /* sequence number of this side's FIN */
 	__u8 flags;    /* MSEG_PEER_* */
 	__u8 wscale;   /* window scale announced in this side's SYN */
 	__u16 pad;
 };
 
-#define MSEG_PEER_SEEN 0x01      /* a packet from this side was seen */
+#define MSEG_PEER_SEEN 0x01      /* a packet from this side was accepted */
 #define MSEG_PEER_SYN 0x02       /* this side sent a SYN */
 #define MSEG_PEER_FIN 0x04       /* this side sent a FIN: fin_seq is valid */
 #define MSEG_PEER_FIN_ACKED 0x08 /* the other side acknowledged that FIN */
-#define MSEG_PEER_WSCALE 0x10    /* this side's SYN carried window scaling */
+#define MSEG_PEER_WSCALE 0x10    /* window scaling: from this side's SYN, or
+				  * assumed at its largest for a pickup */
 #define MSEG_PEER_ACK 0x20       /* this side sent an ACK: ack is valid */
+
+#define MSEG_TCP_MAX_WSCALE 14   /* RFC 7323 */
 
 struct mseg_session {
 	__u64 created_ns;
+	/* the last accepted packet; MSEG_SESSION_DYING while a collector or an
+	 * early drop that claimed it deletes it (mseg_timeout.h) */
 	__u64 last_seen_ns;
 	__u64 packets[2]; /* by enum mseg_dir */
 	__u64 bytes[2];
@@ -113,8 +123,13 @@ struct mseg_session {
 	__u8 flags;       /* MSEG_SESS_* */
 };
 
-#define MSEG_SESS_REPLIED 0x01 /* the responder has sent something */
+#define MSEG_SESS_REPLIED 0x01 /* the responder has answered: confirmed */
 #define MSEG_SESS_PICKUP 0x02  /* picked up mid-stream (loose mode) */
+/* a pickup first seen from its responder: the originator's answer confirms it */
+#define MSEG_SESS_FIRST_REPLY 0x04
+
+/* last_seen_ns of an entry someone has claimed for deletion. */
+#define MSEG_SESSION_DYING 0ULL
 
 /*
  * mseg_policy: exact rules. A rule written with fewer fields is stored with
@@ -204,10 +219,13 @@ struct mseg_frag_val {
 #define MSEG_DEF_TO_UDP_REPLIED 120
 #define MSEG_DEF_TO_ICMP 30
 #define MSEG_DEF_TO_OTHER 600
+#define MSEG_DEF_TO_UNCONFIRMED 30
 #define MSEG_DEF_WARN_PCT 80
 #define MSEG_DEF_CRIT_PCT 90
 #define MSEG_DEF_DEGRADE_PCT 95
-#define MSEG_DEF_FLOOD_HALF_OPEN 10000
+/* a count threshold: a sixteenth of the table, so a flood can reach it */
+#define MSEG_DEF_FLOOD_HALF_OPEN \
+	(MSEG_MAX_SESSIONS >= 16 ? MSEG_MAX_SESSIONS / 16 : 1)
 #define MSEG_DEF_FLOOD_SYN_RATE 10000
 #define MSEG_DEF_FLOOD_SYN_TIMEOUT 5
 #define MSEG_DEF_EVENT_RATE 1000
@@ -241,7 +259,7 @@ struct mseg_config {
 	__u32 flood_syn_rate;
 	__u32 flood_syn_timeout;
 	__u32 event_rate; /* events per second the data path may emit */
-	__u32 pad1;
+	__u32 to_unconfirmed; /* s; a session picked up mid-stream, unanswered */
 };
 
 /*
@@ -253,9 +271,12 @@ struct mseg_config {
 struct mseg_pressure {
 	__u64 sessions;         /* entries in mseg_sessions at the last update */
 	__u64 updated_ns;       /* when `sessions` and `level` were computed */
-	__u64 half_open_opened; /* sessions that entered SYN_SENT/SYN_RECV */
-	__u64 half_open_closed; /* ... that left it, or were replaced */
-	__u64 refused;          /* new sessions refused: the table was full */
+	__u64 half_open_opened; /* sessions that became half-open: SYN_SENT,
+				 * SYN_RECV, or picked up and unconfirmed */
+	__u64 half_open_closed; /* ... that stopped being so, or were replaced
+				 * or dropped early */
+	__u64 refused;          /* new sessions refused: the table was full,
+				 * and nothing could be dropped early */
 	__u64 window_start_ns;  /* start of the current one-second SYN window */
 	__u64 syn_count;        /* new SYNs in the current window */
 	__u64 syn_rate;         /* new SYNs in the last complete window */
@@ -265,12 +286,29 @@ struct mseg_pressure {
 	__u64 flood_count;      /* ... SYN-flood state */
 	__u32 level;            /* sessions * 100 / capacity, rounded down */
 	__u32 flags;            /* MSEG_PRESSURE_* */
+	/* the early-drop rings (mseg_evict, bpf/mseg_evict.h), by
+	 * MSEG_EVICT_RING_*: keys pushed so far, and where the next search
+	 * for a victim starts */
+	__u64 evict_head[2];
+	__u64 evict_tail[2];
 };
 
 #define MSEG_PRESSURE_WARN 0x1
 #define MSEG_PRESSURE_CRIT 0x2
 #define MSEG_PRESSURE_DEGRADED 0x4
 #define MSEG_PRESSURE_FLOOD 0x8
+
+/*
+ * mseg_evict: two rings of session keys the data path may drop early when
+ * the table is full (bpf/mseg_evict.h). Ring MSEG_EVICT_RING_TCP holds TCP
+ * sessions when they are opened (half-open or picked up) and when they
+ * finish (TIME_WAIT, CLOSE); MSEG_EVICT_RING_OTHER every other new session
+ * (UDP, ICMP, ...: unanswered when opened). Entry ring * MSEG_EVICT_SLOTS +
+ * (n % MSEG_EVICT_SLOTS) holds the n-th key pushed to that ring.
+ */
+#define MSEG_EVICT_SLOTS 4096
+#define MSEG_EVICT_RING_TCP 0
+#define MSEG_EVICT_RING_OTHER 1
 
 /* mseg_gc: written by mseg-gc only (one writer, under the edit lock). */
 struct mseg_gc_state {
@@ -290,6 +328,7 @@ enum mseg_event_kind {
 	MSEG_EV_DROP = 3,     /* a new flow dropped to protect the table */
 	MSEG_EV_PRESSURE = 4, /* the table entered a pressure level */
 	MSEG_EV_FLOOD = 5,    /* the SYN-flood flag rose */
+	MSEG_EV_EVICT = 6,    /* a session dropped early for a new one: its flow */
 };
 
 enum mseg_event_reason {
@@ -302,7 +341,11 @@ enum mseg_event_reason {
 	MSEG_RSN_CRIT = 6,     /* ... the critical level */
 	MSEG_RSN_DEGRADE = 7,  /* ... the degradation level */
 	MSEG_RSN_SYN_RATE = 8, /* SYN flood: new SYNs per second */
-	MSEG_RSN_HALF_OPEN = 9, /* SYN flood: half-open sessions */
+	MSEG_RSN_HALF_OPEN = 9, /* SYN flood: half-open sessions; evicted:
+				 * it was half-open or unconfirmed */
+	MSEG_RSN_UNREPLIED = 10, /* evicted: never answered (UDP, ICMP, ...) */
+	MSEG_RSN_CLOSED = 11,   /* evicted: TIME_WAIT or CLOSE */
+	MSEG_RSN_EXPIRED = 12,  /* evicted: past its timeout already */
 };
 
 #define MSEG_EVF_REJUDGED 0x1 /* an open session judged again */
@@ -357,7 +400,7 @@ struct mseg_stats {
 	__u64 malformed;   /* truncated or unparseable */
 	__u64 fragments;   /* non-first IP fragments */
 	__u64 invalid;     /* TCP that fits no session (strict drops it) */
-	__u64 rst_ignored; /* RST outside the receive window */
+	__u64 rst_ignored; /* RST that closed nothing: inexact or out of window */
 	__u64 events_lost;
 	/*
 	 * Fail closed (docs/DESIGN.md, "Counters"): every packet ends in exactly
@@ -374,13 +417,15 @@ struct mseg_stats {
 	__u64 frag_tiny;    /* dropped: first fragment without its L4 header */
 	__u64 frag_overlap; /* dropped: later fragment over the TCP header */
 	__u64 frag_full;    /* first fragments not remembered: table full */
+	__u64 out_of_window; /* TCP outside what the peers could send or ack */
+	__u64 early_drop;    /* sessions dropped to make room for a new one */
 };
 
 #define MSEG_STATS_FIELDS (sizeof(struct mseg_stats) / sizeof(__u64))
 
 _Static_assert(sizeof(struct mseg_session_key) == 40, "session key layout");
-_Static_assert(sizeof(struct mseg_tcp_peer) == 20, "tcp peer layout");
-_Static_assert(sizeof(struct mseg_session) == 96, "session layout");
+_Static_assert(sizeof(struct mseg_tcp_peer) == 24, "tcp peer layout");
+_Static_assert(sizeof(struct mseg_session) == 104, "session layout");
 _Static_assert(sizeof(struct mseg_rule_key) == 40, "rule key layout");
 _Static_assert(sizeof(struct mseg_rule_val) == 16, "rule value layout");
 _Static_assert(sizeof(struct mseg_cidr_key) == 24, "cidr key layout");
@@ -388,8 +433,9 @@ _Static_assert(sizeof(struct mseg_cidr_val) == 16, "cidr value layout");
 _Static_assert(sizeof(struct mseg_frag_key) == 40, "frag key layout");
 _Static_assert(sizeof(struct mseg_frag_val) == 16, "frag value layout");
 _Static_assert(sizeof(struct mseg_config) == 92, "config layout");
-_Static_assert(sizeof(struct mseg_stats) == 31 * 8, "stats layout");
-_Static_assert(sizeof(struct mseg_pressure) == 12 * 8 + 8, "pressure layout");
+_Static_assert(sizeof(struct mseg_stats) == 33 * 8, "stats layout");
+_Static_assert(sizeof(struct mseg_pressure) == 12 * 8 + 8 + 4 * 8,
+	       "pressure layout");
 _Static_assert(sizeof(struct mseg_gc_state) == 7 * 8, "gc state layout");
 _Static_assert(sizeof(struct mseg_event) == 64, "event layout");
 _Static_assert(sizeof(struct mseg_event_limit) == 5 * 8, "event limit layout");

@@ -46,10 +46,12 @@ static __always_inline __u64 mseg_ev(__u8 kind, __u8 reason, __u8 action,
 
 /*
  * A real function: it is called from many places, and its ring-buffer
- * record never sits on the callers' stacks. `t` may be NULL for events
- * that concern the table, not a flow. `what` comes from mseg_ev().
+ * record never sits on the callers' stacks. A global one: the verifier
+ * checks it once, not again at each of its callers' paths (the gc program
+ * reaches five of them in a row). `t` may be NULL for events that concern
+ * the table, not a flow. `what` comes from mseg_ev().
  */
-static __noinline int mseg_event(const struct mseg_config *cfg,
+__noinline int mseg_event(const struct mseg_config *cfg,
 				 struct mseg_stats *st,
 				 const struct mseg_tuple *t, __u64 what)
 {
@@ -59,7 +61,7 @@ static __noinline int mseg_event(const struct mseg_config *cfg,
 	__u64 now = bpf_ktime_get_boot_ns();
 
 	lim = bpf_map_lookup_elem(&mseg_evlimit, &zero);
-	if (!lim || !mseg_event_allowed(lim, cfg, now))
+	if (!lim || !cfg || !st || !mseg_event_allowed(lim, cfg, now))
 		return 0;
 	e = bpf_ringbuf_reserve(&mseg_events, sizeof(*e), 0);
 	if (!e) {

@@ -14,15 +14,21 @@
 #include "mseg_abi.h"
 #include "mseg_parse.h"
 #include "mseg_icmp.h"
+#include "mseg_verdict.h"
 
 /*
  * A plain hash, not an LRU: an LRU would silently evict established
  * connections to make room for a SYN flood. Here a full table refuses the
- * new entry and the data path decides what the refused flow may do.
+ * new entry and the data path decides what the refused flow may do, and
+ * which half-open or unanswered entry it may drop early (mseg_evict.h).
+ * Not preallocated: an entry deleted by mseg-gc or an early drop is freed
+ * after an RCU grace period, so a program still holding its value pointer
+ * never writes into another session's entry.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MSEG_MAX_SESSIONS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct mseg_session_key);
 	__type(value, struct mseg_session);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -82,6 +88,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mseg_pressure SEC(".maps");
 
+/* The early-drop rings (mseg_abi.h, mseg_evict.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * MSEG_EVICT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct mseg_session_key);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_evict SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -120,20 +135,41 @@ struct {
 	__type(value, struct mseg_clock);
 } mseg_clock SEC(".maps");
 
+/* An early-drop candidate found in a ring, not yet claimed (mseg_evict.h). */
+struct mseg_victim {
+	struct mseg_session_key key;
+	__u64 last; /* its last_seen_ns when judged */
+	__u64 pos;  /* its place in the ring */
+	__u8 why;   /* MSEG_RSN_*; 0: none found */
+	__u8 pad[7];
+};
+
 /*
- * The classifier's per-CPU scratch: the parsed packet and the buffers the
- * parser and the ICMP error reader fill. Off the 512-byte stack, which the
+ * The classifier's per-CPU scratch, off the 512-byte stack, which the
  * classifier and the global functions it calls share; and the verifier
  * does not track map memory, so what the parser found does not split the
- * classifier's paths. A tc program runs to its end on one CPU (softirq, or
- * with BHs off on egress), so one entry per CPU is never shared. Not
- * pinned, not part of the ABI.
+ * classifier's paths. It holds the parsed packet, its session key, the
+ * buffers the parser and the ICMP error reader fill, the copies of the peer
+ * records the TCP tracker judges a segment on, the session mseg_new_flow()
+ * builds before storing it, the early-drop candidates of both rings, and
+ * the flow of a session judged again or dropped early. A tc program runs to
+ * its end on one CPU (softirq, or with BHs off on egress), so one entry per
+ * CPU is never shared. Not pinned, not part of the ABI.
  */
 struct mseg_scratch {
 	struct mseg_pkt pkt;
+	struct mseg_session_key key;
 	union mseg_hdr_buf buf;
 	struct mseg_quoted quoted;
+	struct mseg_tcp_peer snd;
+	struct mseg_tcp_peer rcv;
+	struct mseg_session ns;
+	struct mseg_victim victim[2]; /* by MSEG_EVICT_RING_* */
+	struct mseg_tuple t;          /* a session's flow, for a rule or an event */
 	__u64 frag_reclaim_ns; /* this CPU's last walk over a full mseg_frags */
+	__u8 sender_hi;               /* the packet's sender is key's "hi" end */
+	struct mseg_verdict rv;       /* a pickup's reverse flow's verdict */
+	__u8 pad[5];
 };
 
 struct {

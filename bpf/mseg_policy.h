@@ -10,17 +10,7 @@
 #include "mseg_abi.h"
 #include "mseg_maps.h"
 #include "mseg_parse.h"
-
-enum mseg_decided_by {
-	MSEG_BY_EXACT,
-	MSEG_BY_CIDR,
-	MSEG_BY_DEFAULT,
-};
-
-struct mseg_verdict {
-	__u8 action; /* enum mseg_action */
-	__u8 by;     /* enum mseg_decided_by */
-};
+#include "mseg_verdict.h"
 
 static __always_inline bool mseg_exact_try(struct mseg_rule_key *k,
 					   struct mseg_verdict *v)

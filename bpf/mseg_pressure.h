@@ -95,15 +95,23 @@ static __always_inline void mseg_level(struct mseg_pressure *pr,
 				   pr->level));
 }
 
-/* Recount the table and move the levels up or down. */
-static __always_inline void mseg_pressure_recount(struct mseg_pressure *pr,
-						  const struct mseg_config *cfg,
-						  struct mseg_stats *st,
-						  __u64 now)
+/*
+ * The table holds n entries: move the levels up or down. A global function:
+ * the verifier checks its three levels (each set or cleared, entered or
+ * not, on a configured or a default threshold) once, not on every path of
+ * its callers.
+ */
+__noinline int mseg_pressure_levels(__u64 now, __u64 n)
 {
-	__s64 cnt = bpf_map_sum_elem_count((struct bpf_map *)&mseg_sessions);
-	__u64 n = cnt > 0 ? cnt : 0;
+	struct mseg_pressure *pr = mseg_pressure_get();
+	struct mseg_config *cfg;
+	struct mseg_stats *st;
+	__u32 zero = 0;
 
+	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
+	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	if (!cfg || !st || !pr)
+		return 0;
 	pr->sessions = n;
 	pr->level = n * 100 / MSEG_MAX_SESSIONS;
 	pr->updated_ns = now;
@@ -116,16 +124,23 @@ static __always_inline void mseg_pressure_recount(struct mseg_pressure *pr,
 	mseg_level(pr, cfg, st, n, MSEG_PRESSURE_DEGRADED,
 		   MSEG_CFG_OR(cfg, degrade_pct, MSEG_DEF_DEGRADE_PCT),
 		   &pr->degrade_count, MSEG_RSN_DEGRADE);
+	return 0;
+}
+
+/* Recount the table (the kernel's own element counters) and move the levels. */
+static __always_inline void mseg_pressure_recount(__u64 now)
+{
+	__s64 cnt = bpf_map_sum_elem_count((struct bpf_map *)&mseg_sessions);
+
+	mseg_pressure_levels(now, cnt > 0 ? cnt : 0);
 }
 
 /*
- * Once a second, on any packet: close the SYN window (the flood state is
- * decided on the complete second, so it also clears here) and recount the
- * table, so the levels fall after mseg-gc reclaims entries even when no
- * new flow arrives. One compare on the fast path; whichever CPU wins the
- * swap does the rest.
+ * Close the SYN window when it is a second old: the flood state is decided
+ * on the complete second, so it also clears here. True for the one CPU
+ * whose compare-and-swap closed it.
  */
-static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
+static __always_inline bool mseg_pressure_roll(struct mseg_pressure *pr,
 					       const struct mseg_config *cfg,
 					       struct mseg_stats *st, __u64 now)
 {
@@ -136,7 +151,7 @@ static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
 	if (!mseg_older_than(now, start, MSEG_NSEC_PER_SEC) ||
 	    __sync_val_compare_and_swap(&pr->window_start_ns, start, now) !=
 		    start)
-		return;
+		return false;
 	syn_max = MSEG_CFG_OR(cfg, flood_syn_rate, MSEG_DEF_FLOOD_SYN_RATE);
 	half_max = MSEG_CFG_OR(cfg, flood_half_open, MSEG_DEF_FLOOD_HALF_OPEN);
 	pr->syn_rate = __sync_lock_test_and_set(&pr->syn_count, 0);
@@ -144,18 +159,34 @@ static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
 	flood = pr->syn_rate > syn_max || half > half_max;
 	if (mseg_pressure_flag(pr, MSEG_PRESSURE_FLOOD, flood, &pr->flood_count))
 		mseg_flood_event(cfg, st, pr->syn_rate, syn_max, half);
-	mseg_pressure_recount(pr, cfg, st, now);
+	return true;
 }
 
 /*
- * Called for every packet that would open a session: recount the table,
- * move the levels, count the SYN, raise the flood flag at once when a
- * threshold is crossed mid-window (clearing waits for the tick).
+ * Once a second, on any packet: close the SYN window and recount the table,
+ * so the levels fall after mseg-gc reclaims entries even when no new flow
+ * arrives. One compare on the fast path; whichever CPU wins the swap does
+ * the rest.
  */
-static __always_inline void mseg_pressure_update(struct mseg_pressure *pr,
-						 const struct mseg_config *cfg,
-						 struct mseg_stats *st,
-						 __u64 now, bool syn)
+static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,
+					       const struct mseg_config *cfg,
+					       struct mseg_stats *st, __u64 now)
+{
+	if (mseg_pressure_roll(pr, cfg, st, now))
+		mseg_pressure_recount(now);
+}
+
+/*
+ * After an mseg-gc sweep (mseg_gc.bpf.c) that left n entries: close the SYN
+ * window if it is due, judge the flood flag again on the last complete
+ * second's SYN rate and the half-open count the sweep just lowered, and
+ * move the levels, so all of them follow the table whether packets arrive
+ * or not.
+ */
+static __always_inline void mseg_pressure_after_sweep(struct mseg_pressure *pr,
+						      const struct mseg_config *cfg,
+						      struct mseg_stats *st,
+						      __u64 now, __u64 n)
 {
 	__u64 syn_max = MSEG_CFG_OR(cfg, flood_syn_rate,
 				    MSEG_DEF_FLOOD_SYN_RATE);
@@ -163,10 +194,39 @@ static __always_inline void mseg_pressure_update(struct mseg_pressure *pr,
 				     MSEG_DEF_FLOOD_HALF_OPEN);
 	__u64 half;
 
-	mseg_pressure_recount(pr, cfg, st, now);
-	if (!syn)
+	mseg_pressure_roll(pr, cfg, st, now);
+	half = mseg_half_open(pr);
+	if (mseg_pressure_flag(pr, MSEG_PRESSURE_FLOOD,
+			       pr->syn_rate > syn_max || half > half_max,
+			       &pr->flood_count))
+		mseg_flood_event(cfg, st, pr->syn_rate, syn_max, half);
+	mseg_pressure_levels(now, n);
+}
+
+/*
+ * Called for every packet that would open a session: recount the table,
+ * move the levels, count the SYN, raise the flood flag at once when a
+ * threshold is crossed mid-window (clearing waits for the tick). A spoofed
+ * ACK picked up mid-stream opens a half-open session as a SYN does, so it
+ * is checked against the half-open threshold too.
+ */
+static __always_inline void mseg_pressure_update(struct mseg_pressure *pr,
+						 const struct mseg_config *cfg,
+						 struct mseg_stats *st,
+						 __u64 now, bool syn,
+						 bool half_open)
+{
+	__u64 syn_max = MSEG_CFG_OR(cfg, flood_syn_rate,
+				    MSEG_DEF_FLOOD_SYN_RATE);
+	__u64 half_max = MSEG_CFG_OR(cfg, flood_half_open,
+				     MSEG_DEF_FLOOD_HALF_OPEN);
+	__u64 half;
+
+	mseg_pressure_recount(now);
+	if (syn)
+		__sync_fetch_and_add(&pr->syn_count, 1);
+	if (!half_open)
 		return;
-	__sync_fetch_and_add(&pr->syn_count, 1);
 	half = mseg_half_open(pr);
 	if ((pr->syn_count > syn_max || half > half_max) &&
 	    mseg_pressure_flag(pr, MSEG_PRESSURE_FLOOD, true, &pr->flood_count))
@@ -187,6 +247,12 @@ static __always_inline bool mseg_flooded(const struct mseg_pressure *pr)
 static __always_inline bool mseg_degraded(const struct mseg_pressure *pr)
 {
 	return pr->flags & MSEG_PRESSURE_DEGRADED;
+}
+
+/* Under pressure, unanswered sessions get the short timeout (mseg_timeout.h). */
+static __always_inline bool mseg_pressured(const struct mseg_pressure *pr)
+{
+	return mseg_pressure_shortens(pr->flags);
 }
 
 #endif /* MSEG_PRESSURE_H */

@@ -65,33 +65,75 @@ static __always_inline bool mseg_half_open_state(__u8 state)
 	return state == MSEG_TCP_SYN_SENT || state == MSEG_TCP_SYN_RECV;
 }
 
-static __always_inline bool mseg_session_half_open(const struct mseg_session_key *k,
-						   const struct mseg_session *s)
+/* Picked up mid-stream (loose mode) and not yet answered by the other side. */
+static __always_inline bool mseg_session_unconfirmed(const struct mseg_session_key *k,
+						     const struct mseg_session *s)
 {
-	return k->proto == IPPROTO_TCP && mseg_half_open_state(s->state);
+	return k->proto == IPPROTO_TCP && (s->flags & MSEG_SESS_PICKUP) &&
+	       !(s->flags & MSEG_SESS_REPLIED);
 }
 
 /*
- * During a SYN flood half-open sessions get the short flood timeout, so the
- * flood cannot hold the table (the established ones keep theirs).
+ * Half-open, for SYN-flood detection, the pressure counts and the short
+ * flood timeout: a TCP session in SYN_SENT or SYN_RECV, or picked up and
+ * unconfirmed (a spoofed ACK opens one of those as cheaply as a SYN).
+ */
+static __always_inline bool mseg_half_open_of(__u8 proto, __u8 state,
+					      __u8 flags)
+{
+	return proto == IPPROTO_TCP &&
+	       (mseg_half_open_state(state) ||
+		((flags & MSEG_SESS_PICKUP) && !(flags & MSEG_SESS_REPLIED)));
+}
+
+static __always_inline bool mseg_session_half_open(const struct mseg_session_key *k,
+						   const struct mseg_session *s)
+{
+	return mseg_half_open_of(k->proto, s->state, s->flags);
+}
+
+/* Anything but TCP that the responder never answered. */
+static __always_inline bool mseg_session_unreplied(const struct mseg_session_key *k,
+						   const struct mseg_session *s)
+{
+	return k->proto != IPPROTO_TCP && !(s->flags & MSEG_SESS_REPLIED);
+}
+
+/*
+ * Whether mseg_pressure's flags shorten the unanswered sessions' timeouts
+ * (mseg_timeout_ns): a SYN flood, or a degraded table.
+ */
+static __always_inline bool mseg_pressure_shortens(__u32 flags)
+{
+	return flags & (MSEG_PRESSURE_FLOOD | MSEG_PRESSURE_DEGRADED);
+}
+
+static __always_inline __u64 mseg_min_u64(__u64 a, __u64 b)
+{
+	return a < b ? a : b;
+}
+
+/*
+ * The one expiry rule (docs/DESIGN.md, "Pressure and SYN floods"). Under
+ * pressure (a SYN flood, or a degraded table) the sessions nobody has
+ * answered, half-open TCP and unreplied UDP/ICMP alike, get the short
+ * flood timeout, so a flood cannot hold the table; the answered ones keep
+ * theirs. A picked-up TCP session lives timeout_unconfirmed until the other
+ * side answers.
  */
 static __always_inline __u64 mseg_timeout_ns(const struct mseg_config *cfg,
 					      const struct mseg_session_key *k,
 					      const struct mseg_session *s,
-					      bool flood)
+					      bool pressure)
 {
 	__u64 sec;
 
 	switch (k->proto) {
 	case IPPROTO_TCP:
 		sec = mseg_tcp_timeout(cfg, s->state);
-		if (flood && mseg_session_half_open(k, s)) {
-			__u64 f = MSEG_CFG_OR(cfg, flood_syn_timeout,
-					      MSEG_DEF_FLOOD_SYN_TIMEOUT);
-
-			if (f < sec)
-				sec = f;
-		}
+		if (mseg_session_unconfirmed(k, s))
+			sec = mseg_min_u64(sec, MSEG_CFG_OR(cfg, to_unconfirmed,
+							    MSEG_DEF_TO_UNCONFIRMED));
 		break;
 	case IPPROTO_UDP:
 		sec = (s->flags & MSEG_SESS_REPLIED) ?
@@ -106,16 +148,39 @@ static __always_inline __u64 mseg_timeout_ns(const struct mseg_config *cfg,
 	default:
 		sec = MSEG_CFG_OR(cfg, to_other, MSEG_DEF_TO_OTHER);
 	}
+	if (pressure &&
+	    (mseg_session_half_open(k, s) || mseg_session_unreplied(k, s)))
+		sec = mseg_min_u64(sec, MSEG_CFG_OR(cfg, flood_syn_timeout,
+						    MSEG_DEF_FLOOD_SYN_TIMEOUT));
 	return sec * MSEG_NSEC_PER_SEC;
+}
+
+/*
+ * Expired, judged on `last`, the session's last_seen_ns as the caller read
+ * it once (the claim protocol of mseg_session.h compares against it). An
+ * entry claimed for deletion counts as expired.
+ */
+static __always_inline bool mseg_session_expired_at(const struct mseg_config *cfg,
+						    const struct mseg_session_key *k,
+						    const struct mseg_session *s,
+						    __u64 last, __u64 now,
+						    bool pressure)
+{
+	if (last == MSEG_SESSION_DYING)
+		return true;
+	/* every timeout is a second or more: a busy session skips the rest */
+	if (!mseg_older_than(now, last, MSEG_NSEC_PER_SEC))
+		return false;
+	return mseg_older_than(now, last, mseg_timeout_ns(cfg, k, s, pressure));
 }
 
 static __always_inline bool mseg_session_expired(const struct mseg_config *cfg,
 						 const struct mseg_session_key *k,
 						 const struct mseg_session *s,
-						 __u64 now, bool flood)
+						 __u64 now, bool pressure)
 {
-	return mseg_older_than(now, s->last_seen_ns,
-			       mseg_timeout_ns(cfg, k, s, flood));
+	return mseg_session_expired_at(cfg, k, s, s->last_seen_ns, now,
+				       pressure);
 }
 
 #endif /* MSEG_TIMEOUT_H */

@@ -77,12 +77,13 @@ struct tf_sample {
 	struct mseg_gc_state gc;
 	struct mseg_event_limit evlimit;
 	struct mseg_config cfg;
-	bool flood;
+	bool shortened; /* a SYN flood or degradation shortens timeouts */
 	__u64 now_boot_ns;
 	__u64 now_real_ns;
 	/* unexpired sessions: TCP by state, the rest by protocol */
 	__u64 tcp[MSEG_TCP_STATE_MAX];
 	__u64 proto[TF_PROTO_MAX];
+	__u64 unconfirmed; /* of them picked up mid-stream, not answered */
 	__u64 entries[TF_MAP_MAX];
 	__u64 max_entries[TF_MAP_MAX];
 	__u64 rules_exact; /* in the active rule set */
@@ -213,8 +214,9 @@ static int count_sessions(void *ctx, const void *keys, const void *vals,
 	x->entries[TF_MAP_SESSIONS] += n;
 	for (i = 0; i < n; i++) {
 		if (mseg_session_expired(&x->cfg, &k[i], &s[i], x->now_boot_ns,
-					 x->flood))
+					 x->shortened))
 			continue;
+		x->unconfirmed += mseg_session_unconfirmed(&k[i], &s[i]);
 		switch (k[i].proto) {
 		case IPPROTO_TCP:
 			if (s[i].state < MSEG_TCP_STATE_MAX)
@@ -340,7 +342,7 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	    read_one(m.evlimit, "mseg_evlimit", &x->evlimit) ||
 	    read_stats(m.stats, t, &x->stats))
 		goto out;
-	x->flood = x->pressure.flags & MSEG_PRESSURE_FLOOD;
+	x->shortened = mseg_pressure_shortens(x->pressure.flags);
 	mseg_ph_init(&x->policy, x->cfg.default_action);
 	x->now_boot_ns = mseg_now_boot_ns();
 	x->now_real_ns = mseg_clock_ns(CLOCK_REALTIME);
@@ -497,7 +499,9 @@ static void render_counters(FILE *f, const struct mseg_stats *st)
 		"Truncated or inconsistent packets (dropped in strict mode, judged by their addresses otherwise).",
 		st->malformed);
 	counter(f, "mseg_invalid_packets_total",
-		"TCP packets or ICMP echo replies that fit no session (dropped in strict mode, judged otherwise).",
+		"TCP packets or ICMP echo replies that fit no session: for TCP a flag "
+		"combination no TCP sends, or one a session's state does not allow "
+		"(dropped in strict mode, judged otherwise).",
 		st->invalid);
 	counter(f, "mseg_non_ip_packets_total",
 		"Non-IP frames (ARP, LLDP, ...) passed untouched.", st->non_ip);
@@ -507,8 +511,17 @@ static void render_counters(FILE *f, const struct mseg_stats *st)
 		"First fragments whose ports could not be remembered: the fragment table was full.",
 		st->frag_full);
 	counter(f, "mseg_tcp_rst_ignored_total",
-		"TCP RSTs ignored because their sequence number was outside the window.",
+		"TCP RSTs that closed nothing: not at the exact next sequence number "
+		"(RFC 5961), or outside the window.",
 		st->rst_ignored);
+	counter(f, "mseg_tcp_out_of_window_total",
+		"TCP packets outside what the peers could have sent or acknowledged: "
+		"no state or timeout changed (dropped in strict mode).",
+		st->out_of_window);
+	counter(f, "mseg_early_drops_total",
+		"Sessions dropped early (half-open, unconfirmed, unanswered or finished) "
+		"to make room for a new one the table had no room for.",
+		st->early_drop);
 	counter(f, "mseg_events_lost_total",
 		"Events the data path could not queue.", st->events_lost);
 }
@@ -538,6 +551,10 @@ static void render_sessions(FILE *f, const struct tf_sample *x)
 	for (i = TF_UDP; i < TF_PROTO_MAX; i++)
 		fprintf(f, "mseg_sessions{proto=\"%s\",state=\"NONE\"} %llu\n",
 			tf_proto_names[i], (unsigned long long)x->proto[i]);
+	gauge(f, "mseg_sessions_unconfirmed",
+	      "Unexpired TCP sessions picked up mid-stream (loose mode) that the "
+	      "other side has not answered yet: short-lived, dropped early first.",
+	      x->unconfirmed);
 }
 
 static void render_pressure(FILE *f, const struct tf_sample *x)
@@ -582,11 +599,11 @@ static void render_pressure(FILE *f, const struct tf_sample *x)
 		 "level", entered, ARRAY_LEN(entered));
 	gauge(f, "mseg_syn_flood",
 	      "1 while the SYN-flood flag is up (SYN rate or half-open sessions above threshold), else 0.",
-	      x->flood);
+	      !!(pr->flags & MSEG_PRESSURE_FLOOD));
 	counter(f, "mseg_syn_floods_total", "Times the SYN-flood flag rose.",
 		pr->flood_count);
 	gauge(f, "mseg_half_open_sessions",
-	      "Half-open TCP sessions (SYN_SENT, SYN_RECV) as the data path counts them for flood detection.",
+	      "Half-open TCP sessions (SYN_SENT, SYN_RECV, unconfirmed pickups) as the data path counts them for flood detection.",
 	      half_open > 0 ? (__u64)half_open : 0);
 	gauge(f, "mseg_syn_rate_per_second",
 	      "New SYNs in the last complete one-second window.", pr->syn_rate);

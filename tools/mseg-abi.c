@@ -38,6 +38,7 @@ static void print_maps(void)
 	MAP("mseg_pressure", __u32, struct mseg_pressure, 1);
 	MAP("mseg_gc", __u32, struct mseg_gc_state, 1);
 	MAP("mseg_evlimit", __u32, struct mseg_event_limit, 1);
+	MAP("mseg_evict", __u32, struct mseg_session_key, 2 * MSEG_EVICT_SLOTS);
 }
 
 static void print_fields(void)
@@ -81,6 +82,7 @@ static void print_fields(void)
 	CONF(flood_syn_rate, MSEG_DEF_FLOOD_SYN_RATE);
 	CONF(flood_syn_timeout, MSEG_DEF_FLOOD_SYN_TIMEOUT);
 	CONF(event_rate, MSEG_DEF_EVENT_RATE);
+	CONF(to_unconfirmed, MSEG_DEF_TO_UNCONFIRMED);
 }
 
 int main(int argc, char **argv)

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * mseg-gc: reclaim expired sessions and count what is left.
+ * mseg-gc: reclaim expired sessions, count what is left, and bring the
+ * pressure levels and the flood flag down with the table.
  *
  * The data path already treats an expired entry as absent; this frees its
- * slot. It reads the table with batch lookups and deletes with batch
- * deletes, a few syscalls per thousands of sessions, so a million-entry
- * table is swept in well under a second.
+ * slot. The sweep itself runs in the kernel (bpf/mseg_gc.bpf.c, embedded
+ * here as a libbpf skeleton and run with BPF_PROG_TEST_RUN): it judges and
+ * deletes each entry in one go, claiming it first, so a session a packet
+ * has just refreshed or opened again on the same 5-tuple is never deleted
+ * (docs/DESIGN.md, "Garbage collection and early drop").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,43 +22,37 @@
 #include <unistd.h>
 #include <sys/file.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
 #include "mseg_abi.h"
-#include "mseg_timeout.h"
-#include "mseg_batch.h"
+#include "mseg_gc.h"
 #include "mseg_lock.h"
 #include "mseg_pinned.h"
 #include "mseg_pinwatch.h"
 #include "mseg_util.h"
+#include "mseg_gc.skel.h"
 
-#define GC_BATCH 8192
+/* The pinned maps the sweep program works on, with their layouts. */
+static const struct {
+	const char *name;
+	__u32 key_size;
+	__u32 value_size;
+} gc_maps[] = {
+	{ "mseg_sessions", sizeof(struct mseg_session_key),
+	  sizeof(struct mseg_session) },
+	{ "mseg_config", sizeof(__u32), sizeof(struct mseg_config) },
+	{ "mseg_pressure", sizeof(__u32), sizeof(struct mseg_pressure) },
+	{ "mseg_gc", sizeof(__u32), sizeof(struct mseg_gc_state) },
+	{ "mseg_stats", sizeof(__u32), sizeof(struct mseg_stats) },
+	{ "mseg_evlimit", sizeof(__u32), sizeof(struct mseg_event_limit) },
+	{ "mseg_events", 0, 0 }, /* a ring buffer: no key, no value */
+};
+
+#define GC_NMAPS (sizeof(gc_maps) / sizeof(gc_maps[0]))
 
 struct gc_result {
-	__u64 scanned;
-	__u64 expired;
-	__u64 deleted;
-	__u64 reaped_half_open; /* deleted sessions that were half-open */
-	__u64 live;
-	__u64 half_open;
-	__u64 by_state[MSEG_TCP_STATE_MAX];
+	struct mseg_gc_run run;
 	double seconds;
-};
-
-struct gc_buffers {
-	struct mseg_batch batch;
-	struct mseg_session_key *dead; /* expired keys waiting for deletion */
-	bool *dead_half_open;          /* was dead[i] a half-open session */
-	__u32 dead_cap;
-	__u32 ndead;
-};
-
-struct gc_maps {
-	int sessions;
-	__u32 sessions_max; /* the pinned table's capacity */
-	int config;
-	int pressure;
-	int gc;
-	struct mseg_pin_id pins[4]; /* what they were opened from */
 };
 
 static volatile int stop; /* set by SIGINT/SIGTERM */
@@ -66,164 +63,128 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static void count_deleted(const struct gc_buffers *b, __u32 from, __u32 n,
-			  struct gc_result *r)
+static int silent_libbpf(enum libbpf_print_level level, const char *fmt,
+			 va_list ap)
 {
-	__u32 i;
-
-	r->deleted += n;
-	for (i = from; i < from + n; i++)
-		r->reaped_half_open += b->dead_half_open[i];
+	if (level != LIBBPF_WARN)
+		return 0;
+	return vfprintf(stderr, fmt, ap);
 }
 
-static int flush_dead(int fd, struct gc_buffers *b, struct gc_result *r)
+/* Open every pinned map of gc_maps into fds[], checking layouts. */
+static int open_maps(int *fds)
 {
-	__u32 done = 0;
+	size_t i;
 
-	while (done < b->ndead) {
-		__u32 count = b->ndead - done;
-		int err = bpf_map_delete_batch(fd, b->dead + done, &count, NULL);
-
-		/* ENOENT: the key vanished meanwhile; skip it and go on.
-		 * Only what this call really deleted is counted, so the
-		 * half-open count the data path derives stays exact. */
-		count_deleted(b, done, count, r);
-		done += count;
-		if (err && errno == ENOENT) {
-			done++;
-			continue;
-		}
-		if (err) {
-			fprintf(stderr, "mseg: batch delete failed: %s\n",
-				strerror(errno));
+	for (i = 0; i < GC_NMAPS; i++) {
+		if (gc_maps[i].key_size)
+			fds[i] = mseg_open_map(gc_maps[i].name, gc_maps[i].key_size,
+					       gc_maps[i].value_size, NULL);
+		else
+			fds[i] = mseg_open_pinned(gc_maps[i].name);
+		if (fds[i] < 0)
 			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Load the sweep program on the pinned maps: each map the object declares
+ * is either one of those (reused) or left uncreated; nothing is pinned.
+ */
+static struct mseg_gc_bpf *load_sweep(const int *fds)
+{
+	struct mseg_gc_bpf *skel = mseg_gc_bpf__open();
+	struct bpf_map *map;
+	int err;
+
+	if (!skel) {
+		fprintf(stderr, "mseg: cannot open the gc program: %s\n",
+			strerror(errno));
+		return NULL;
+	}
+	bpf_object__for_each_map(map, skel->obj) {
+		const char *name = bpf_map__name(map);
+		size_t i;
+
+		bpf_map__set_pin_path(map, NULL);
+		for (i = 0; i < GC_NMAPS; i++)
+			if (!strcmp(name, gc_maps[i].name))
+				break;
+		err = i < GC_NMAPS ? bpf_map__reuse_fd(map, fds[i]) :
+				     bpf_map__set_autocreate(map, false);
+		if (err) {
+			fprintf(stderr, "mseg: gc program: map %s: %s\n", name,
+				strerror(-err));
+			mseg_gc_bpf__destroy(skel);
+			return NULL;
 		}
 	}
-	b->ndead = 0;
-	return 0;
-}
-
-static void account(const struct mseg_config *cfg, __u64 now, bool flood,
-		    const struct mseg_session_key *k,
-		    const struct mseg_session *s, struct gc_buffers *b,
-		    struct gc_result *r)
-{
-	r->scanned++;
-	if (mseg_session_expired(cfg, k, s, now, flood)) {
-		r->expired++;
-		b->dead_half_open[b->ndead] = mseg_session_half_open(k, s);
-		b->dead[b->ndead++] = *k;
-		return;
+	err = mseg_gc_bpf__load(skel);
+	if (err) {
+		fprintf(stderr,
+			"mseg: cannot load the gc program: %s (is the kernel 6.6 or later?)\n",
+			strerror(-err));
+		mseg_gc_bpf__destroy(skel);
+		return NULL;
 	}
-	r->live++;
-	if (mseg_session_half_open(k, s))
-		r->half_open++;
-	if (k->proto == IPPROTO_TCP && s->state < MSEG_TCP_STATE_MAX)
-		r->by_state[s->state]++;
+	return skel;
 }
 
-static bool flood_now(int pressure_fd)
+static int gc_once(struct mseg_gc_bpf *skel, struct gc_result *r)
 {
-	struct mseg_pressure pr;
-	__u32 zero = 0;
-
-	if (pressure_fd < 0 || bpf_map_lookup_elem(pressure_fd, &zero, &pr))
-		return false;
-	return pr.flags & MSEG_PRESSURE_FLOOD;
-}
-
-/* The data path subtracts half_open_reaped from its own half-open count. */
-static int publish(int gc_fd, const struct gc_result *r, __u64 now)
-{
-	struct mseg_gc_state st;
-	__u32 zero = 0;
-
-	if (bpf_map_lookup_elem(gc_fd, &zero, &st)) {
-		fprintf(stderr, "mseg: cannot read mseg_gc: %s\n",
-			strerror(errno));
-		return -1;
-	}
-	st.last_run_ns = now;
-	st.runs++;
-	st.sessions = r->scanned - r->deleted;
-	st.live = r->live;
-	st.half_open = r->half_open;
-	st.deleted += r->deleted;
-	st.half_open_reaped += r->reaped_half_open;
-	if (bpf_map_update_elem(gc_fd, &zero, &st, BPF_ANY)) {
-		fprintf(stderr, "mseg: cannot write mseg_gc: %s\n",
-			strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-/* What one sweep needs while it walks the table batch by batch. */
-struct gc_walk {
-	const struct mseg_config *cfg;
-	__u64 now;
-	bool flood;
-	int fd;
-	struct gc_buffers *b;
-	struct gc_result *r;
-};
-
-static int gc_batch(void *ctx, const void *keys, const void *vals, __u32 n)
-{
-	const struct mseg_session_key *k = keys;
-	const struct mseg_session *v = vals;
-	struct gc_walk *w = ctx;
-	__u32 i;
-
-	for (i = 0; i < n; i++)
-		account(w->cfg, w->now, w->flood, &k[i], &v[i], w->b, w->r);
-	/* Room for the next batch's expired keys, or delete these now. */
-	if (w->b->ndead + w->b->batch.cap > w->b->dead_cap)
-		return flush_dead(w->fd, w->b, w->r);
-	return 0;
-}
-
-static int gc_once(const struct gc_maps *m, struct gc_buffers *b,
-		   struct gc_result *r)
-{
-	struct mseg_config cfg;
-	struct gc_walk w = { .cfg = &cfg, .fd = m->sessions, .b = b, .r = r };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &r->run,
+		    .ctx_size_in = sizeof(r->run));
 	double t0 = mseg_now_mono_s();
+	int err;
 
 	memset(r, 0, sizeof(*r));
-	if (mseg_read_config(m->config, &cfg))
+	err = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.mseg_gc_sweep),
+				     &opts);
+	if (err || opts.retval) {
+		fprintf(stderr, "mseg: the gc sweep failed: %s\n",
+			err ? strerror(errno) : "a map is missing an entry");
 		return -1;
-	w.flood = flood_now(m->pressure);
-	w.now = mseg_now_boot_ns();
-	if (mseg_batch_foreach(m->sessions, "mseg_sessions", m->sessions_max,
-			       &b->batch, gc_batch, &w))
-		return -1;
-	if (flush_dead(m->sessions, b, r))
-		return -1;
+	}
 	r->seconds = mseg_now_mono_s() - t0;
-	return publish(m->gc, r, w.now);
+	return 0;
+}
+
+static const char *level_name(__u32 flags)
+{
+	if (flags & MSEG_PRESSURE_DEGRADED)
+		return "degraded";
+	if (flags & MSEG_PRESSURE_CRIT)
+		return "critical";
+	if (flags & MSEG_PRESSURE_WARN)
+		return "warning";
+	return "ok";
 }
 
 static void print_result(const struct gc_result *r, bool json)
 {
+	const struct mseg_gc_run *g = &r->run;
 	int i;
 
 	if (!json) {
 		printf("mseg gc: scanned %llu, expired %llu, deleted %llu, "
-		       "live %llu, half-open %llu, in %.3f s\n",
-		       r->scanned, r->expired, r->deleted, r->live,
-		       r->half_open, r->seconds);
+		       "live %llu, half-open %llu, in %.3f s; level %s%s\n",
+		       g->scanned, g->expired, g->deleted, g->live,
+		       g->half_open, r->seconds, level_name(g->flags),
+		       g->flags & MSEG_PRESSURE_FLOOD ? ", SYN flood" : "");
 		fflush(stdout);
 		return;
 	}
 	printf("{\"scanned\":%llu,\"expired\":%llu,\"deleted\":%llu,"
 	       "\"deleted_half_open\":%llu,\"live\":%llu,\"half_open\":%llu,"
+	       "\"sessions\":%llu,\"level\":\"%s\",\"flood\":%s,"
 	       "\"seconds\":%.6f,\"tcp_states\":{",
-	       r->scanned, r->expired, r->deleted, r->reaped_half_open,
-	       r->live, r->half_open, r->seconds);
+	       g->scanned, g->expired, g->deleted, g->deleted_half_open,
+	       g->live, g->half_open, g->sessions, level_name(g->flags),
+	       g->flags & MSEG_PRESSURE_FLOOD ? "true" : "false", r->seconds);
 	for (i = 0; i < MSEG_TCP_STATE_MAX; i++)
 		printf("%s\"%s\":%llu", i ? "," : "", mseg_tcp_state_names[i],
-		       r->by_state[i]);
+		       g->by_state[i]);
 	printf("}}\n");
 	fflush(stdout);
 }
@@ -232,8 +193,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mseg gc [--interval S] [--json]\n"
-		"Delete expired sessions from the pinned session table and count\n"
-		"the live and half-open ones.\n"
+		"Delete expired sessions from the pinned session table, count the\n"
+		"live and half-open ones, and recompute the pressure level and the\n"
+		"SYN-flood flag (they fall with the table, packets or not).\n"
 		"  --interval S  run every S seconds until interrupted; when the pins\n"
 		"                are replaced (a re-attach), say so and sweep the new\n"
 		"                maps, or exit 1 if they cannot be opened\n"
@@ -283,46 +245,37 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 	return 0;
 }
 
-static int open_maps(struct gc_maps *m)
-{
-	struct bpf_map_info info;
+/* The pinned maps and the sweep program loaded on them. */
+struct gc_ctx {
+	int fds[GC_NMAPS];
+	struct mseg_pin_id pins[GC_NMAPS]; /* what fds were opened from */
+	struct mseg_gc_bpf *skel;
+};
 
-	m->sessions = mseg_open_map("mseg_sessions",
-				    sizeof(struct mseg_session_key),
-				    sizeof(struct mseg_session), &info);
-	if (m->sessions < 0)
-		return -1;
-	m->sessions_max = info.max_entries;
-	m->config = mseg_open_map("mseg_config", sizeof(__u32),
-				  sizeof(struct mseg_config), NULL);
-	if (m->config < 0)
-		return -1;
-	m->pressure = mseg_open_map("mseg_pressure", sizeof(__u32),
-				    sizeof(struct mseg_pressure), NULL);
-	if (m->pressure < 0)
-		return -1;
-	m->gc = mseg_open_map("mseg_gc", sizeof(__u32),
-			      sizeof(struct mseg_gc_state), NULL);
-	if (m->gc < 0)
-		return -1;
-	mseg_pin_remember("mseg_sessions", m->sessions, &m->pins[0]);
-	mseg_pin_remember("mseg_config", m->config, &m->pins[1]);
-	mseg_pin_remember("mseg_pressure", m->pressure, &m->pins[2]);
-	mseg_pin_remember("mseg_gc", m->gc, &m->pins[3]);
-	return 0;
+static void gc_close(struct gc_ctx *c)
+{
+	size_t i;
+
+	if (c->skel)
+		mseg_gc_bpf__destroy(c->skel);
+	c->skel = NULL;
+	for (i = 0; i < GC_NMAPS; i++) {
+		if (c->fds[i] >= 0)
+			close(c->fds[i]);
+		c->fds[i] = -1;
+	}
 }
 
-static void close_maps(struct gc_maps *m)
+static int gc_open(struct gc_ctx *c)
 {
-	if (m->sessions >= 0)
-		close(m->sessions);
-	if (m->config >= 0)
-		close(m->config);
-	if (m->pressure >= 0)
-		close(m->pressure);
-	if (m->gc >= 0)
-		close(m->gc);
-	m->sessions = m->config = m->pressure = m->gc = -1;
+	size_t i;
+
+	if (open_maps(c->fds))
+		return -1;
+	for (i = 0; i < GC_NMAPS; i++)
+		mseg_pin_remember(gc_maps[i].name, c->fds[i], &c->pins[i]);
+	c->skel = load_sweep(c->fds);
+	return c->skel ? 0 : -1;
 }
 
 /*
@@ -330,17 +283,17 @@ static void close_maps(struct gc_maps *m)
  * new ones. If they cannot be opened (the pins are gone, or of another
  * layout), fail, so systemd restarts us until they are back.
  */
-static int follow_pins(struct gc_maps *m)
+static int follow_pins(struct gc_ctx *c)
 {
+	struct mseg_pin_id was[GC_NMAPS];
 	char dir[PATH_MAX];
 
-	struct mseg_pin_id was[4];
-
-	if (!mseg_pins_replaced("gc", m->pins, 4))
+	if (!mseg_pins_replaced("gc", c->pins, GC_NMAPS))
 		return 0;
-	memcpy(was, m->pins, sizeof(was));
-	close_maps(m);
-	if (!mseg_pins_wait(was, 4, MSEG_PIN_GRACE_S, &stop) || open_maps(m)) {
+	memcpy(was, c->pins, sizeof(was));
+	gc_close(c);
+	if (!mseg_pins_wait(was, GC_NMAPS, MSEG_PIN_GRACE_S, &stop) ||
+	    gc_open(c)) {
 		fprintf(stderr, "mseg: gc: cannot reopen the maps: exiting\n");
 		return -1;
 	}
@@ -354,70 +307,51 @@ static int follow_pins(struct gc_maps *m)
  * mseg sessions del|flush), so its counts add up. The lock is held for a
  * sweep only, so a `gc --interval` service never starves the others.
  */
-static int gc_locked(const struct gc_maps *m, struct gc_buffers *b,
-		     struct gc_result *r)
+static int gc_locked(struct gc_ctx *c, struct gc_result *r)
 {
 	int lock = mseg_lock_take("gc", -1);
 	int rc;
 
 	if (lock < 0)
 		return -1;
-	rc = gc_once(m, b, r);
+	rc = gc_once(c->skel, r);
 	close(lock);
 	return rc;
 }
 
 int main(int argc, char **argv)
 {
-	struct gc_maps m = {
-		.sessions = -1, .config = -1, .pressure = -1, .gc = -1
-	};
-	struct gc_buffers b = { 0 };
+	struct gc_ctx c = { .skel = NULL };
 	struct gc_result r;
 	unsigned interval = 0;
 	bool json = false;
+	size_t i;
 	int rc;
 
+	for (i = 0; i < GC_NMAPS; i++)
+		c.fds[i] = -1;
 	rc = parse_args(argc, argv, &interval, &json);
 	if (rc)
 		return rc == 1 ? 0 : rc;
-	if (open_maps(&m)) {
-		close_maps(&m);
-		return 1;
-	}
-
-	if (mseg_batch_init(&b.batch, sizeof(struct mseg_session_key),
-			    sizeof(struct mseg_session), GC_BATCH)) {
-		rc = 1;
+	libbpf_set_print(silent_libbpf);
+	rc = 1;
+	if (gc_open(&c))
 		goto out;
-	}
-	b.dead_cap = 4 * GC_BATCH;
-	b.dead = calloc(b.dead_cap, sizeof(*b.dead));
-	b.dead_half_open = calloc(b.dead_cap, sizeof(*b.dead_half_open));
-	if (!b.dead || !b.dead_half_open) {
-		fprintf(stderr, "mseg: out of memory\n");
-		rc = 1;
-		goto out;
-	}
-
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	do {
-		rc = gc_locked(&m, &b, &r) ? 1 : 0;
+		rc = gc_locked(&c, &r) ? 1 : 0;
 		if (rc)
 			break;
 		print_result(&r, json);
 		if (interval)
 			sleep(interval); /* a signal cuts it short */
-		if (interval && !stop && follow_pins(&m)) {
+		if (interval && !stop && follow_pins(&c)) {
 			rc = 1;
 			break;
 		}
 	} while (interval && !stop);
 out:
-	mseg_batch_free(&b.batch);
-	free(b.dead);
-	free(b.dead_half_open);
-	close_maps(&m);
+	gc_close(&c);
 	return rc;
 }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * mseg-log: print mseg's events (denies, log verdicts, protective drops,
- * pressure levels, SYN floods, and "lost" records) from the event log that
- * the drainer writes (mseg_evlog.h), as text or as the stored JSON lines.
+ * early drops, pressure levels, SYN floods, and "lost" records) from the
+ * event log that the drainer writes (mseg_evlog.h), as text or as the
+ * stored JSON lines.
  *
  * Reading the log takes nothing away: any number of readers, at once, see
  * every event. When no drainer runs (no mseg-eventd), the reader drains the
@@ -103,6 +104,8 @@ static void print_text(const char *line)
 		endpoint(stdout, src, sp);
 		printf(" -> ");
 		endpoint(stdout, dst, dp);
+		if (field(line, "idle_s", v, sizeof(v)))
+			printf(" idle=%ss", v);
 	} else if (field(line, "value", v, sizeof(v))) {
 		printf(" value=%s", v);
 	}
@@ -336,7 +339,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: mseg log [--json] [--follow] [--count N] [--timeout S]\n"
 		"Print mseg's events: denies, log verdicts, drops made to protect\n"
-		"the session table, pressure levels, SYN floods, and records of\n"
+		"the session table, sessions dropped early to make room (evict:\n"
+		"the evicted flow), pressure levels, SYN floods, and records of\n"
 		"events lost. They are read from the event log (" MSEG_EVLOG_FILE " and\n"
 		"its rotated files in $MSEG_EVENTS_DIR, default " MSEG_EVLOG_DIR_DEFAULT "),\n"
 		"which mseg-eventd fills; reading takes nothing away, so any number\n"

@@ -4,7 +4,7 @@
  * shows it: list (filtered, counted, sorted by address), delete, flush.
  *
  * The table is read with batch lookups and judged with the data path's own
- * expiry rule (bpf/mseg_timeout.h, the SYN-flood shortening included), so a
+ * expiry rule (bpf/mseg_timeout.h, the pressure shortening included), so a
  * session listed here is one the data path would find. Deletions return
  * each value as it was when deleted (BPF_MAP_LOOKUP_AND_DELETE), and the
  * half-open ones among them are added to mseg_gc.half_open_reaped under the
@@ -75,6 +75,7 @@ struct sess_row {
 	__u8 state;
 	__u8 action;
 	__u8 expired;
+	__u8 flags; /* MSEG_SESS_* */
 	__u16 sport;
 	__u16 dport;
 	__u64 packets;
@@ -89,7 +90,7 @@ struct sess_walk {
 	const struct sess_opts *o;
 	struct mseg_config cfg;
 	__u64 now;
-	bool flood;
+	bool pressure; /* a SYN flood or degradation shortens timeouts */
 	/* listing */
 	struct sess_row *rows;
 	size_t nrows, cap;
@@ -125,6 +126,7 @@ static void to_row(const struct mseg_session_key *k, const struct mseg_session *
 	r->proto = k->proto;
 	r->state = s->state;
 	r->action = s->action;
+	r->flags = s->flags;
 	r->packets = s->packets[MSEG_DIR_ORIG] + s->packets[MSEG_DIR_REPLY];
 	r->bytes = s->bytes[MSEG_DIR_ORIG] + s->bytes[MSEG_DIR_REPLY];
 	r->last_seen_ns = s->last_seen_ns;
@@ -175,7 +177,7 @@ static int walk_batch(void *ctx, const void *keys, const void *vals, __u32 n)
 	for (i = 0; i < n; i++) {
 		to_row(&k[i], &v[i], &row);
 		row.expired = mseg_session_expired(&w->cfg, &k[i], &v[i],
-						   w->now, w->flood);
+						   w->now, w->pressure);
 		/* del acts on what is in the table, expired or not */
 		if ((row.expired && !o->all && o->cmd == CMD_LIST) ||
 		    !matches(&o->f, &row))
@@ -306,12 +308,25 @@ static __u64 tenths_since(__u64 now, __u64 then)
 }
 
 enum { COL_PROTO, COL_SRC, COL_SPORT, COL_DST, COL_DPORT, COL_STATE,
-       COL_PACKETS, COL_BYTES, COL_IDLE, COL_ACTION, COL_EXPIRED, COL_MAX };
+       COL_PACKETS, COL_BYTES, COL_IDLE, COL_CONFIRMED, COL_ACTION,
+       COL_EXPIRED, COL_MAX };
 
 static const char *const col_names[COL_MAX] = {
 	"PROTO", "SRC", "SPORT", "DST", "DPORT", "STATE",
-	"PACKETS", "BYTES", "IDLE_S", "ACTION", "EXPIRED",
+	"PACKETS", "BYTES", "IDLE_S", "CONFIRMED", "ACTION", "EXPIRED",
 };
+
+/*
+ * Whether the responder has answered: "yes"; "pickup" for a TCP session
+ * picked up mid-stream (loose mode) and unconfirmed until the other side
+ * answers, with a short timeout of its own; "no" otherwise.
+ */
+static const char *confirmed_str(const struct sess_row *r)
+{
+	if (r->flags & MSEG_SESS_REPLIED)
+		return "yes";
+	return (r->flags & MSEG_SESS_PICKUP) ? "pickup" : "no";
+}
 
 /* Room one row takes at most, in text or JSON. */
 #define ROW_MAX 512
@@ -461,6 +476,8 @@ static void print_table(struct mseg_out *out, const struct sess_row *rows,
 		p = pad_to(put_tenths(p, tenths_since(now, r->last_seen_ns)), s,
 			   w[COL_IDLE]);
 		s = p;
+		p = pad_to(put_str(p, confirmed_str(r)), s, w[COL_CONFIRMED]);
+		s = p;
 		p = put_str(p, action_str(r->action, buf));
 		if (all) {
 			p = pad_to(p, s, w[COL_ACTION]);
@@ -505,6 +522,12 @@ static void print_json(struct mseg_out *out, const struct sess_row **order,
 		p = put_tenths(p, tenths_since(now, r->last_seen_ns));
 		p = PUT_LIT(p, ",\"age_s\":");
 		p = put_tenths(p, tenths_since(now, r->created_ns));
+		p = (r->flags & MSEG_SESS_REPLIED) ?
+			    PUT_LIT(p, ",\"confirmed\":true") :
+			    PUT_LIT(p, ",\"confirmed\":false");
+		p = (r->flags & MSEG_SESS_PICKUP) ?
+			    PUT_LIT(p, ",\"pickup\":true") :
+			    PUT_LIT(p, ",\"pickup\":false");
 		p = PUT_LIT(p, ",\"action\":\"");
 		p = put_str(p, action_str(r->action, buf));
 		p = r->expired ? PUT_LIT(p, "\",\"expired\":true}") :
@@ -622,11 +645,15 @@ static void usage(FILE *f)
 		"line: protocol, the originator's address and port (SRC, SPORT), the\n"
 		"responder's (DST, DPORT), the TCP state as the originator sees it\n"
 		"(NONE for non-TCP), packets and bytes both ways, seconds since the\n"
-		"last packet (IDLE_S; JSON also age_s, since the first) and the cached\n"
-		"verdict; IPv4 first, sorted by address, port and protocol. A session\n"
-		"idle for longer than its timeout (by TCP state or protocol, shortened\n"
-		"for half-open ones during a SYN flood, as the data path judges it) is\n"
-		"not listed: the data path treats it as absent and 'mseg gc' deletes it.\n"
+		"last packet (IDLE_S; JSON also age_s, since the first), whether the\n"
+		"responder has answered (CONFIRMED: yes, no, or pickup for a TCP\n"
+		"session picked up mid-stream in loose mode and not answered yet; JSON\n"
+		"confirmed and pickup) and the cached verdict; IPv4 first, sorted by\n"
+		"address, port and protocol. A session idle for longer than its timeout\n"
+		"(by TCP state or protocol; timeout_unconfirmed for an unconfirmed\n"
+		"pickup; flood_syn_timeout for unanswered ones while the table is under\n"
+		"a SYN flood or degraded, as the data path judges it) is not listed:\n"
+		"the data path treats it as absent and 'mseg gc' deletes it.\n"
 		"\n"
 		"del deletes the sessions the filters select (expired or not), flush\n"
 		"every session; both print how many went. A deleted connection's next\n"
@@ -884,7 +911,7 @@ static int walk(const struct sess_maps *m, struct sess_walk *w)
 			strerror(errno));
 		return -1;
 	}
-	w->flood = pr.flags & MSEG_PRESSURE_FLOOD;
+	w->pressure = mseg_pressure_shortens(pr.flags);
 	w->now = mseg_now_boot_ns();
 	if (mseg_batch_init(&b, sizeof(struct mseg_session_key),
 			    sizeof(struct mseg_session), SESS_BATCH))

@@ -33,6 +33,8 @@ static inline const char *mseg_event_kind_name(__u8 kind)
 		return "pressure";
 	case MSEG_EV_FLOOD:
 		return "flood";
+	case MSEG_EV_EVICT:
+		return "evict";
 	}
 	return "unknown";
 }
@@ -50,6 +52,9 @@ static inline const char *mseg_event_reason_name(__u8 reason)
 		[MSEG_RSN_DEGRADE] = "pressure-degraded",
 		[MSEG_RSN_SYN_RATE] = "syn-rate",
 		[MSEG_RSN_HALF_OPEN] = "half-open",
+		[MSEG_RSN_UNREPLIED] = "unreplied",
+		[MSEG_RSN_CLOSED] = "closed",
+		[MSEG_RSN_EXPIRED] = "expired",
 	};
 
 	if (reason < sizeof(names) / sizeof(names[0]) && names[reason])
@@ -102,7 +107,7 @@ static inline void mseg_event_time(long long real_ns, char *buf, size_t len)
 static inline bool mseg_event_has_flow(const struct mseg_event *e)
 {
 	return e->kind == MSEG_EV_DENY || e->kind == MSEG_EV_LOG ||
-	       e->kind == MSEG_EV_DROP;
+	       e->kind == MSEG_EV_DROP || e->kind == MSEG_EV_EVICT;
 }
 
 /*
@@ -134,10 +139,14 @@ static inline int mseg_event_json(const struct mseg_event *e,
 			      mseg_event_proto_name(e->proto, pbuf, sizeof(pbuf)),
 			      src, e->sport, dst, e->dport,
 			      (e->flags & MSEG_EVF_REJUDGED) ? "true" : "false");
-	} else {
+	}
+	/* an early drop (evict) carries the evicted session's idle seconds */
+	if (e->kind == MSEG_EV_EVICT)
+		n += snprintf(buf + n, len - (size_t)n, ",\"idle_s\":%u",
+			      e->value);
+	else if (!mseg_event_has_flow(e))
 		n += snprintf(buf + n, len - (size_t)n, ",\"value\":%u",
 			      e->value);
-	}
 	n += snprintf(buf + n, len - (size_t)n, ",\"suppressed\":%u}\n",
 		      e->suppressed);
 	return n;

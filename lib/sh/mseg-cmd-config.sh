@@ -4,7 +4,8 @@
 # shellcheck disable=SC2034 # globals and namerefs serve the sourcing scripts
 
 # CLI key : mseg_config field : kind. Kinds: bool (on/off/1/0), pct (a
-# percentage), num (any value the field holds). 0 restores the default.
+# percentage), num (any value the field holds), count (a number of sessions
+# the table can exceed: below its capacity). 0 restores the default.
 readonly -a MSEG_CONFIG_KEYS=(
   strict:strict:bool
   timeout_syn_sent:to_syn_sent:num
@@ -19,10 +20,11 @@ readonly -a MSEG_CONFIG_KEYS=(
   timeout_udp_replied:to_udp_replied:num
   timeout_icmp:to_icmp:num
   timeout_other:to_other:num
+  timeout_unconfirmed:to_unconfirmed:num
   warn_pct:warn_pct:pct
   crit_pct:crit_pct:pct
   degrade_pct:degrade_pct:pct
-  flood_half_open:flood_half_open:num
+  flood_half_open:flood_half_open:count
   flood_syn_rate:flood_syn_rate:num
   flood_syn_timeout:flood_syn_timeout:num
   event_rate:event_rate:num
@@ -38,8 +40,11 @@ show prints the effective value of every key (a key never set shows its
 built-in default). set writes one key; VALUE 0 restores the default.
 strict takes on|off|1|0; *_pct are percentages of the session table
 (0..100) that must rise: warn_pct < crit_pct < degrade_pct (set them in the
-order that keeps it so); timeout_* are seconds; flood_syn_rate and event_rate are per
-second, flood_half_open a number of sessions.
+order that keeps it so); timeout_* are seconds (timeout_unconfirmed: a TCP
+session picked up mid-stream that the other side has not answered yet);
+flood_syn_rate and event_rate are per second, flood_half_open a number of
+half-open sessions, below the table's capacity (by default a sixteenth of
+it).
 
 keys:
 EOF
@@ -137,6 +142,13 @@ mseg_cmd_config_set() {
       max=$(((1 << (8 * size)) - 1))
       mseg_is_uint "$value" "$max" ||
         mseg_usage_die "invalid value for $key: '$value' (expected an integer 0..$max)"
+      ;;
+    count)
+      # "more than N" can only happen for N below the pinned table's size
+      mseg_require_maps mseg_sessions
+      max=$(mseg_map_show mseg_sessions | jq -r .max_entries) || exit
+      mseg_is_uint "$value" $((max - 1)) ||
+        mseg_usage_die "invalid value for $key: '$value' (the session table holds $max: expected 0..$((max - 1)), a count it can exceed)"
       ;;
   esac
   mseg_require_maps mseg_config

@@ -11,8 +11,11 @@ Ctrl-C (when stdout is not a terminal, one plain line a second instead):
   Sessions: N | Evictions: N | Pressure: N% | SYN_SENT: N | Flood: no
 
 Sessions are the entries the table holds (the kernel's own count),
-Evictions the new sessions refused because the table was full, Pressure
-Sessions over capacity, SYN_SENT the half-open sessions.
+Evictions the sessions dropped early to make room for a new one (half-open,
+unconfirmed, unanswered or finished ones, never an established one),
+Pressure Sessions over capacity, SYN_SENT the half-open sessions (SYN_SENT,
+SYN_RECV, and unconfirmed pickups). The JSON form adds the new sessions
+refused for want of room (refused).
   --once     print one line and exit
   --json     one JSON object per sample, a line each (docs/json.md)
   --count N  stop after N samples
@@ -23,15 +26,17 @@ EOF2
 # One sample of mseg_pressure and mseg_gc as a JSON object.
 #######################################
 mseg_monitor_sample() {
-  local capacity=$1 pressure gc n
+  local capacity=$1 pressure gc stats n
   pressure=$(mseg_map_dump mseg_pressure) || exit
   gc=$(mseg_map_dump mseg_gc) || exit
+  stats=$(mseg_map_dump mseg_stats) || exit
   n=$("$MSEG_SESSIONS_BIN" --count --all) || exit
   jq -n -c --argjson cap "$capacity" --argjson p "$pressure" --argjson g "$gc" \
-    --argjson n "$n" '
+    --argjson s "$stats" --argjson n "$n" '
     ($p[0].formatted.value) as $p | ($g[0].formatted.value) as $g
+    | ([$s[0].formatted.values[].value.early_drop] | add) as $evicted
     | ($p.half_open_opened - $p.half_open_closed - $g.half_open_reaped) as $h
-    | {sessions: $n, capacity: $cap, evictions: $p.refused,
+    | {sessions: $n, capacity: $cap, evictions: $evicted, refused: $p.refused,
        pressure_pct: (($n * 100 / $cap) | floor),
        half_open: (if $h > 0 then $h else 0 end),
        syn_rate: $p.syn_rate,
@@ -68,7 +73,7 @@ mseg_cmd_monitor() {
   done
   ((once)) && count=1
   mseg_abi_load
-  mseg_require_maps mseg_sessions mseg_pressure mseg_gc
+  mseg_require_maps mseg_sessions mseg_pressure mseg_gc mseg_stats
   capacity=$(mseg_map_show mseg_sessions | jq -r .max_entries) || exit
   # Ctrl-C ends the live view cleanly, on a line of its own.
   if [[ -t 1 ]] && ((!json && count != 1)); then

@@ -27,7 +27,9 @@ decision:
   dropped        dropped otherwise: refused before a decision (strict_drop,
                  vlan_limit, v4_mapped, exthdr_limit, frag_tiny,
                  frag_overlap), or a new flow the full or degraded session
-                 table could not take (map_full, pressure_drop)
+                 table could not take (map_full, pressure_drop), or in
+                 strict mode a live session's TCP segment the tracker refuses
+                 (out_of_window, invalid; a session_hit first)
   non_ip         not IP (ARP, LLDP, ...): passed untouched
   unjudged       no whole IP header to judge: passed in loose mode (the
                  kernel discards it), dropped as strict_drop in strict mode
@@ -45,7 +47,8 @@ decision:
 The others describe some of those packets: malformed (read only as far as
 the addresses, then judged by them), invalid, fragments, frag_full,
 new_session, rejudged, logged, map_full, pressure_drop, tcp_established,
-tcp_closed, rst_ignored, events_lost.
+tcp_closed, rst_ignored, out_of_window, events_lost. early_drop counts
+sessions, not packets: those dropped early to make room for a new one.
 EOF
 }
 

@@ -242,12 +242,12 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   # Literally, not taken from mseg-abi: a changed default must fail here.
   [[ $(jq -c '{timeout_syn_sent, timeout_syn_recv, timeout_established, timeout_fin_wait,
     timeout_close_wait, timeout_last_ack, timeout_time_wait, timeout_close, timeout_udp,
-    timeout_udp_replied, timeout_icmp}' <<<"$json") == \
-    '{"timeout_syn_sent":120,"timeout_syn_recv":60,"timeout_established":432000,"timeout_fin_wait":120,"timeout_close_wait":60,"timeout_last_ack":30,"timeout_time_wait":120,"timeout_close":10,"timeout_udp":30,"timeout_udp_replied":120,"timeout_icmp":30}' ]]
+    timeout_udp_replied, timeout_icmp, timeout_unconfirmed}' <<<"$json") == \
+    '{"timeout_syn_sent":120,"timeout_syn_recv":60,"timeout_established":432000,"timeout_fin_wait":120,"timeout_close_wait":60,"timeout_last_ack":30,"timeout_time_wait":120,"timeout_close":10,"timeout_udp":30,"timeout_udp_replied":120,"timeout_icmp":30,"timeout_unconfirmed":30}' ]]
   # They are the built-in defaults: no timeout was written into the map.
   bpftool -j map dump pinned "$PIN/mseg_config" |
     jq -e '.[0].formatted.value | [to_entries[] | select(.key | startswith("to_")) | .value]
-      | length == 12 and all(. == 0)'
+      | length == 13 and all(. == 0)'
   while read -r key field; do
     def=$(abi "default config.$field")
     [[ -n $def ]] || { echo "mseg-abi has no default for $field" >&2; return 1; }
@@ -545,8 +545,8 @@ for i in range(20):
     and .idle_s >= 0 and .idle_s < 60 and .age_s >= .idle_s)) | length == 1' <<<"$s"
   jq -e 'map(select(.src == "10.99.0.1" and .sport == 40002 and .dst == "10.99.0.2"
     and .dport == 9998 and .packets == 2)) | length == 1' <<<"$s"
-  jq -e 'map(keys) | unique == [["action","age_s","bytes","dport","dst","expired",
-    "idle_s","packets","proto","sport","src","state"]]' <<<"$s"
+  jq -e 'map(keys) | unique == [["action","age_s","bytes","confirmed","dport","dst",
+    "expired","idle_s","packets","pickup","proto","sport","src","state"]]' <<<"$s"
   [[ $(m sessions --json --state none | jq length) == 2 ]]
   [[ $(m sessions --json --state ESTABLISHED) == "[]" ]]
   run m sessions

@@ -112,7 +112,7 @@ check() {
 	mseg_fill_one() { printf '6 10.9.9.1 1 10.9.9.2 2 3 0 1 0\n' | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null; }
 	mseg_fill_one
 	[ "$(mseg sessions --json | jq -c '.[0] | keys')" = \
-		'["action","age_s","bytes","dport","dst","expired","idle_s","packets","proto","sport","src","state"]' ]
+		'["action","age_s","bytes","confirmed","dport","dst","expired","idle_s","packets","pickup","proto","sport","src","state"]' ]
 	# events name the rule field, null until rules carry ids
 	mseg log --json | jq -e -s 'all(.[]; .event == "lost" or has("rule"))' >/dev/null
 	# an empty list is []

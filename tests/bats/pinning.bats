@@ -96,24 +96,27 @@ handshake() {
 
 	# Every field of every map (bpf/mseg_abi.h), keys and values.
 	local -A fields=(
-		[mseg_sessions]="addr_lo addr_hi port_lo port_hi proto family created_ns last_seen_ns packets
-			bytes tcp seq_end ack max_win fin_seq flags wscale policy_gen state action orig_is_hi"
+		[mseg_sessions]="addr_lo addr_hi port_lo port_hi proto family created_ns last_seen_ns
+			packets bytes tcp seq_end max_end ack max_win fin_seq flags wscale policy_gen state
+			action orig_is_hi"
 		[mseg_policy]="src dst sport dport proto set hits action"
 		[mseg_cidr]="prefixlen set family addr hits priority action"
 		[mseg_frags]="src dst id proto family seen_ns sport dport"
 		[mseg_config]="abi_version policy_gen default_action strict active_set to_syn_sent
 			to_syn_recv to_established to_fin_wait to_close_wait to_last_ack to_time_wait
 			to_close to_udp to_udp_replied to_icmp to_other warn_pct crit_pct degrade_pct
-			flood_half_open flood_syn_rate flood_syn_timeout event_rate"
+			flood_half_open flood_syn_rate flood_syn_timeout event_rate to_unconfirmed"
 		[mseg_stats]="total policy_hit session_hit new_session allowed denied logged dropped
 			ip_range_hit map_full pressure_drop tcp_established tcp_closed default_hit rejudged
 			non_ip malformed fragments invalid rst_ignored events_lost unjudged strict_drop
-			exempt related vlan_limit v4_mapped exthdr_limit frag_tiny frag_overlap frag_full"
+			exempt related vlan_limit v4_mapped exthdr_limit frag_tiny frag_overlap frag_full
+			out_of_window early_drop"
 		[mseg_pressure]="sessions updated_ns half_open_opened half_open_closed refused
 			window_start_ns syn_count syn_rate warn_count crit_count degrade_count flood_count
-			level flags"
+			level flags evict_head evict_tail"
 		[mseg_gc]="last_run_ns runs sessions live half_open deleted half_open_reaped"
 		[mseg_evlimit]="window_start_ns count pending emitted_total suppressed_total"
+		[mseg_evict]="addr_lo addr_hi port_lo port_hi proto family"
 	)
 	# Every map pinned has its list: a new map must be added above.
 	# mseg_events is a ring buffer: bpftool cannot dump it (no keys, no

@@ -48,7 +48,7 @@ spec() { printf '%s\n' "$@" | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null; }
 		"6 10.0.0.9 999 10.0.0.1 80 1 2 1 0"
 	run --separate-stderr mseg sessions
 	[ "$status" -eq 0 ]
-	[[ ${lines[0]} =~ ^PROTO\ +SRC\ +SPORT\ +DST\ +DPORT\ +STATE\ +PACKETS\ +BYTES\ +IDLE_S\ +ACTION$ ]]
+	[[ ${lines[0]} =~ ^PROTO\ +SRC\ +SPORT\ +DST\ +DPORT\ +STATE\ +PACKETS\ +BYTES\ +IDLE_S\ +CONFIRMED\ +ACTION$ ]]
 	[ "${#lines[@]}" -eq 6 ]
 	local got
 	got=$(printf '%s\n' "${lines[@]:1}" | awk '{ print $2 ":" $3 }' | xargs)
@@ -67,6 +67,26 @@ spec() { printf '%s\n' "$@" | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null; }
 	[ "$(mseg sessions --count --src 0.0.0.0/0)" = 3 ]
 	run mseg sessions --json --proto icmp
 	[ "$output" = "[]" ]
+}
+
+@test "CONFIRMED: yes once answered, pickup for an unanswered mid-stream pickup, which lives timeout_unconfirmed" {
+	# flags: MSEG_SESS_REPLIED 1, MSEG_SESS_PICKUP 2 (bpf/mseg_abi.h)
+	spec "6 10.7.0.1 1 10.7.0.2 80 3 0 1 1" \
+		"6 10.7.0.1 2 10.7.0.2 80 3 0 1 2" \
+		"6 10.7.0.1 3 10.7.0.2 80 1 0 1 0" \
+		"6 10.7.0.1 4 10.7.0.2 80 3 0 40 2" \
+		"6 10.7.0.1 5 10.7.0.2 80 3 0 40 3"
+	run --separate-stderr mseg sessions --src 10.7.0.1
+	[ "$status" -eq 0 ]
+	[[ ${lines[0]} == *" CONFIRMED "* ]]
+	assert_eq "confirmed column" "1:yes 2:pickup 3:no 5:yes" \
+		"$(awk 'NR > 1 { print $3 ":" $10 }' <<<"$output" | xargs)"
+	assert_eq "json" '[[1,true,false],[2,false,true],[3,false,false],[5,true,true]]' \
+		"$(mseg sessions --json --src 10.7.0.1 | jq -c 'map([.sport, .confirmed, .pickup])')"
+	# idle 40 s: past timeout_unconfirmed (30 s) unanswered, alive once answered
+	[ "$(mseg sessions --json --all --sport 4 | jq -c 'map(.expired)')" = '[true]' ]
+	mseg config set timeout_unconfirmed 60
+	[ "$(mseg sessions --count --src 10.7.0.1)" = 5 ]
 }
 
 @test "during a SYN flood, half-open sessions past the flood timeout are not listed: the data path's rule" {

@@ -8,7 +8,12 @@ Frames run in groups that start from an empty session and fragment table
 (mseg-testrun's "-" lines), under one policy and one mode (loose or strict)
 per round. A group never holds a TCP packet after an RST, so no session of
 a group ever reaches CLOSE or TIME_WAIT: a packet of a live session always
-gets the session's verdict.
+gets the session's verdict, but for one thing the model does not decide:
+in strict mode the TCP tracker drops a segment outside the window or that
+fits no state ("TCP state machine": nf_conntrack's window tracking, which
+the model does not repeat). Such a segment is `pending`: the model counts it
+passed, and the caller settles it with the verdict the classifier gave. The
+tracker may also count such a segment `invalid`: `tracked` bounds how many.
 """
 import ipaddress
 import struct
@@ -358,7 +363,16 @@ class Classifier:
         self.strict = strict
         self.bounds = bounds
         self.count = dict.fromkeys(COUNTERS, 0)
+        self.count["tracked"] = 0  # segments the TCP tracker judged (may be invalid)
+        self.pending = False
         self.reset()
+
+    def settle(self, verdict):
+        """The classifier's verdict on a pending segment (strict mode)."""
+        if self.pending and verdict == SHOT:
+            self.count["allowed"] -= 1
+            self.count["dropped"] += 1
+        self.pending = False
 
     def reset(self):
         self.sessions = {}  # key -> action
@@ -385,6 +399,7 @@ class Classifier:
         return PASS
 
     def frame(self, f):
+        self.pending = False
         self._bump("total")
         try:
             kind, p = parse(f, self.bounds)
@@ -435,6 +450,9 @@ class Classifier:
             if self.sessions[key] == "deny":
                 self._bump("denied")
                 return SHOT
+            if p.proto == TCP and p.frag != "later":
+                self._bump("tracked")
+                self.pending = self.strict
             self._bump("allowed")
             return PASS
         if p.icmp == "echo_rep" and trackable:
@@ -453,9 +471,6 @@ class Classifier:
                     self._bump("strict_drop")
                     return self._drop()
                 trackable = False
-            elif first == "SYN_RECV":
-                # a SYN+ACK first: its receiver sent the SYN
-                t = (p.family, p.dst, p.src, p.proto, p.dport, p.sport)
             elif first == "ESTABLISHED":
                 t = pickup_tuple(self.policy, t)
         return self._judge(*t, key=key if trackable else None)
@@ -476,9 +491,10 @@ def pickup_tuple(policy, t):
 
 def tcp_first_state(flags):
     """docs/DESIGN.md, "TCP state machine": the state of a connection first
-    seen with this packet, or None when it cannot start one."""
+    seen with this packet, or None when it cannot start one: a SYN, or a
+    plain ACK picked up mid-stream; never a SYN+ACK."""
     f = flags & (SYN | ACK | FIN | RST)
-    return {SYN: "SYN_SENT", SYN | ACK: "SYN_RECV", ACK: "ESTABLISHED"}.get(f)
+    return {SYN: "SYN_SENT", ACK: "ESTABLISHED"}.get(f)
 
 
 def check_invariants(c):

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 """lab-client: the client side of the namespace lab.
 
-    lab-client.py tcp ADDR PORT [--timeout S]   connect, exchange one message
+    lab-client.py tcp ADDR PORT [--timeout S] [--sport N]
+                                                connect, exchange one message
     lab-client.py udp ADDR PORT [--timeout S]   exchange one datagram
     lab-client.py persist ADDR PORT DIR [--timeout S] [--life S] [--phases N]
     lab-client.py ping ADDR 0 [--timeout S]     one ICMP/ICMPv6 echo (raw socket)

@@ -20,6 +20,8 @@ of connection NAME (N = 1, 2, ...), and answers each in .res.N ("ok" or
     shutdown  shutdown(SHUT_WR): our FIN, the socket stays open
     close     close(): our FIN, the socket is released
     abort     SO_LINGER {on, 0} then close(): an RST
+    got N     wait (3 s at most) until this end has received N bytes in
+              all since the first command: "fail" if they never arrive
     quit      stop obeying (the socket, if still open, is left to exit)
 
 Between commands each end reads whatever arrives, so no unread data ever
@@ -41,29 +43,51 @@ def write(path, text):
     os.rename(path + ".tmp", path)
 
 
-def drain(sock):
+class End:
+    """One end of a connection: its socket and the bytes it has received."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.received = 0
+
+
+def drain(end):
     """Read what has arrived, without blocking; False once at EOF."""
-    sock.setblocking(False)
+    end.sock.setblocking(False)
     try:
         while True:
-            data = sock.recv(65536)
+            data = end.sock.recv(65536)
             if not data:
                 return False
+            end.received += len(data)
     except (BlockingIOError, InterruptedError):
         return True
     except OSError:
         return False
 
 
-def act(sock, cmd):
-    if cmd == "send":
+def wait_received(end, n):
+    deadline = time.monotonic() + 3
+    while end.received < n and time.monotonic() < deadline:
+        if not drain(end):
+            break
+        time.sleep(0.01)
+    if end.received < n:
+        raise ValueError("received %d bytes, expected %d" % (end.received, n))
+
+
+def act(end, cmd):
+    sock = end.sock
+    if cmd.startswith("got "):
+        wait_received(end, int(cmd.split()[1]))
+    elif cmd == "send":
         sock.setblocking(True)
         sock.settimeout(2)
         sock.sendall(b"x" * 10)
     elif cmd == "shutdown":
         sock.shutdown(socket.SHUT_WR)
     elif cmd == "close":
-        drain(sock)
+        drain(end)
         sock.close()
     elif cmd == "abort":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
@@ -73,16 +97,17 @@ def act(sock, cmd):
         raise ValueError("unknown command '%s'" % cmd)
 
 
-def obey(sock, cdir, role, end):
+def obey(sock, cdir, role, end_time):
+    end = End(sock)
     n = 1
     is_open = reading = True
-    while time.monotonic() < end:
+    while time.monotonic() < end_time:
         path = os.path.join(cdir, "%s.cmd.%d" % (role, n))
         if os.path.exists(path):
             with open(path) as f:
                 cmd = f.read().strip()
             try:
-                act(sock, cmd)
+                act(end, cmd)
                 res = "ok"
             except (OSError, ValueError) as e:
                 res = "fail: %s %s" % (e.__class__.__name__, e)
@@ -94,7 +119,7 @@ def obey(sock, cdir, role, end):
                 is_open = False
             continue
         if is_open and reading:
-            reading = drain(sock)
+            reading = drain(end)
         time.sleep(0.01)
 
 

@@ -85,13 +85,37 @@ _lab_addrs() {
 		ip -n "$LAB_S" -6 route add default via "$LAB_R6S"
 }
 
+# lab_attacker_setup: a fourth namespace, LAB_A (10.77.3.2, dev LAB_ADEV),
+# behind the router's LAB_RA (10.77.3.1), whose ingress mseg filters with
+# the same maps. The router forwards whatever source address it sends
+# (rp_filter off), so it can forge the client's or the server's packets.
+lab_attacker_setup() {
+	LAB_A=mseg-$LAB_TAG-a
+	LAB_ADEV=ma$LAB_TAG
+	LAB_RA=mr${LAB_TAG}a
+	export LAB_A LAB_ADEV LAB_RA
+	ip netns add "$LAB_A" &&
+		ip -n "$LAB_A" link set lo up &&
+		ip link add "$LAB_ADEV" netns "$LAB_A" type veth peer name "$LAB_RA" netns "$LAB_R" &&
+		ip -n "$LAB_A" addr add 10.77.3.2/24 dev "$LAB_ADEV" &&
+		ip -n "$LAB_R" addr add 10.77.3.1/24 dev "$LAB_RA" &&
+		ip -n "$LAB_A" link set "$LAB_ADEV" up &&
+		ip -n "$LAB_R" link set "$LAB_RA" up &&
+		ip -n "$LAB_A" route add default via 10.77.3.1 || return 1
+	local k
+	for k in all default "$LAB_RA"; do
+		ip netns exec "$LAB_R" sysctl -qw "net.ipv4.conf.$k.rp_filter=0" || return 1
+	done
+	attach_dev "$LAB_RA" "$LAB_R" --ingress >/dev/null
+}
+
 # lab_teardown: kill what the lab started, delete the namespaces, unmount.
 lab_teardown() {
 	local pid ns
 	for pid in ${LAB_PIDS[@]+"${LAB_PIDS[@]}"}; do
 		kill "$pid" 2>/dev/null || true
 	done
-	for ns in "${LAB_C:-}" "${LAB_R:-}" "${LAB_S:-}"; do
+	for ns in "${LAB_C:-}" "${LAB_R:-}" "${LAB_S:-}" "${LAB_A:-}"; do
 		[[ -n $ns ]] || continue
 		# Only processes inside our own namespaces: all started by the lab.
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
@@ -104,7 +128,7 @@ lab_teardown() {
 	done
 	LAB_PIDS=()
 	[[ -n ${LAB_DIR:-} ]] && rm -rf "$LAB_DIR"
-	unset LAB_C LAB_R LAB_S LAB_DIR
+	unset LAB_C LAB_R LAB_S LAB_A LAB_DIR
 	bpffs_teardown
 }
 

@@ -19,6 +19,8 @@ STATES = ["NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1",
           "CLOSING"]
 ACTIONS = ["allow", "deny", "log"]
 PROTOS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6", 0: "any"}
+SESS_REPLIED = 0x01  # bpf/mseg_abi.h MSEG_SESS_*
+SESS_PICKUP = 0x02
 
 
 def as_bytes(v):
@@ -48,6 +50,8 @@ def sessions(entries):
             "packets": sum(v["packets"]), "bytes": sum(v["bytes"]),
             "idle_s": round((now - v["last_seen_ns"]) / 1e9, 1),
             "action": name(ACTIONS, v["action"]),
+            "confirmed": bool(v["flags"] & SESS_REPLIED),
+            "pickup": bool(v["flags"] & SESS_PICKUP),
             "policy_gen": v["policy_gen"],
         }
 

@@ -65,12 +65,13 @@ static long decode(const char *line, unsigned char *buf)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mseg-testrun --prog-id ID [--reset PINNED_MAP]... [--keep-going] [FILE]\n"
+	fprintf(f, "usage: mseg-testrun --prog-id ID [--reset PINNED_MAP]... [--keep-going] [--duration] [FILE]\n"
 		   "Run each frame of FILE (default stdin; one frame per line, in hex)\n"
 		   "once through the program with BPF_PROG_TEST_RUN and print its\n"
 		   "return value, one line per frame. A line \"-\" deletes every entry of\n"
 		   "the --reset maps. --keep-going: a frame the test run refuses prints\n"
-		   "\"refused\" instead of ending the run.\n");
+		   "\"refused\" instead of ending the run. --duration: the return value\n"
+		   "and the run's duration in ns as the kernel measured it.\n");
 }
 
 /* Delete every entry of the map. */
@@ -97,7 +98,7 @@ int main(int argc, char **argv)
 	long lineno = 0;
 	FILE *in = stdin;
 	int fd, i, nreset = 0, resets[RESET_MAX];
-	bool keep_going = false;
+	bool keep_going = false, duration = false;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -110,6 +111,8 @@ int main(int argc, char **argv)
 				fprintf(stderr, "mseg: invalid --prog-id: '%s'\n", argv[i]);
 				return 2;
 			}
+		} else if (!strcmp(argv[i], "--duration")) {
+			duration = true;
 		} else if (!strcmp(argv[i], "--reset") && i + 1 < argc) {
 			struct bpf_map_info info = {};
 			__u32 len = sizeof(info);
@@ -180,7 +183,13 @@ int main(int argc, char **argv)
 				strerror(errno));
 			return 1;
 		}
-		printf("%u\n", opts.retval);
+		if (duration)
+			printf("%u %u\n", opts.retval, opts.duration);
+		else
+			if (duration)
+			printf("%u %u\n", opts.retval, opts.duration);
+		else
+			printf("%u\n", opts.retval);
 	}
 	free(line);
 	if (in != stdin)
