@@ -136,6 +136,20 @@ scenario() {
 	jq -e .ok <<<"$out" >/dev/null || return 1
 	sport=$(jq .sport <<<"$out")
 	expect=$(jq -r .expect <<<"$out")
+	# A held-back duplicate of the client's last ACK that reaches the
+	# server after its socket is gone draws an RST, which ends the
+	# client's TIME-WAIT (RFC 1337; seen in 1 run of 3, with
+	# net.ipv4.tcp_rfc1337=1 the client stayed in TIME-WAIT while the RST
+	# closed the session): after a clean exchange, gone and no session, or
+	# CLOSE, is that.
+	if [[ $expect == TIME-WAIT && $(ss_state "$sport") == gone ]]; then
+		[[ $(mseg_state "$sport") == @(CLOSE|none) ]] || {
+			echo "port $sport: the client socket is gone, mseg says $(mseg_state "$sport")" >&2
+			return 1
+		}
+		echo "# port $sport: TIME-WAIT ended by a late RST" >&3
+		return 0
+	fi
 	assert_eq "client socket after $2" "$expect" "$(ss_state "$sport")"
 	same_state "$sport"
 }
