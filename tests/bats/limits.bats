@@ -25,14 +25,7 @@ teardown_file() {
 }
 
 setup() {
-	require_build
-	need "the classifier loaded" test -n "${PROG_ID:-}"
-	local n=$BATS_TEST_NUMBER
-	S4=10.60.$n.1
-	D4=10.61.$n.2
-	S6=fd00:60:$n::1
-	D6=fd00:61:$n::2
-	rules_track_init
+	crafted_test_setup 60 61
 }
 
 teardown() {

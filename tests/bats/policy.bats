@@ -22,14 +22,7 @@ teardown_file() {
 }
 
 setup() {
-	require_build
-	need "the classifier loaded" test -n "${PROG_ID:-}"
-	local n=$BATS_TEST_NUMBER
-	S4=10.30.$n.1
-	D4=10.40.$n.2
-	S6=fd00:30:$n::1
-	D6=fd00:40:$n::2
-	rules_track_init
+	crafted_test_setup 30 40
 }
 
 teardown() {

@@ -390,6 +390,19 @@ expect_frame() {
 	assert_stats "$what" "$stats"
 }
 
+# crafted_test_setup SRC DST: a test's own addresses in a suite that shares
+# one crafted program (10.SRC.N.1 -> 10.DST.N.2 and fd00:SRC:N::1 ->
+# fd00:DST:N::2 in S4 D4 S6 D6, N the test number), so tests never see each
+# other's flows; its rules are tracked for rules_cleanup.
+crafted_test_setup() {
+	require_build
+	need "the classifier loaded" test -n "${PROG_ID:-}"
+	local n=$BATS_TEST_NUMBER
+	# shellcheck disable=SC2034 # the suite's tests read them
+	S4=10.$1.$n.1 D4=10.$2.$n.2 S6=fd00:$1:$n::1 D6=fd00:$2:$n::2
+	rules_track_init
+}
+
 # --- sessions -----------------------------------------------------------------
 
 # session_cond PROTO SRC SPORT DST DPORT: a jq condition matching the session
