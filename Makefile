@@ -17,13 +17,29 @@ BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -Wall -Werror -D__TARGET_ARCH_$(ARCH) 
 USER_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -I bpf -I tools $(DEFS) $(EXTRA_CFLAGS)
 USER_LDLIBS := -lbpf
 
-BPF_HEADERS := $(wildcard bpf/*.h tools/*.h)
-# Every C helper is one file: tools/*.c, exporters/*.c, tests/bats/helpers/*.c, bench/*.c
+BPF_HEADERS := $(wildcard bpf/*.h)
+# A program is its own .c plus, for those listed in LIB_USERS, the policy
+# library (tools/libmseg-rules/*.c). Objects go to build/obj/ with -MMD -MP
+# dependency files, so a header change rebuilds exactly what includes it.
 HELPER_SRCS := $(wildcard tools/*.c exporters/*.c tests/bats/helpers/*.c bench/*.c)
 HELPERS := $(addprefix $(BUILD)/,$(notdir $(HELPER_SRCS:.c=)))
+LIB_SRCS := $(wildcard tools/libmseg-rules/*.c)
+LIB_OBJS := $(addprefix $(BUILD)/obj/libmseg-rules/,$(notdir $(LIB_SRCS:.c=.o)))
+LIB_USERS := mseg-ruleset
+OBJ_DIR := $(BUILD)/obj
 
 vpath %.c tools exporters tests/bats/helpers bench
 
+# V=1 prints the full commands.
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-7s %s\n' $(1) $(2)
+endif
+
+.DELETE_ON_ERROR:
 .PHONY: all deps test demo bench install clean lint FORCE
 
 all: $(BUILD)/mseg.bpf.o $(HELPERS)
@@ -34,10 +50,28 @@ $(BUILD)/.config: FORCE
 	@echo '$(DEFS)' | cmp -s - $@ || echo '$(DEFS)' > $@
 
 $(BUILD)/mseg.bpf.o: bpf/mseg.bpf.c $(BPF_HEADERS) $(BUILD)/.config
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
-$(BUILD)/%: %.c $(BPF_HEADERS) $(BUILD)/.config
-	$(CC) $(USER_CFLAGS) $< -o $@ $(USER_LDLIBS)
+$(OBJ_DIR)/libmseg-rules/%.o: tools/libmseg-rules/%.c $(BUILD)/.config
+	@mkdir -p $(@D)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(USER_CFLAGS) -MMD -MP -c $< -o $@
+
+$(OBJ_DIR)/%.o: %.c $(BUILD)/.config
+	@mkdir -p $(@D)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(USER_CFLAGS) -MMD -MP -c $< -o $@
+
+$(addprefix $(BUILD)/,$(LIB_USERS)): $(BUILD)/%: $(OBJ_DIR)/%.o $(LIB_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(USER_CFLAGS) $^ -o $@ $(USER_LDLIBS)
+
+$(filter-out $(addprefix $(BUILD)/,$(LIB_USERS)),$(HELPERS)): $(BUILD)/%: $(OBJ_DIR)/%.o
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(USER_CFLAGS) $^ -o $@ $(USER_LDLIBS)
+
+-include $(wildcard $(OBJ_DIR)/*.d $(OBJ_DIR)/libmseg-rules/*.d)
 
 deps:
 	./scripts/mseg-deps

@@ -42,10 +42,12 @@ static __always_inline void mseg_verdict_event(const struct mseg_config *cfg,
 {
 	if (v->action == MSEG_ACT_DENY)
 		mseg_event(cfg, st, t,
-			   mseg_ev(MSEG_EV_DENY, v->by, v->action, flags, 0));
+			   mseg_ev(MSEG_EV_DENY, v->by, v->action, flags,
+				   v->rule_id));
 	else if (v->action == MSEG_ACT_LOG)
 		mseg_event(cfg, st, t,
-			   mseg_ev(MSEG_EV_LOG, v->by, v->action, flags, 0));
+			   mseg_ev(MSEG_EV_LOG, v->by, v->action, flags,
+				   v->rule_id));
 }
 
 static __always_inline int mseg_pass(struct mseg_stats *st, __u8 action)
@@ -68,6 +70,7 @@ static __always_inline void mseg_judge_new(const struct mseg_tuple *t,
 					   struct mseg_verdict *v)
 {
 	mseg_policy_decide(t, cfg, v);
+	mseg_rule_count(v->rule_id, true);
 	if (v->by == MSEG_BY_EXACT)
 		st->policy_hit++;
 	else if (v->by == MSEG_BY_CIDR)
@@ -78,7 +81,8 @@ static __always_inline void mseg_judge_new(const struct mseg_tuple *t,
 
 /*
  * What a flow that cannot get a session may still do (docs/DESIGN.md, pressure):
- * pass if an exact rule explicitly allows it, or it is ICMP or DNS.
+ * pass if a rule (not a CIDR statement, not the default) explicitly allows
+ * it, or it is ICMP or DNS.
  */
 static __always_inline bool
 mseg_admit_without_session(const struct mseg_tuple *t,
@@ -133,11 +137,16 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 
 		mseg_session_orig(key, s, p->t.family, &t);
 		mseg_policy_decide(&t, cfg, &v);
+		mseg_rule_count(v.rule_id, true);
 		if (v.action != s->action)
 			mseg_verdict_event(cfg, st, &t, &v, MSEG_EVF_REJUDGED);
 		s->action = v.action;
+		s->rule_id = v.rule_id;
 		s->policy_gen = cfg->policy_gen;
 		st->rejudged++;
+	}
+	else {
+		mseg_rule_count(s->rule_id, false);
 	}
 	if (s->action == MSEG_ACT_DENY) {
 		st->denied++;
@@ -234,6 +243,7 @@ static __always_inline int mseg_new_flow(struct __sk_buff *skb,
 	ns.policy_gen = cfg->policy_gen;
 	ns.state = state;
 	ns.action = v.action;
+	ns.rule_id = v.rule_id;
 	ns.orig_is_hi = orig_is_hi;
 	if (state != MSEG_TCP_NONE && state != MSEG_TCP_SYN_SENT)
 		ns.flags |= MSEG_SESS_PICKUP;

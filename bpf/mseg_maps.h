@@ -26,22 +26,42 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mseg_sessions SEC(".maps");
 
+/* The policy (docs/policy.md): identities, compiled rules, hits, source. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MSEG_MAX_RULES);
-	__type(key, struct mseg_rule_key);
-	__type(value, struct mseg_rule_val);
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MSEG_MAX_IDENTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mseg_ident_key);
+	__type(value, struct mseg_ident_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mseg_policy SEC(".maps");
+} mseg_ident SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MSEG_MAX_CIDRS);
+	__uint(max_entries, MSEG_MAX_RULE_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct mseg_cidr_key);
-	__type(value, struct mseg_cidr_val);
+	__type(key, struct mseg_rule_key);
+	__type(value, struct mseg_rule_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mseg_cidr SEC(".maps");
+} mseg_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MSEG_MAX_RULE_IDS);
+	__type(key, __u32);
+	__type(value, struct mseg_rule_hits);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_rule_hits SEC(".maps");
+
+/* Read by user space only; the data path never touches it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MSEG_MAX_SOURCE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mseg_source_key);
+	__type(value, struct mseg_source_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_source SEC(".maps");
 
 /* Losing an old fragment entry only costs that datagram its later parts. */
 struct {

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Policy lookup for a new flow, first match wins (docs/DESIGN.md, data path 3):
- * exact rules with their wildcard fallbacks, then the longest CIDR prefix
- * containing the destination, else the source, then the default action.
+ * Policy lookup for a new flow (docs/policy.md, "how the data path
+ * decides"): each address resolves to the identity of its longest matching
+ * prefix (one mseg_ident lookup per side); then the compiled rule trie is
+ * asked for the keys (src id, dst id), (src id, any), (any, dst id) and
+ * (any, any), each returning the winner of its key for the protocol and
+ * destination port; the best of them by rank decides, else the default.
  */
 #ifndef MSEG_POLICY_H
 #define MSEG_POLICY_H
@@ -11,93 +14,61 @@
 #include "mseg_maps.h"
 #include "mseg_parse.h"
 
-enum mseg_decided_by {
-	MSEG_BY_EXACT,
-	MSEG_BY_CIDR,
-	MSEG_BY_DEFAULT,
-};
-
 struct mseg_verdict {
-	__u8 action; /* enum mseg_action */
-	__u8 by;     /* enum mseg_decided_by */
+	__u64 rank;
+	__u32 rule_id; /* 0: the default action */
+	__u8 action;   /* enum mseg_action */
+	__u8 by;       /* enum mseg_decided_by */
 };
 
-static __always_inline bool mseg_exact_try(struct mseg_rule_key *k,
-					   struct mseg_verdict *v)
+static __always_inline struct mseg_ident_val *
+mseg_ident_lookup(__u8 set, __u8 family, const __u32 *addr)
 {
-	struct mseg_rule_val *r = bpf_map_lookup_elem(&mseg_policy, k);
-
-	if (!r)
-		return false;
-	__sync_fetch_and_add(&r->hits, 1);
-	v->action = r->action;
-	v->by = MSEG_BY_EXACT;
-	return true;
-}
-
-/*
- * The packet's own tuple, then sport=0, then both ports 0, then protocol 0
- * too: a rule written with fewer fields is a wildcard on the rest.
- */
-static __always_inline bool mseg_exact_lookup(const struct mseg_tuple *t,
-					      __u8 set, struct mseg_verdict *v)
-{
-	struct mseg_rule_key k = {};
-
-	__builtin_memcpy(k.src, t->saddr, 16);
-	__builtin_memcpy(k.dst, t->daddr, 16);
-	k.proto = t->proto;
-	k.sport = t->sport;
-	k.dport = t->dport;
-	k.set = set;
-	if (mseg_exact_try(&k, v))
-		return true;
-	if (k.sport) {
-		k.sport = 0;
-		if (mseg_exact_try(&k, v))
-			return true;
-	}
-	if (k.dport) {
-		k.dport = 0;
-		if (mseg_exact_try(&k, v))
-			return true;
-	}
-	k.proto = 0;
-	return mseg_exact_try(&k, v);
-}
-
-static __always_inline bool mseg_cidr_try(struct mseg_cidr_key *k,
-					  const __u32 *addr,
-					  struct mseg_verdict *v)
-{
-	struct mseg_cidr_val *r;
-
-	__builtin_memcpy(k->addr, addr, 16);
-	r = bpf_map_lookup_elem(&mseg_cidr, k);
-	if (!r)
-		return false;
-	__sync_fetch_and_add(&r->hits, 1);
-	v->action = r->action;
-	v->by = MSEG_BY_CIDR;
-	return true;
-}
-
-static __always_inline bool mseg_cidr_lookup(const struct mseg_tuple *t,
-					     __u8 set, struct mseg_verdict *v)
-{
-	struct mseg_cidr_key k = {
-		.prefixlen = MSEG_CIDR_FULL_BITS,
+	struct mseg_ident_key k = {
+		.prefixlen = MSEG_IDENT_FULL_BITS,
 		.set = set,
-		.family = t->family,
+		.family = family,
 	};
 
-	return mseg_cidr_try(&k, t->daddr, v) || mseg_cidr_try(&k, t->saddr, v);
+	__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(&mseg_ident, &k);
 }
 
 /*
- * Judge a flow given as originator -> responder. A real BPF function, not
- * inlined: its lookup keys then live in its own frame, not in every caller's.
+ * One key of the rule trie: the first candidate whose source port fits,
+ * if it beats what *v holds (lower rank, then lower rule id).
  */
+static __always_inline void mseg_rules_try(struct mseg_rule_key *k, __u32 src,
+					   __u32 dst, __u16 sport,
+					   struct mseg_verdict *v)
+{
+	struct mseg_rule_val *r;
+	int i;
+
+	k->src_id = src;
+	k->dst_id = dst;
+	r = bpf_map_lookup_elem(&mseg_rules, k);
+	if (!r)
+		return;
+#pragma unroll
+	for (i = 0; i < MSEG_RULE_CANDS; i++) {
+		struct mseg_rule_cand *c = &r->c[i];
+
+		if (!c->rule_id)
+			return;
+		if (c->sport && c->sport != sport)
+			continue;
+		if (c->rank < v->rank ||
+		    (c->rank == v->rank && c->rule_id < v->rule_id)) {
+			v->rank = c->rank;
+			v->rule_id = c->rule_id;
+			v->action = c->action;
+			v->by = c->by;
+		}
+		return;
+	}
+}
+
 /*
  * default_action, strict and active_set share one aligned 32-bit word of
  * mseg_config. `mseg apply` switches the set and the default in one config
@@ -108,6 +79,10 @@ _Static_assert(__builtin_offsetof(struct mseg_config, default_action) == 8 &&
 		       __builtin_offsetof(struct mseg_config, active_set) == 10,
 	       "default_action and active_set share the word at offset 8");
 
+/*
+ * Judge a flow given as originator -> responder. A real BPF function, not
+ * inlined: its lookup keys then live in its own frame, not in every caller's.
+ */
 static __noinline void mseg_policy_decide(const struct mseg_tuple *t,
 					  const struct mseg_config *cfg,
 					  struct mseg_verdict *v)
@@ -118,13 +93,50 @@ static __noinline void mseg_policy_decide(const struct mseg_tuple *t,
 #else
 	__u8 def = word >> 24, set = (word >> 8) & 0xff;
 #endif
+	struct mseg_ident_val *si, *di;
+	struct mseg_rule_key k = {
+		.prefixlen = MSEG_RULE_FULL_BITS,
+		.set = set,
+		.proto = t->proto,
+		.dport = { t->dport >> 8, t->dport & 0xff },
+	};
+	__u32 s = 0, d = 0, sf = 0, df = 0;
 
-	if (mseg_exact_lookup(t, set, v))
-		return;
-	if (mseg_cidr_lookup(t, set, v))
+	v->rank = ~0ULL;
+	v->rule_id = 0;
+	si = mseg_ident_lookup(set, t->family, t->saddr);
+	if (si) {
+		s = si->id;
+		sf = si->flags;
+	}
+	di = mseg_ident_lookup(set, t->family, t->daddr);
+	if (di) {
+		d = di->id;
+		df = di->flags;
+	}
+	if ((sf & MSEG_IDF_SRC_PAIR) && (df & MSEG_IDF_DST_PAIR))
+		mseg_rules_try(&k, s, d, t->sport, v);
+	if (sf & MSEG_IDF_SRC_ANY)
+		mseg_rules_try(&k, s, 0, t->sport, v);
+	if (df & MSEG_IDF_DST_ANY)
+		mseg_rules_try(&k, 0, d, t->sport, v);
+	mseg_rules_try(&k, 0, 0, t->sport, v);
+	if (v->rule_id)
 		return;
 	v->action = def == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
 	v->by = MSEG_BY_DEFAULT;
+}
+
+/* Count a decision (flows) or a packet of a decided session (packets). */
+static __always_inline void mseg_rule_count(__u32 rule_id, bool flow)
+{
+	struct mseg_rule_hits *h = bpf_map_lookup_elem(&mseg_rule_hits, &rule_id);
+
+	if (!h)
+		return;
+	h->packets++;
+	if (flow)
+		h->flows++;
 }
 
 #endif /* MSEG_POLICY_H */

@@ -54,7 +54,7 @@ static const char *const tf_proto_names[TF_PROTO_MAX] = {
 enum tf_map { TF_MAP_SESSIONS, TF_MAP_POLICY, TF_MAP_CIDR, TF_MAP_MAX };
 
 static const char *const tf_map_names[TF_MAP_MAX] = {
-	"mseg_sessions", "mseg_policy", "mseg_cidr",
+	"mseg_sessions", "mseg_source", "mseg_rules",
 };
 
 struct tf_maps {
@@ -122,13 +122,13 @@ static int open_maps(struct tf_maps *m)
 {
 	static const __u32 key_size[TF_MAP_MAX] = {
 		sizeof(struct mseg_session_key),
+		sizeof(struct mseg_source_key),
 		sizeof(struct mseg_rule_key),
-		sizeof(struct mseg_cidr_key),
 	};
 	static const __u32 val_size[TF_MAP_MAX] = {
 		sizeof(struct mseg_session),
+		sizeof(struct mseg_source_val),
 		sizeof(struct mseg_rule_val),
-		sizeof(struct mseg_cidr_val),
 	};
 	struct bpf_map_info info;
 	char dir[PATH_MAX];
@@ -235,14 +235,19 @@ static int count_sessions(void *ctx, const void *keys, const void *vals,
 static int count_rules(void *ctx, const void *keys, const void *vals,
 		       __u32 n)
 {
-	const struct mseg_rule_key *k = keys;
+	const struct mseg_source_key *k = keys;
+	const struct mseg_source_val *v = vals;
 	struct tf_sample *x = ctx;
 	__u32 i;
 
-	(void)vals;
+	/* the policy's statements (docs/policy.md): rules and cidr statements */
 	x->entries[TF_MAP_POLICY] += n;
-	for (i = 0; i < n; i++)
-		x->rules_exact += k[i].set == x->cfg.active_set;
+	for (i = 0; i < n; i++) {
+		if (k[i].set != x->cfg.active_set)
+			continue;
+		x->rules_exact += !strncmp(v[i].line, "rule add ", 9);
+		x->rules_cidr += !strncmp(v[i].line, "cidr add ", 9);
+	}
 	return 0;
 }
 
@@ -252,7 +257,7 @@ static int count_rules(void *ctx, const void *keys, const void *vals,
  */
 static int count_cidrs(int fd, __u32 max_entries, struct tf_sample *x)
 {
-	struct mseg_cidr_key key, next;
+	struct mseg_rule_key key, next;
 	__u64 i;
 	bool first = true;
 
@@ -260,16 +265,15 @@ static int count_cidrs(int fd, __u32 max_entries, struct tf_sample *x)
 		if (bpf_map_get_next_key(fd, first ? NULL : &key, &next)) {
 			if (errno == ENOENT)
 				return 0;
-			fprintf(stderr, "mseg: cannot walk mseg_cidr: %s\n",
+			fprintf(stderr, "mseg: cannot walk mseg_rules: %s\n",
 				strerror(errno));
 			return -1;
 		}
 		x->entries[TF_MAP_CIDR]++;
-		x->rules_cidr += next.set == x->cfg.active_set;
 		key = next;
 		first = false;
 	}
-	fprintf(stderr, "mseg: mseg_cidr holds more than its %u entries\n",
+	fprintf(stderr, "mseg: mseg_rules holds more than its %u entries\n",
 		max_entries);
 	return -1;
 }
@@ -296,7 +300,7 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	if (mseg_batch_foreach(m.fd[TF_MAP_SESSIONS], "mseg_sessions",
 			       m.max_entries[TF_MAP_SESSIONS], &t->sessions,
 			       count_sessions, x) ||
-	    mseg_batch_foreach(m.fd[TF_MAP_POLICY], "mseg_policy",
+	    mseg_batch_foreach(m.fd[TF_MAP_POLICY], "mseg_source",
 			       m.max_entries[TF_MAP_POLICY], &t->policy,
 			       count_rules, x) ||
 	    count_cidrs(m.fd[TF_MAP_CIDR], m.max_entries[TF_MAP_CIDR], x))
@@ -535,7 +539,7 @@ static void render(FILE *f, const struct tf_sample *x)
 	render_sessions(f, x);
 	render_pressure(f, x);
 	labelled(f, "mseg_rules", "gauge",
-		 "Rules in the active rule set: exact (mseg_policy) and CIDR (mseg_cidr).",
+		 "Statements in the active rule set: rules (rule add) and CIDR rules (cidr add).",
 		 "kind", rules, ARRAY_LEN(rules));
 	/* CLOCK_BOOTTIME stamp -> Unix time, by the clocks' offset now */
 	if (gc->last_run_ns && gc->last_run_ns <= x->now_boot_ns)
@@ -805,8 +809,8 @@ static int state_init(struct tf_state *t)
 	}
 	if (mseg_batch_init(&t->sessions, sizeof(struct mseg_session_key),
 			    sizeof(struct mseg_session), TF_BATCH) ||
-	    mseg_batch_init(&t->policy, sizeof(struct mseg_rule_key),
-			    sizeof(struct mseg_rule_val), TF_BATCH))
+	    mseg_batch_init(&t->policy, sizeof(struct mseg_source_key),
+			    sizeof(struct mseg_source_val), TF_BATCH))
 		return -1;
 	return 0;
 }
