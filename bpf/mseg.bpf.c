@@ -70,7 +70,7 @@ static __always_inline void mseg_judge_new(const struct mseg_tuple *t,
 					   struct mseg_verdict *v)
 {
 	mseg_policy_decide(t, cfg, v);
-	mseg_rule_count(v->rule_id, true);
+	mseg_rule_count(&v->rule_id, true);
 	if (v->by == MSEG_BY_EXACT)
 		st->policy_hit++;
 	else if (v->by == MSEG_BY_CIDR)
@@ -137,7 +137,7 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 
 		mseg_session_orig(key, s, p->t.family, &t);
 		mseg_policy_decide(&t, cfg, &v);
-		mseg_rule_count(v.rule_id, true);
+		mseg_rule_count(&v.rule_id, true);
 		if (v.action != s->action)
 			mseg_verdict_event(cfg, st, &t, &v, MSEG_EVF_REJUDGED);
 		s->action = v.action;
@@ -146,7 +146,7 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 		st->rejudged++;
 	}
 	else {
-		mseg_rule_count(s->rule_id, false);
+		mseg_rule_count(&s->rule_id, false);
 	}
 	if (s->action == MSEG_ACT_DENY) {
 		st->denied++;

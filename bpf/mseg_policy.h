@@ -15,23 +15,20 @@
 #include "mseg_parse.h"
 
 struct mseg_verdict {
-	__u64 rank;
 	__u32 rule_id; /* 0: the default action */
 	__u8 action;   /* enum mseg_action */
 	__u8 by;       /* enum mseg_decided_by */
 };
 
-static __always_inline struct mseg_ident_val *
-mseg_ident_lookup(__u8 set, __u8 family, const __u32 *addr)
+/* The identity of an address and its flags (id | flags << 32); 0: none. */
+static __always_inline __u64 mseg_ident_lookup(struct mseg_ident_key *k,
+					       const __u32 *addr)
 {
-	struct mseg_ident_key k = {
-		.prefixlen = MSEG_IDENT_FULL_BITS,
-		.set = set,
-		.family = family,
-	};
+	struct mseg_ident_val *iv;
 
-	__builtin_memcpy(k.addr, addr, 16);
-	return bpf_map_lookup_elem(&mseg_ident, &k);
+	__builtin_memcpy(k->addr, addr, 16);
+	iv = bpf_map_lookup_elem(&mseg_ident, k);
+	return iv ? iv->id | (__u64)iv->flags << 32 : 0;
 }
 
 /*
@@ -40,7 +37,7 @@ mseg_ident_lookup(__u8 set, __u8 family, const __u32 *addr)
  */
 static __always_inline void mseg_rules_try(struct mseg_rule_key *k, __u32 src,
 					   __u32 dst, __u16 sport,
-					   struct mseg_verdict *v)
+					   struct mseg_verdict *v, __u64 *rank)
 {
 	struct mseg_rule_val *r;
 	int i;
@@ -58,9 +55,9 @@ static __always_inline void mseg_rules_try(struct mseg_rule_key *k, __u32 src,
 			return;
 		if (c->sport && c->sport != sport)
 			continue;
-		if (c->rank < v->rank ||
-		    (c->rank == v->rank && c->rule_id < v->rule_id)) {
-			v->rank = c->rank;
+		if (c->rank < *rank ||
+		    (c->rank == *rank && c->rule_id < v->rule_id)) {
+			*rank = c->rank;
 			v->rule_id = c->rule_id;
 			v->action = c->action;
 			v->by = c->by;
@@ -80,57 +77,74 @@ _Static_assert(__builtin_offsetof(struct mseg_config, default_action) == 8 &&
 	       "default_action and active_set share the word at offset 8");
 
 /*
- * Judge a flow given as originator -> responder. A real BPF function, not
- * inlined: its lookup keys then live in its own frame, not in every caller's.
+ * Judge a flow given as originator -> responder. A global BPF function:
+ * the verifier checks it once, not once per caller and path (four lookups
+ * of four candidates each would multiply the caller's states), and its
+ * lookup keys live in its own frame.
  */
-static __noinline void mseg_policy_decide(const struct mseg_tuple *t,
-					  const struct mseg_config *cfg,
-					  struct mseg_verdict *v)
+__noinline int mseg_policy_decide(const struct mseg_tuple *t,
+				  const struct mseg_config *cfg,
+				  struct mseg_verdict *v)
 {
-	__u32 word = *(volatile const __u32 *)&cfg->default_action;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	__u8 def = word & 0xff, set = (word >> 16) & 0xff;
-#else
-	__u8 def = word >> 24, set = (word >> 8) & 0xff;
-#endif
-	struct mseg_ident_val *si, *di;
-	struct mseg_rule_key k = {
-		.prefixlen = MSEG_RULE_FULL_BITS,
-		.set = set,
-		.proto = t->proto,
-		.dport = { t->dport >> 8, t->dport & 0xff },
-	};
-	__u32 s = 0, d = 0, sf = 0, df = 0;
+	__u32 word;
+	__u8 def, set;
+	/* one stack slot for both keys: the frame adds to the caller's */
+	union {
+		struct mseg_ident_key ik;
+		struct mseg_rule_key k;
+	} u = { .ik = { .prefixlen = MSEG_IDENT_FULL_BITS } };
+	struct mseg_rule_key *k = &u.k;
+	__u64 rank = ~0ULL, si, di;
+	__u32 s, d, sf, df;
 
-	v->rank = ~0ULL;
+	if (!t || !cfg || !v)
+		return 0;
+	word = *(volatile const __u32 *)&cfg->default_action;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	def = word & 0xff;
+	set = (word >> 16) & 0xff;
+#else
+	def = word >> 24;
+	set = (word >> 8) & 0xff;
+#endif
+
 	v->rule_id = 0;
-	si = mseg_ident_lookup(set, t->family, t->saddr);
-	if (si) {
-		s = si->id;
-		sf = si->flags;
-	}
-	di = mseg_ident_lookup(set, t->family, t->daddr);
-	if (di) {
-		d = di->id;
-		df = di->flags;
-	}
+	u.ik.set = set;
+	u.ik.family = t->family;
+	si = mseg_ident_lookup(&u.ik, t->saddr);
+	di = mseg_ident_lookup(&u.ik, t->daddr);
+	s = (__u32)si;
+	sf = si >> 32;
+	d = (__u32)di;
+	df = di >> 32;
+	__builtin_memset(&u, 0, sizeof(u));
+	k->prefixlen = MSEG_RULE_FULL_BITS;
+	k->set = set;
+	k->proto = t->proto;
+	k->dport[0] = t->dport >> 8;
+	k->dport[1] = t->dport & 0xff;
 	if ((sf & MSEG_IDF_SRC_PAIR) && (df & MSEG_IDF_DST_PAIR))
-		mseg_rules_try(&k, s, d, t->sport, v);
+		mseg_rules_try(k, s, d, t->sport, v, &rank);
 	if (sf & MSEG_IDF_SRC_ANY)
-		mseg_rules_try(&k, s, 0, t->sport, v);
+		mseg_rules_try(k, s, 0, t->sport, v, &rank);
 	if (df & MSEG_IDF_DST_ANY)
-		mseg_rules_try(&k, 0, d, t->sport, v);
-	mseg_rules_try(&k, 0, 0, t->sport, v);
+		mseg_rules_try(k, 0, d, t->sport, v, &rank);
+	mseg_rules_try(k, 0, 0, t->sport, v, &rank);
 	if (v->rule_id)
-		return;
+		return 0;
 	v->action = def == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
 	v->by = MSEG_BY_DEFAULT;
+	return 0;
 }
 
-/* Count a decision (flows) or a packet of a decided session (packets). */
-static __always_inline void mseg_rule_count(__u32 rule_id, bool flow)
+/*
+ * Count a decision (flows) or a packet of a decided session (packets).
+ * The id is passed where it already lies (the verdict, the session), so
+ * no key is copied onto the stack.
+ */
+static __always_inline void mseg_rule_count(const __u32 *rule_id, bool flow)
 {
-	struct mseg_rule_hits *h = bpf_map_lookup_elem(&mseg_rule_hits, &rule_id);
+	struct mseg_rule_hits *h = bpf_map_lookup_elem(&mseg_rule_hits, rule_id);
 
 	if (!h)
 		return;

@@ -51,7 +51,8 @@ static __u8 set_arg(const char *s)
 static void fail(void)
 {
 	fprintf(stderr, "mseg: %s\n", mr_error());
-	exit(2);
+	/* a well-formed request for something absent is not a usage error */
+	exit(strncmp(mr_error(), "no such", 7) ? 2 : 1);
 }
 
 static size_t count(const struct mr_policy *p, int kind)
@@ -368,6 +369,16 @@ static int cmd_list(__u8 set, const char *what, bool json)
 	return 0;
 }
 
+/* The default lives in mseg_config: `mseg default` writes it there. */
+static void config_default(struct mr_policy *p)
+{
+	struct mseg_config cfg;
+	__u32 zero = 0;
+
+	if (!bpf_map_lookup_elem(maps.config, &zero, &cfg))
+		p->def = cfg.default_action == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
+}
+
 static const struct mr_rule *rule_by_id(const struct mr_policy *p, __u32 id)
 {
 	for (size_t i = 0; i < p->nr; i++)
@@ -394,6 +405,7 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 	open_maps();
 	if (!mr_read_policy(&maps, set, &p))
 		return 1;
+	config_default(&p);
 	if (!mr_compile(&p, set, &c))
 		fail();
 	if (argc == 2 && !strcmp(argv[0], "--batch")) {
@@ -513,6 +525,7 @@ static int cmd_diff(__u8 set, const char *file)
 	open_maps();
 	if (!mr_read_policy(&maps, set, &old))
 		return 1;
+	config_default(&old);
 	build(&p, &old, set, &c);
 	na = keyed_lines(&old, &a);
 	nb = keyed_lines(&p, &b);
@@ -593,15 +606,7 @@ int main(int argc, char **argv)
 		open_maps();
 		if (!mr_read_policy(&maps, set, &p))
 			return 1;
-		{
-			struct mseg_config cfg;
-			__u32 zero = 0;
-
-			/* the default lives in mseg_config: the data path reads it there */
-			if (!bpf_map_lookup_elem(maps.config, &zero, &cfg))
-				p.def = cfg.default_action == MSEG_ACT_DENY ? MSEG_ACT_DENY :
-									    MSEG_ACT_ALLOW;
-		}
+		config_default(&p);
 		mr_policy_lines(&p, print_line, NULL);
 		return fflush(stdout) ? 1 : 0;
 	}

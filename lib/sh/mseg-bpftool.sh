@@ -114,7 +114,7 @@ mseg_map_insert() {
 # Print how many entries of map NAME belong to rule set SET, without
 # decoding them: streamed like mseg_map_count, because a full trie dumps
 # far more JSON than jq takes quickly. Counts the BTF "set" field, which
-# only the keys of mseg_policy and mseg_cidr have.
+# only the keys of the rule-set maps (mseg_ident, mseg_rules, mseg_source) have.
 #######################################
 mseg_map_count_set() {
   local n
@@ -197,4 +197,49 @@ mseg_config_edit() {
 #######################################
 mseg_policy_gen_bump() {
   mseg_config_edit --bump-gen
+}
+
+#######################################
+# Change the policy by one statement (docs/policy.md), atomically: the
+# encoder (build/mseg-ruleset edit) validates it against the policy in
+# force and writes `bpftool batch` scripts; the new policy goes into the
+# inactive rule set, one config write switches to it (with the default and
+# a policy_gen bump), then the old set is emptied.
+# Arguments:
+#   a statement (rule add ..., segment del ..., ...), or --file FILE
+#   --prefix WORDS for a file of them
+# Outputs:
+#   the encoder's message (rule added: ..., segment web: ...)
+#######################################
+mseg_policy_edit() {
+  local set new dir out rc=0 def
+  [[ -x $MSEG_RULESET_BIN ]] || mseg_die "ruleset tool not found: $MSEG_RULESET_BIN: run 'make'"
+  mseg_abi_load
+  mseg_require_maps mseg_ident mseg_rules mseg_source mseg_config
+  mseg_lock
+  set=$(mseg_config_get active_set) || exit
+  new=$((1 - set))
+  dir=$(mktemp -d) || mseg_die "mktemp failed"
+  # shellcheck disable=SC2064 # expand now: the path is local
+  trap "rm -rf -- '$dir'" EXIT
+  out=$("$MSEG_RULESET_BIN" edit "$set" "$new" "$dir/write" "$dir/clear" "$@") || rc=$?
+  if ((rc == 3)); then
+    printf '%s\n' "${out%%$'\n'*}"
+    return 0
+  fi
+  ((rc == 0)) || exit "$rc"
+  if [[ -s $dir/write ]]; then
+    bpftool batch file "$dir/write" >/dev/null 2>"$dir/err" ||
+      mseg_die "writing the new rule set failed: $(tail -n 1 "$dir/err")"
+  fi
+  def=${out##*$'\n'default }
+  mseg_config_edit --bump-gen active_set "$new" default_action "$(mseg_action_num "$def")"
+  if [[ -s $dir/clear ]]; then
+    bpftool batch file "$dir/clear" >/dev/null 2>"$dir/err" ||
+      mseg_die "switched to the new rule set, but emptying the old one failed: the next edit retries"
+  fi
+  # As mseg apply: a packet that read the new generation but the old set
+  # is judged again now that nothing of the old set is left.
+  mseg_policy_gen_bump
+  printf '%s\n' "${out%%$'\n'*}"
 }
