@@ -166,7 +166,10 @@ static void print_event(const struct log_state *ls, const struct mseg_event *e)
 			       "\"dst\":\"%s\",\"dport\":%u,\"rejudged\":%s",
 			       proto, src, e->sport, dst, e->dport,
 			       rejudged ? "true" : "false");
-		else
+		if (e->kind == MSEG_EV_DENY || e->kind == MSEG_EV_LOG)
+			/* the deciding rule's id travels in value (0: default) */
+			printf(",\"rule\":%u", e->value);
+		else if (!has_flow(e))
 			printf(",\"value\":%u", e->value);
 		printf(",\"suppressed\":%u}\n", e->suppressed);
 		return;
@@ -180,6 +183,12 @@ static void print_event(const struct log_state *ls, const struct mseg_event *e)
 		       strchr(dst, ':') ? "]" : "", e->dport);
 	else
 		printf(" value=%u", e->value);
+	if (e->kind == MSEG_EV_DENY || e->kind == MSEG_EV_LOG) {
+		if (e->value)
+			printf(" rule=%u", e->value);
+		else
+			printf(" rule=default");
+	}
 	printf(" reason=%s%s", reason_name(e->reason),
 	       rejudged ? " (open session judged again)" : "");
 	if (e->suppressed)

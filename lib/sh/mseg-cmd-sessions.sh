@@ -66,6 +66,7 @@ readonly MSEG_SESSIONS_JQ='
         idle_s: ([$idle, 0] | max | mseg_round1),
         age_s: ([$now - $v.created_ns / 1e9, 0] | max | mseg_round1),
         action: ($v.action | mseg_name($actions)),
+        rule: (if $v.rule_id == 0 then "default" else $v.rule_id end),
         # as the data path: idle for longer than the timeout
         expired: ($idle > $cfg[mseg_timeout_key($k.proto; $st; $v.flags)])
       })
@@ -115,9 +116,9 @@ mseg_cmd_sessions() {
   fi
   # shellcheck disable=SC2016 # jq code
   mseg_jq 'map([.proto, .src, .sport, .dst, .dport, .state, .packets, .bytes,
-      .idle_s, .action] + if $all then [if .expired then "yes" else "no" end]
+      .idle_s, .action, .rule] + if $all then [if .expired then "yes" else "no" end]
       else [] end)
     | mseg_table(["PROTO", "SRC", "SPORT", "DST", "DPORT", "STATE", "PACKETS",
-      "BYTES", "IDLE_S", "ACTION"] + if $all then ["EXPIRED"] else [] end)' \
+      "BYTES", "IDLE_S", "ACTION", "RULE"] + if $all then ["EXPIRED"] else [] end)' \
     -r --argjson all "$all" <<<"$out"
 }
