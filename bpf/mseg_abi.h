@@ -34,7 +34,7 @@
  */
 #define MSEG_MAX_IDENTS 262144   /* mseg_ident: prefixes, both sets */
 #define MSEG_MAX_RULE_ENTRIES 1048576 /* mseg_rules: compiled entries */
-#define MSEG_MAX_RULE_IDS 65536  /* rule ids 1..65535; 0 is the default */
+#define MSEG_MAX_RULE_IDS 262144 /* rule ids 1..262143; 0 is the default */
 #define MSEG_MAX_SOURCE 262144   /* mseg_source: policy statements */
 
 enum mseg_action {

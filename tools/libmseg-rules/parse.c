@@ -23,6 +23,9 @@ void mr_policy_init(struct mr_policy *p)
 
 void mr_policy_free(struct mr_policy *p)
 {
+	free(p->kidx);
+	free(p->sidx);
+	free(p->ididx);
 	for (size_t i = 0; i < p->ns; i++)
 		free(p->s[i].p);
 	free(p->s);
@@ -305,35 +308,128 @@ void mr_rule_text(const struct mr_rule *r, bool with_id, char *buf, size_t len)
 		 mr_action_names[r->action], prio, idb, com);
 }
 
-struct mr_segment *mr_segment_find(const struct mr_policy *p, const char *name)
+static size_t str_hash(const char *s, int kind)
 {
-	for (size_t i = 0; i < p->ns; i++)
-		if (!strcmp(p->s[i].name, name))
-			return &p->s[i];
+	size_t h = 1469598103934665603ULL ^ (size_t)kind;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h ^ (h >> 29);
+}
+
+/*
+ * The indexes make a 100,000-rule policy linear to read: each is rebuilt
+ * in one pass when a change made it stale (mr_policy_touch).
+ */
+static void policy_touch(const struct mr_policy *cp)
+{
+	struct mr_policy *p = (struct mr_policy *)cp;
+
+	p->kstale = p->sstale = true;
+}
+
+static void index_segments(struct mr_policy *p)
+{
+	p->scap = 64;
+	while (p->scap < 2 * p->ns + 1)
+		p->scap *= 2;
+	free(p->sidx);
+	p->sidx = malloc(p->scap * sizeof(long));
+	memset(p->sidx, 0xff, p->scap * sizeof(long));
+	for (size_t i = 0; i < p->ns; i++) {
+		size_t h = str_hash(p->s[i].name, 0) & (p->scap - 1);
+
+		while (p->sidx[h] >= 0)
+			h = (h + 1) & (p->scap - 1);
+		p->sidx[h] = (long)i;
+	}
+	p->sstale = false;
+}
+
+struct mr_segment *mr_segment_find(const struct mr_policy *cp, const char *name)
+{
+	struct mr_policy *p = (struct mr_policy *)cp;
+	size_t h;
+
+	if (!p->sidx || p->sstale)
+		index_segments(p);
+	for (h = str_hash(name, 0) & (p->scap - 1); p->sidx[h] >= 0; h = (h + 1) & (p->scap - 1))
+		if (!strcmp(p->s[p->sidx[h]].name, name))
+			return &p->s[p->sidx[h]];
 	return NULL;
+}
+
+static void index_rules(struct mr_policy *p)
+{
+	char k[1024];
+
+	p->kcap = 64;
+	while (p->kcap < 2 * p->nr + 1)
+		p->kcap *= 2;
+	free(p->kidx);
+	p->kidx = malloc(p->kcap * sizeof(long));
+	memset(p->kidx, 0xff, p->kcap * sizeof(long));
+	if (!p->ididx)
+		p->ididx = malloc(MSEG_MAX_RULE_IDS * sizeof(long));
+	memset(p->ididx, 0, MSEG_MAX_RULE_IDS * sizeof(long));
+	for (size_t i = 0; i < p->nr; i++) {
+		size_t h;
+
+		mr_rule_match_key(&p->r[i], k, sizeof(k));
+		h = str_hash(k, p->r[i].kind) & (p->kcap - 1);
+		while (p->kidx[h] >= 0)
+			h = (h + 1) & (p->kcap - 1);
+		p->kidx[h] = (long)i;
+		if (p->r[i].id < MSEG_MAX_RULE_IDS)
+			p->ididx[p->r[i].id] = (long)i + 1;
+	}
+	p->kstale = false;
 }
 
 static struct mr_rule *find_match(struct mr_policy *p, const struct mr_rule *r)
 {
 	char a[1024], b[1024];
+	size_t h;
 
+	if (!p->kidx || p->kstale)
+		index_rules(p);
 	mr_rule_match_key(r, a, sizeof(a));
-	for (size_t i = 0; i < p->nr; i++) {
-		if (p->r[i].kind != r->kind)
+	for (h = str_hash(a, r->kind) & (p->kcap - 1); p->kidx[h] >= 0; h = (h + 1) & (p->kcap - 1)) {
+		struct mr_rule *c = &p->r[p->kidx[h]];
+
+		if (c->kind != r->kind)
 			continue;
-		mr_rule_match_key(&p->r[i], b, sizeof(b));
+		mr_rule_match_key(c, b, sizeof(b));
 		if (!strcmp(a, b))
-			return &p->r[i];
+			return c;
 	}
 	return NULL;
 }
 
 static struct mr_rule *find_id(struct mr_policy *p, __u32 id)
 {
-	for (size_t i = 0; i < p->nr; i++)
-		if (p->r[i].id == id)
-			return &p->r[i];
-	return NULL;
+	if (!p->kidx || p->kstale)
+		index_rules(p);
+	return id && id < MSEG_MAX_RULE_IDS && p->ididx[id] ? &p->r[p->ididx[id] - 1] : NULL;
+}
+
+/* After appending rule r (index n): add it to the indexes, or mark them stale. */
+static void index_add(struct mr_policy *p, size_t n)
+{
+	char k[1024];
+	size_t h;
+
+	if (!p->kidx || p->kstale || 2 * (p->nr + 1) > p->kcap) {
+		p->kstale = true;
+		return;
+	}
+	mr_rule_match_key(&p->r[n], k, sizeof(k));
+	h = str_hash(k, p->r[n].kind) & (p->kcap - 1);
+	while (p->kidx[h] >= 0)
+		h = (h + 1) & (p->kcap - 1);
+	p->kidx[h] = (long)n;
+	if (p->r[n].id < MSEG_MAX_RULE_IDS)
+		p->ididx[p->r[n].id] = (long)n + 1;
 }
 
 /* Family of a fixed selector, 0 for any and segments. */
@@ -572,15 +668,19 @@ static void rule_add(struct mr_policy *p, struct mr_rule *r, char *msg, size_t l
 			cur->priority = r->priority;
 		if (r->comment_given)
 			memcpy(cur->comment, r->comment, sizeof(cur->comment));
-		if (r->id)
+		if (r->id && r->id != cur->id) {
 			cur->id = r->id;
+			policy_touch(p);
+		}
 		cur->line = r->line;
 		say(msg, len, "%s updated: %s: %s (id %u)", what, key,
 		    mr_action_names[cur->action], cur->id);
 		return;
 	}
 	p->r = mr_grow(p->r, &p->capr, p->nr, sizeof(*p->r));
-	p->r[p->nr++] = *r;
+	p->r[p->nr] = *r;
+	index_add(p, p->nr);
+	p->nr++;
 	say(msg, len, "%s added: %s: %s", what, key, mr_action_names[r->action]);
 }
 
@@ -605,6 +705,7 @@ static void rule_del(struct mr_policy *p, struct mr_rule *r, char *msg, size_t l
 	say(msg, len, "%s deleted: %s (id %u)", cur->kind == MR_CIDR ? "cidr" : "rule",
 	    key, cur->id);
 	*cur = p->r[--p->nr];
+	policy_touch(p);
 }
 
 static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
@@ -633,6 +734,7 @@ static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 			memset(s, 0, sizeof(*s));
 			snprintf(s->name, sizeof(s->name), "%s", argv[2]);
 			s->line = line;
+			policy_touch(p);
 		}
 		for (int i = 3; i < argc; i++) {
 			struct mr_sel sel;
@@ -680,6 +782,7 @@ static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 				      strchr(ids, ',') ? "them" : "it");
 		free(s->p);
 		*s = p->s[--p->ns];
+		policy_touch(p);
 		say(msg, len, "segment %s deleted", argv[2]);
 		return;
 	}
@@ -847,13 +950,21 @@ bool mr_policy_check(struct mr_policy *p)
 		if (!mr_failed() && r->proto == 58 && !(fs & fd & 1 << 6) && (fs & fd))
 			mr_err("line %ld: --proto icmpv6 needs IPv6 addresses (use icmp)", r->line);
 	}
-	for (size_t i = 0; i < p->nr && !mr_failed(); i++)
-		for (size_t j = i + 1; j < p->nr; j++)
-			if (p->r[i].id && p->r[i].id == p->r[j].id) {
+	{
+		static long seen[MSEG_MAX_RULE_IDS];
+
+		memset(seen, 0, sizeof(seen));
+		for (size_t i = 0; i < p->nr && !mr_failed(); i++) {
+			__u32 id = p->r[i].id;
+
+			if (!id || id >= MSEG_MAX_RULE_IDS)
+				continue;
+			if (seen[id])
 				mr_err("line %ld: duplicate rule id %u (line %ld has it too)",
-				       p->r[j].line, p->r[j].id, p->r[i].line);
-				break;
-			}
+				       p->r[i].line, id, p->r[seen[id] - 1].line);
+			seen[id] = (long)i + 1;
+		}
+	}
 	return !mr_failed();
 }
 
@@ -922,6 +1033,7 @@ bool mr_policy_lines(const struct mr_policy *p,
 		}
 	}
 	qsort(p->r, p->nr, sizeof(*p->r), cmp_rule_id);
+	policy_touch(p);
 	for (size_t i = 0; i < p->nr; i++) {
 		mr_rule_text(&p->r[i], true, line, sizeof(line));
 		if (strlen(line) >= MSEG_SOURCE_LINE) {

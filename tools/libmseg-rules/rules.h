@@ -69,6 +69,11 @@ struct mr_policy {
 	size_t nr, capr;
 	struct mr_segment *s;
 	size_t ns, caps;
+	/* indexes, rebuilt when stale: rules by selectors, by id; segments by name */
+	long *kidx, *sidx;
+	size_t kcap, scap;
+	bool kstale, sstale;
+	long *ididx; /* MSEG_MAX_RULE_IDS entries: rule index + 1, 0 none */
 };
 
 /* Errors: the first one is kept; mr_failed() tells, mr_error() says. */
