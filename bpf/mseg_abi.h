@@ -142,6 +142,7 @@ struct mseg_ident_key {
 #define MSEG_IDF_DST_PAIR 0x2 /* keys (S, this) exist */
 #define MSEG_IDF_SRC_ANY 0x4  /* key (this, any) exists */
 #define MSEG_IDF_DST_ANY 0x8  /* key (any, this) exists */
+#define MSEG_IDF_NO_ANY_ANY 0x10 /* key (any, any) does not exist (on every identity) */
 
 struct mseg_ident_val {
 	__u32 id; /* 1.., unique within a set; 0 = no prefix (only `any` matches) */

@@ -129,7 +129,8 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 		mseg_rules_try(k, s, 0, t->sport, v, &rank);
 	if (df & MSEG_IDF_DST_ANY)
 		mseg_rules_try(k, 0, d, t->sport, v, &rank);
-	mseg_rules_try(k, 0, 0, t->sport, v, &rank);
+	if (!((sf | df) & MSEG_IDF_NO_ANY_ANY))
+		mseg_rules_try(k, 0, 0, t->sport, v, &rank);
 	if (v->rule_id)
 		return 0;
 	v->action = def == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;

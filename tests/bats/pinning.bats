@@ -10,7 +10,7 @@
 
 load helpers/common
 
-REQUIRED_MAPS=(mseg_sessions mseg_policy mseg_cidr mseg_config mseg_stats)
+REQUIRED_MAPS=(mseg_sessions mseg_ident mseg_rules mseg_rule_hits mseg_source mseg_config mseg_stats)
 
 setup() {
 	require_build
@@ -109,12 +109,27 @@ rebuild_object() {
 	mseg_rule add --src 10.50.0.1 --dst 10.50.0.9 --proto tcp --dport 22 --action deny >/dev/null
 	"$MSEG_SCRIPTS/mseg-cidr" add 10.51.0.0/16 --action deny >/dev/null
 
+	# dump_of MAP [-j]: its dump; for the 262,144 per-CPU rule counters only
+	# the default's (id 0), in the same form
+	dump_of() {
+		local -a j=()
+		[[ -n ${2:-} ]] && j=(-j)
+		if [[ $1 == mseg_rule_hits ]]; then
+			bpftool "${j[@]}" map lookup pinned "$(pin "$1")" key hex 00 00 00 00 |
+				if ((${#j[@]})); then jq -c '[.]'; else cat; fi
+		else
+			bpftool "${j[@]}" map dump pinned "$(pin "$1")"
+		fi
+	}
 	# Every field of every map (bpf/mseg_abi.h), keys and values.
 	local -A fields=(
 		[mseg_sessions]="addr_lo addr_hi port_lo port_hi proto created_ns last_seen_ns packets
-			bytes tcp seq_end ack max_win fin_seq flags wscale policy_gen state action orig_is_hi"
-		[mseg_policy]="src dst sport dport proto set hits action"
-		[mseg_cidr]="prefixlen set family addr hits priority action"
+			bytes tcp seq_end ack max_win fin_seq flags wscale policy_gen state action orig_is_hi
+			rule_id"
+		[mseg_ident]="prefixlen set family addr id flags"
+		[mseg_rules]="prefixlen set src_id dst_id proto dport c rank rule_id sport action by"
+		[mseg_rule_hits]="packets flows"
+		[mseg_source]="set index line"
 		[mseg_frags]="src dst id proto seen_ns sport dport"
 		[mseg_config]="abi_version policy_gen default_action strict active_set to_syn_sent
 			to_syn_recv to_established to_fin_wait to_close_wait to_last_ack to_time_wait
@@ -140,7 +155,7 @@ rebuild_object() {
 	done
 	for m in "${!fields[@]}"; do
 		[[ -e $(pin "$m") ]] || { echo "not pinned: $m" >&2; return 1; }
-		text=$(bpftool map dump pinned "$(pin "$m")")
+		text=$(dump_of "$m")
 		[[ -n $text ]] || { echo "empty dump of $m" >&2; return 1; }
 		for f in ${fields[$m]}; do
 			grep -q "\"$f\":" <<<"$text" || {
@@ -152,7 +167,7 @@ rebuild_object() {
 		# and the JSON form carries them under "formatted": those and no
 		# others (padding aside), so a field added to the layout is seen
 		want=$(tr -s ' \t\n' '\n' <<<"${fields[$m]}" | grep . | LC_ALL=C sort -u | paste -sd ' ')
-		got=$(bpftool -j map dump pinned "$(pin "$m")" | jq -r '
+		got=$(dump_of "$m" -j | jq -r '
 			[.[0].formatted | .. | objects | keys[]] | unique
 			| map(select(. != "key" and . != "value" and . != "values" and . != "cpu"
 				and (startswith("pad") | not))) | join(" ")')

@@ -12,6 +12,8 @@ bats_require_minimum_version 1.5.0
 
 load helpers/common
 
+# shellcheck disable=SC2154 # bats sets $stderr and $stderr_lines
+
 setup_file() {
 	require_build
 	crafted_setup

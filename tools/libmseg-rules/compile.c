@@ -528,6 +528,14 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 		       c->nre, MSEG_MAX_RULE_ENTRIES / 2);
 		goto out;
 	}
+	{
+		bool any_any = false;
+
+		for (size_t i = 0; i < ntrip && !any_any; i++)
+			any_any = !t[i].s && !t[i].d;
+		for (size_t i = 1; !any_any && i < x.nid; i++)
+			x.id[i].flags |= MSEG_IDF_NO_ANY_ANY;
+	}
 	c->id = calloc(x.nid, sizeof(*c->id));
 	for (size_t i = 1; i < x.nid; i++) {
 		struct mr_ident_ent *e = &c->id[c->nid++];

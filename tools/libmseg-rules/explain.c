@@ -167,7 +167,8 @@ void mr_lookup(const struct mr_compiled *c, const struct mr_flow *f, int def,
 		rules_try(c, set, s, 0, f, v);
 	if (df & MSEG_IDF_DST_ANY)
 		rules_try(c, set, 0, d, f, v);
-	rules_try(c, set, 0, 0, f, v);
+	if (!((sf | df) & MSEG_IDF_NO_ANY_ANY))
+		rules_try(c, set, 0, 0, f, v);
 	if (!v->rule_id)
 		v->action = (__u8)def;
 }
