@@ -318,7 +318,7 @@ static int cmd_list(__u8 set, const char *what, bool json)
 				} else {
 					printf("\"src\":\"%s\",\"dst\":\"%s\",\"proto\":\"%s\",\"sport\":%u,\"dport\":",
 					       mr_sel_text(&r[i].src, a), mr_sel_text(&r[i].dst, b),
-					       mr_proto_text(r[i].proto, pb), r[i].sport);
+					       mr_rule_proto_text(&r[i], pb), r[i].sport);
 					if (r[i].nports == 1 && r[i].ports[0].lo == r[i].ports[0].hi)
 						printf("%u,", r[i].ports[0].lo);
 					else if (!r[i].nports)
@@ -345,7 +345,7 @@ static int cmd_list(__u8 set, const char *what, bool json)
 			} else {
 				snprintf(v[1], sizeof(v[1]), "%s", mr_sel_text(&r[i].src, a));
 				snprintf(v[2], sizeof(v[2]), "%s", mr_sel_text(&r[i].dst, b));
-				snprintf(v[3], sizeof(v[3]), "%s", mr_proto_text(r[i].proto, pb));
+				snprintf(v[3], sizeof(v[3]), "%s", mr_rule_proto_text(&r[i], pb));
 				snprintf(v[4], sizeof(v[4]), r[i].sport ? "%u" : "any", r[i].sport);
 				snprintf(v[5], sizeof(v[5]), "%s",
 					 r[i].nports ? mr_ports_text(&r[i], ports, sizeof(ports)) : "any");

@@ -38,10 +38,11 @@ apply() { "$MSEG_SCRIPTS/mseg" apply "$@"; }
 save() { "$MSEG_SCRIPTS/mseg" save; }
 cfg() { config_get "$1"; }
 
-# state: both maps' raw entries (every set), active_set and policy_gen.
+# state: the policy maps' raw entries (every set), active_set and policy_gen.
 state() {
-	map_dump mseg_policy | jq -c 'map([.key, .value]) | sort'
-	map_dump mseg_cidr | jq -c 'map([.key, .value]) | sort'
+	map_dump mseg_source | jq -c 'map([.key, .value]) | sort'
+	map_dump mseg_ident | jq -c 'map([.key, .value]) | sort'
+	map_dump mseg_rules | jq -c 'map([.key, .value]) | sort'
 	echo "set $(cfg active_set) gen $(cfg policy_gen) default $(cfg default_action)"
 }
 
@@ -83,18 +84,22 @@ R
 	gen0=$(cfg policy_gen)
 	run apply "$f/all"
 	[[ $status == 0 ]] || fail_msg "apply: $output"
-	[[ $output == "applied: 8 rules, 8 cidr rules, default deny" ]] || fail_msg "$output"
+	[[ $output == "applied: 8 rules, 8 cidr rules, 0 segments, default deny" ]] || fail_msg "$output"
 	[[ $(cfg active_set) == $((1 - set0)) ]] || fail_msg "active_set did not switch"
 	[[ $(cfg default_action) == 1 ]] || fail_msg "default not deny"
 	(($(cfg policy_gen) > gen0)) || fail_msg "policy_gen not bumped"
 	# nothing of the old set is left, nothing of the new one is missing
-	[[ $(map_dump mseg_policy | jq "map(select(.formatted.key.set == $set0)) | length") == 0 ]]
-	[[ $(map_dump mseg_cidr | jq "map(select(.formatted.key.set == $set0)) | length") == 0 ]]
+	local m
+	for m in mseg_source mseg_ident mseg_rules; do
+		[[ $(map_dump $m | jq "map(select(.formatted.key.set == $set0)) | length") == 0 ]]
+	done
 	[[ $("$MSEG_SCRIPTS/mseg-rule" list --json | jq length) == 8 ]]
 	[[ $("$MSEG_SCRIPTS/mseg-cidr" list --json | jq length) == 8 ]]
 	save >"$f/s1"
-	# the same statements as written, canonical text, sorted
-	diff <(grep -v '^#' "$f/all" | sed -e 's/ *#.*//' -e '/^$/d' | sort) <(sort "$f/s1") ||
+	# the same statements as written, canonical text (which now says
+	# "rule add" and "cidr add" and names every id), sorted
+	diff <(grep -v '^#' "$f/all" | sed -e 's/ *#.*//' -e '/^$/d' | sort) \
+		<(sed -e 's/^\(rule\|cidr\) add /\1 /' -e 's/ --id [0-9]*//' "$f/s1" | sort) ||
 		fail_msg "save differs from what was applied"
 	[[ $(head -1 "$f/s1") == "default deny" ]]
 	# and back: from stdin this time, onto the other set
@@ -106,7 +111,7 @@ R
 	"$MSEG_SCRIPTS/mseg-cidr" list --json | jq -e 'map(select(.cidr == "2001:db8::/32" and .priority == 4294967295 and .action == "log")) | length == 1' >/dev/null
 	# default allow comes back as default allow
 	printf 'default allow\ncidr 10.0.0.0/8 --action deny\n' | apply - >/dev/null
-	[[ $(save) == $'default allow\ncidr 10.0.0.0/8 --action deny' ]]
+	[[ $(save) == $'default allow\ncidr add 10.0.0.0/8 --action deny --id 1' ]]
 	[[ $(cfg default_action) == 0 ]]
 }
 
@@ -116,13 +121,13 @@ R
 	"$MSEG_SCRIPTS/mseg-cidr" add 2001:DB8:0:0:1::/80 --action allow --priority 3 >/dev/null
 	"$MSEG_SCRIPTS/mseg" default deny >/dev/null
 	local before after
-	before=$(map_dump mseg_policy | jq -c 'map([.formatted.key | del(.set), .formatted.value.action]) | sort'
-		map_dump mseg_cidr | jq -c 'map([.formatted.key | del(.set), .formatted.value | del(.hits)]) | sort')
+	before=$(map_dump mseg_ident | jq -c 'map([.formatted.key | del(.set), .formatted.value]) | sort'
+		map_dump mseg_rules | jq -c 'map([.formatted.key | del(.set), .formatted.value]) | sort')
 	save >"$BATS_TEST_TMPDIR/p"
-	grep -qx 'rule --src 10.9.0.1 --dst 10.9.0.3 --action log' "$BATS_TEST_TMPDIR/p"
+	grep -qx 'rule add --src 10.9.0.1 --dst 10.9.0.3 --action log --id 2' "$BATS_TEST_TMPDIR/p"
 	apply "$BATS_TEST_TMPDIR/p" >/dev/null
-	after=$(map_dump mseg_policy | jq -c 'map([.formatted.key | del(.set), .formatted.value.action]) | sort'
-		map_dump mseg_cidr | jq -c 'map([.formatted.key | del(.set), .formatted.value | del(.hits)]) | sort')
+	after=$(map_dump mseg_ident | jq -c 'map([.formatted.key | del(.set), .formatted.value]) | sort'
+		map_dump mseg_rules | jq -c 'map([.formatted.key | del(.set), .formatted.value]) | sort')
 	[[ $before == "$after" ]] || fail_msg "before: $before after: $after"
 	[[ $(cfg default_action) == 1 ]]
 }

@@ -163,7 +163,8 @@ segment_ports() {
 	assert_eq "second packet" $PASS "$(verdict --src fd00:9::9 --dst fd00:50::1 --proto udp --sport "$NEXT_PORT" --dport 8)"
 	NEXT_PORT=$((NEXT_PORT - 1))
 	expect $PASS "again rule 42" udp fd00:9::9 fd00:50::1 7
-	verdict --src fd00:9::9 --dst fd00:50::1 --proto udp --sport "$NEXT_PORT" --dport 7 >/dev/null
+	assert_eq "a second packet of rule 42's session" $PASS \
+		"$(verdict --src fd00:9::9 --dst fd00:50::1 --proto udp --sport "$NEXT_PORT" --dport 7)"
 	run mseg rule list --json
 	[[ $(jq -c 'map([.id, .hits, .packets, .comment])' <<<"$output") == '[[1,1,1,"no discard"],[42,2,3,""]]' ]]
 	# ids survive a change of action, save | apply, and the rule list text

@@ -13,6 +13,8 @@
 
 #include "rules.h"
 
+static int sel_family(const struct mr_sel *s);
+
 static const char *rule_shapes =
 	"a rule names --proto tcp or udp to name ports, and --sport only with --dport";
 
@@ -249,6 +251,19 @@ const char *mr_sel_text(const struct mr_sel *s, char *buf)
 	return mr_pfx_text(&s->p, buf);
 }
 
+/*
+ * A protocol as written back: "icmp" for the ICMP of the rule's family (so
+ * it parses back to the same number), else the name or number.
+ */
+static const char *rule_proto_text(const struct mr_rule *r, char *buf)
+{
+	int fam = sel_family(&r->src) ? sel_family(&r->src) : sel_family(&r->dst);
+
+	if ((r->proto == 1 && fam == 4) || (r->proto == 58 && fam == 6))
+		return "icmp";
+	return mr_proto_text(r->proto, buf);
+}
+
 /* "SRC -> DST proto P[ sport N][ dport L]", or the CIDR: messages and keys. */
 void mr_rule_match_key(const struct mr_rule *r, char *buf, size_t len)
 {
@@ -260,7 +275,7 @@ void mr_rule_match_key(const struct mr_rule *r, char *buf, size_t len)
 	}
 	snprintf(buf, len, "%s -> %s proto %s%s%.0u%s%s",
 		 mr_sel_text(&r->src, a), mr_sel_text(&r->dst, b),
-		 mr_proto_text(r->proto, pb), r->sport ? " sport " : "",
+		 rule_proto_text(r, pb), r->sport ? " sport " : "",
 		 r->sport, r->nports ? " dport " : "",
 		 mr_ports_text(r, ports, sizeof(ports)));
 }
@@ -280,6 +295,11 @@ static void quote(const char *s, char *out, size_t len)
 }
 
 /* The canonical statement: what save prints and mseg_source stores. */
+const char *mr_rule_proto_text(const struct mr_rule *r, char *buf)
+{
+	return rule_proto_text(r, buf);
+}
+
 void mr_rule_text(const struct mr_rule *r, bool with_id, char *buf, size_t len)
 {
 	char a[64], b[64], pb[8], ports[800], idb[24] = "", prio[24] = "",
@@ -302,7 +322,7 @@ void mr_rule_text(const struct mr_rule *r, bool with_id, char *buf, size_t len)
 	snprintf(buf, len, "rule add --src %s --dst %s%s%s%s%.0u%s%s --action %s%s%s%s",
 		 mr_sel_text(&r->src, a), mr_sel_text(&r->dst, b),
 		 r->proto == MR_PROTO_ANY ? "" : " --proto ",
-		 r->proto == MR_PROTO_ANY ? "" : mr_proto_text(r->proto, pb),
+		 r->proto == MR_PROTO_ANY ? "" : rule_proto_text(r, pb),
 		 r->sport ? " --sport " : "", r->sport,
 		 r->nports ? " --dport " : "", mr_ports_text(r, ports, sizeof(ports)),
 		 mr_action_names[r->action], prio, idb, com);

@@ -113,6 +113,7 @@ void mr_assign_ids(struct mr_policy *p, const struct mr_policy *old);
 void mr_rule_match_key(const struct mr_rule *r, char *buf, size_t len);
 void mr_rule_text(const struct mr_rule *r, bool with_id, char *buf, size_t len);
 const char *mr_sel_text(const struct mr_sel *s, char *buf);
+const char *mr_rule_proto_text(const struct mr_rule *r, char *buf);
 /* Canonical statements, one per call of fn; false if one is too long. */
 bool mr_policy_lines(const struct mr_policy *p,
 		     void (*fn)(void *ctx, const char *line), void *ctx);
