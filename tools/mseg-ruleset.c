@@ -112,7 +112,7 @@ static int cmd_edit(int argc, char **argv)
 	__u8 set = set_arg(argv[0]), new = set_arg(argv[1]);
 	struct mr_policy p, old;
 	struct mr_compiled c;
-	char msg[2048] = "", a[MSEG_SOURCE_LINE * 2];
+	char msg[2048] = "";
 	struct mseg_source_val *v1, *v2;
 	size_t n1, n2;
 	FILE *wf, *cf;
@@ -156,20 +156,6 @@ static int cmd_edit(int argc, char **argv)
 		return 1;
 	fclose(wf);
 	fclose(cf);
-	/* name the id a new rule got */
-	if (!strncmp(msg, "rule added", 10) || !strncmp(msg, "cidr added", 10)) {
-		for (size_t i = 0; i < p.nr; i++) {
-			bool known = false;
-
-			for (size_t j = 0; j < old.nr && !known; j++)
-				known = old.r[j].id == p.r[i].id;
-			if (!known) {
-				snprintf(a, sizeof(a), " (id %u)", p.r[i].id);
-				strncat(msg, a, sizeof(msg) - strlen(msg) - 1);
-				break;
-			}
-		}
-	}
 	printf("%s\n", msg[0] ? msg : "changed");
 	printf("default %s\n", mr_action_names[p.def]);
 	return 0;
@@ -297,8 +283,8 @@ static int cmd_list(__u8 set, const char *what, bool json)
 		else {
 			static const char *hr[] = { "ID", "SRC", "DST", "PROTO", "SPORT", "DPORT",
 						    "ACTION", "PRIORITY", "HITS", "PACKETS", "COMMENT" };
-			static const char *hc[] = { "ID", "CIDR", "ACTION", "PRIORITY", "HITS",
-						    "PACKETS", "COMMENT" };
+			static const char *hc[] = { "CIDR", "ACTION", "PRIORITY", "HITS",
+						    "PACKETS", "ID", "COMMENT" };
 
 			cols = kind == MR_CIDR ? 7 : 11;
 			cells = mr_grow(cells, &cap, (size_t)cols, sizeof(*cells));
@@ -336,11 +322,12 @@ static int cmd_list(__u8 set, const char *what, bool json)
 			}
 			snprintf(v[0], sizeof(v[0]), "%u", r[i].id);
 			if (kind == MR_CIDR) {
-				snprintf(v[1], sizeof(v[1]), "%s", mr_pfx_text(&r[i].dst.p, a));
-				snprintf(v[2], sizeof(v[2]), "%s", mr_action_names[r[i].action]);
-				snprintf(v[3], sizeof(v[3]), "%u", r[i].priority);
-				snprintf(v[4], sizeof(v[4]), "%llu", (unsigned long long)flows);
-				snprintf(v[5], sizeof(v[5]), "%llu", (unsigned long long)packets);
+				snprintf(v[5], sizeof(v[5]), "%u", r[i].id);
+				snprintf(v[0], sizeof(v[0]), "%s", mr_pfx_text(&r[i].dst.p, a));
+				snprintf(v[1], sizeof(v[1]), "%s", mr_action_names[r[i].action]);
+				snprintf(v[2], sizeof(v[2]), "%u", r[i].priority);
+				snprintf(v[3], sizeof(v[3]), "%llu", (unsigned long long)flows);
+				snprintf(v[4], sizeof(v[4]), "%llu", (unsigned long long)packets);
 				snprintf(v[6], sizeof(v[6]), "%s", r[i].comment[0] ? r[i].comment : "-");
 			} else {
 				snprintf(v[1], sizeof(v[1]), "%s", mr_sel_text(&r[i].src, a));

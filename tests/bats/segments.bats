@@ -149,7 +149,8 @@ segment_ports() {
 @test "rule ids: stable, in deny events, in sessions, with flow and packet hits" {
 	mseg segment add app 10.50.0.0/24 fd00:50::/64 >/dev/null
 	run mseg rule add --src any --dst app --proto udp --dport 9 --action deny --comment "no discard"
-	[[ $status == 0 && $output == *"(id 1)"* ]]
+	[[ $status == 0 && $output == "rule added: any -> app proto udp dport 9: deny" ]]
+	[[ $(mseg rule list --json | jq -c 'map(.id)') == "[1]" ]]
 	mseg rule add --src any --dst app --proto udp --dport 7 --action allow --id 42 >/dev/null
 	mseg log --json >/dev/null
 	expect $DENY "denied by rule 1" udp 10.9.9.9 10.50.0.1 9

@@ -679,8 +679,8 @@ static void rule_add(struct mr_policy *p, struct mr_rule *r, char *msg, size_t l
 			    (!r->id || r->id == cur->id);
 
 		if (same) {
-			say(msg, len, "%s unchanged: %s: %s (id %u)", what, key,
-			    mr_action_names[cur->action], cur->id);
+			say(msg, len, "%s unchanged: %s: %s", what, key,
+			    mr_action_names[cur->action]);
 			return;
 		}
 		cur->action = r->action;
@@ -693,8 +693,8 @@ static void rule_add(struct mr_policy *p, struct mr_rule *r, char *msg, size_t l
 			policy_touch(p);
 		}
 		cur->line = r->line;
-		say(msg, len, "%s updated: %s: %s (id %u)", what, key,
-		    mr_action_names[cur->action], cur->id);
+		say(msg, len, "%s updated: %s: %s", what, key,
+		    mr_action_names[cur->action]);
 		return;
 	}
 	p->r = mr_grow(p->r, &p->capr, p->nr, sizeof(*p->r));
@@ -722,8 +722,7 @@ static void rule_del(struct mr_policy *p, struct mr_rule *r, char *msg, size_t l
 		return;
 	}
 	mr_rule_match_key(cur, key, sizeof(key));
-	say(msg, len, "%s deleted: %s (id %u)", cur->kind == MR_CIDR ? "cidr" : "rule",
-	    key, cur->id);
+	say(msg, len, "%s deleted: %s", cur->kind == MR_CIDR ? "cidr" : "rule", key);
 	*cur = p->r[--p->nr];
 	policy_touch(p);
 }
