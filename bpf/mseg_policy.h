@@ -95,7 +95,7 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 	} u = { .ik = { .prefixlen = MSEG_IDENT_FULL_BITS } };
 	struct mseg_rule_key *k = &u.k;
 	__u64 rank = ~0ULL, si, di;
-	__u32 s, d, sf, df;
+	__u32 todo;
 
 	if (!t || !cfg || !v)
 		return 0;
@@ -107,34 +107,41 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 	def = word >> 24;
 	set = (word >> 8) & 0xff;
 #endif
-
+	/* the default's verdict until a rule beats it: nothing else stays live */
 	v->rule_id = 0;
+	v->action = def == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
+	v->by = MSEG_BY_DEFAULT;
 	u.ik.set = set;
 	u.ik.family = t->family;
 	si = mseg_ident_lookup(&u.ik, t->saddr);
 	di = mseg_ident_lookup(&u.ik, t->daddr);
-	s = (__u32)si;
-	sf = si >> 32;
-	d = (__u32)di;
-	df = di >> 32;
+	/*
+	 * Which keys to ask, decided now: only the two ids (packed in di) and
+	 * these bits stay live across the lookups, so nothing spills onto a
+	 * stack the caller's frame already nearly fills.
+	 */
+	todo = ((si >> 32) & MSEG_IDF_SRC_PAIR) && ((di >> 32) & MSEG_IDF_DST_PAIR) ? 1 : 0;
+	if ((si >> 32) & MSEG_IDF_SRC_ANY)
+		todo |= 2;
+	if ((di >> 32) & MSEG_IDF_DST_ANY)
+		todo |= 4;
+	if (!(((si | di) >> 32) & MSEG_IDF_NO_ANY_ANY))
+		todo |= 8;
+	di = (__u32)si | di << 32; /* src id, dst id */
 	__builtin_memset(&u, 0, sizeof(u));
 	k->prefixlen = MSEG_RULE_FULL_BITS;
 	k->set = set;
 	k->proto = t->proto;
 	k->dport[0] = t->dport >> 8;
 	k->dport[1] = t->dport & 0xff;
-	if ((sf & MSEG_IDF_SRC_PAIR) && (df & MSEG_IDF_DST_PAIR))
-		mseg_rules_try(k, s, d, t->sport, v, &rank);
-	if (sf & MSEG_IDF_SRC_ANY)
-		mseg_rules_try(k, s, 0, t->sport, v, &rank);
-	if (df & MSEG_IDF_DST_ANY)
-		mseg_rules_try(k, 0, d, t->sport, v, &rank);
-	if (!((sf | df) & MSEG_IDF_NO_ANY_ANY))
+	if (todo & 1)
+		mseg_rules_try(k, (__u32)di, di >> 32, t->sport, v, &rank);
+	if (todo & 2)
+		mseg_rules_try(k, (__u32)di, 0, t->sport, v, &rank);
+	if (todo & 4)
+		mseg_rules_try(k, 0, di >> 32, t->sport, v, &rank);
+	if (todo & 8)
 		mseg_rules_try(k, 0, 0, t->sport, v, &rank);
-	if (v->rule_id)
-		return 0;
-	v->action = def == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
-	v->by = MSEG_BY_DEFAULT;
 	return 0;
 }
 
