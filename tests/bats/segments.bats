@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# shellcheck disable=SC2154 # bats sets $stderr and $stderr_lines
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #
 # The policy language of docs/policy.md, frame by frame (crafted frames
@@ -12,7 +13,7 @@ bats_require_minimum_version 1.5.0
 
 load helpers/common
 
-# shellcheck disable=SC2154 # bats sets $stderr and $stderr_lines
+
 
 setup_file() {
 	require_build
