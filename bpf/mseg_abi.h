@@ -32,7 +32,7 @@
  * Policy capacities cover two rule sets: `mseg apply` (and every edit)
  * writes the new set beside the old one before it switches.
  */
-#define MSEG_MAX_IDENTS 262144   /* mseg_ident: prefixes, both sets */
+#define MSEG_MAX_IDENTS 524288   /* mseg_ident: prefixes, both sets */
 #define MSEG_MAX_RULE_ENTRIES 1048576 /* mseg_rules: compiled entries */
 #define MSEG_MAX_RULE_IDS 262144 /* rule ids 1..262143; 0 is the default */
 #define MSEG_MAX_SOURCE 262144   /* mseg_source: policy statements */

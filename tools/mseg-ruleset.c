@@ -134,6 +134,8 @@ static int cmd_edit(int argc, char **argv)
 	if (argc >= 4 && !strcmp(argv[0], "--file") && !strcmp(argv[2], "--prefix")) {
 		if (!mr_parse_file(&p, argv[1], argv[3]))
 			return 2;
+		snprintf(msg, sizeof(msg), "%s added or updated: %zu",
+			 !strncmp(argv[3], "cidr", 4) ? "cidr rules" : "rules", mr_file_statements);
 	} else {
 		mr_statement(&p, argc, argv, 0, msg, sizeof(msg));
 		if (mr_failed())

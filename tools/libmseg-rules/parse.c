@@ -867,8 +867,12 @@ void mr_statement(struct mr_policy *p, int argc, char **argv, long line,
 	}
 }
 
+size_t mr_file_statements;
+
 bool mr_parse_file(struct mr_policy *p, const char *path, const char *prefix)
 {
+	bool have_default = false;
+
 	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
 	char *line = NULL, *argv[80], buf[8192];
 	size_t cap = 0;
@@ -894,7 +898,15 @@ bool mr_parse_file(struct mr_policy *p, const char *path, const char *prefix)
 			break;
 		if (!argc || (prefix && argc == 2))
 			continue;
+		if (!strcmp(argv[0], "default")) {
+			if (have_default) {
+				mr_err("a second 'default' line");
+				break;
+			}
+			have_default = true;
+		}
 		mr_statement(p, argc, argv, lineno, NULL, 0);
+		mr_file_statements++;
 		if (mr_failed())
 			break;
 	}

@@ -108,6 +108,7 @@ void mr_statement(struct mr_policy *p, int argc, char **argv, long line,
 		  char *msg, size_t msglen);
 /* A file of statements; prefix ("rule add", "cidr add" or NULL) goes before every line. */
 bool mr_parse_file(struct mr_policy *p, const char *path, const char *prefix);
+extern size_t mr_file_statements; /* statements mr_parse_file read */
 bool mr_policy_check(struct mr_policy *p); /* whole-policy validation */
 void mr_assign_ids(struct mr_policy *p, const struct mr_policy *old);
 void mr_rule_match_key(const struct mr_rule *r, char *buf, size_t len);
