@@ -117,7 +117,7 @@ main() {
     read -r v floor < <(run_pair "id ${PROG}" "${WORK}/default")
     line+=$(printf '  default %4d ns (x%s floor)' "${v}" "$(ratio "${v}" "${floor}")")
     echo "${line}"
-    echo "segments: $(cat "${WORK}/applied") in ${tm} s; compiled: $("${ROOT}/build/mseg-ruleset" check "${WORK}/policy" | sed 's/^default [a-z]* //')"
+    echo "segments: $(cat "${WORK}/applied") in ${tm} s; compiled: $("${ROOT}/build/mseg-ruleset" check --stats "${WORK}/policy" | tail -n 1)"
   done
   # shellcheck disable=SC2154 # set by eval above
   printf 'segments: segment rule, 100,000 vs 10 rules: x%s (ratios to their floors: x%s vs x%s)\n' \

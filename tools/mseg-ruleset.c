@@ -64,6 +64,16 @@ static size_t count(const struct mr_policy *p, int kind)
 	return n;
 }
 
+/* check's line, as the first ruleset tool printed it; --stats adds the compiled sizes */
+static void check_summary(const struct mr_policy *p, const struct mr_compiled *c, bool stats)
+{
+	printf("default %s rules %zu cidrs %zu\n", mr_action_names[p->def], count(p, MR_RULE),
+	       count(p, MR_CIDR));
+	if (stats)
+		printf("segments %zu identities %zu entries %zu expansion %zu\n", p->ns, c->nid,
+		       c->nre, c->expansion);
+}
+
 static void summary(const struct mr_policy *p, const struct mr_compiled *c)
 {
 	printf("default %s rules %zu cidrs %zu segments %zu identities %zu entries %zu expansion %zu\n",
@@ -553,7 +563,7 @@ static void print_line(void *ctx, const char *line)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mseg-ruleset check FILE | load SET ACTIVE FILE | clear SET | save SET\n"
+	fprintf(f, "usage: mseg-ruleset check [--stats] FILE | load SET ACTIVE FILE | clear SET | save SET\n"
 		   "       mseg-ruleset edit SET NEW WRITE CLEAR STATEMENT...\n"
 		   "       mseg-ruleset list SET rules|cidrs|segments [--json] | show SET SEGMENT\n"
 		   "       mseg-ruleset explain SET [--json] --src A --dst B [--proto P] [--sport N] [--dport N]\n"
@@ -569,15 +579,15 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (!strcmp(cmd, "check") && argc == 3) {
+	if (!strcmp(cmd, "check") && (argc == 3 || (argc == 4 && !strcmp(argv[2], "--stats")))) {
 		struct mr_policy p;
 		struct mr_compiled c;
 
 		mr_policy_init(&p);
-		if (!mr_parse_file(&p, argv[2], NULL))
+		if (!mr_parse_file(&p, argv[argc - 1], NULL))
 			return 2;
 		build(&p, NULL, 0, &c);
-		summary(&p, &c);
+		check_summary(&p, &c, argc == 4);
 		return 0;
 	}
 	if (!strcmp(cmd, "load") && argc == 5)

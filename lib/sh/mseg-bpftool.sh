@@ -233,13 +233,15 @@ mseg_policy_edit() {
       mseg_die "writing the new rule set failed: $(tail -n 1 "$dir/err")"
   fi
   def=${out##*$'\n'default }
-  mseg_config_edit --bump-gen active_set "$new" default_action "$(mseg_action_num "$def")"
+  # New flows see the new set from this write on; open sessions are judged
+  # again at the one policy_gen bump below, once nothing of the old set is
+  # left (a packet that raced the switch cannot cache an old verdict).
+  mseg_config_edit active_set "$new" default_action "$(mseg_action_num "$def")"
   if [[ -s $dir/clear ]]; then
-    bpftool batch file "$dir/clear" >/dev/null 2>"$dir/err" ||
-      mseg_die "switched to the new rule set, but emptying the old one failed: the next edit retries"
+    bpftool batch file "$dir/clear" >/dev/null 2>"$dir/cerr" || echo failed >>"$dir/cerr"
   fi
-  # As mseg apply: a packet that read the new generation but the old set
-  # is judged again now that nothing of the old set is left.
   mseg_policy_gen_bump
+  [[ ! -s $dir/cerr ]] ||
+    mseg_die "switched to the new rule set, but emptying the old one failed: the next edit retries"
   printf '%s\n' "${out%%$'\n'*}"
 }

@@ -264,7 +264,7 @@ R
 	"$MSEG_BUILD/mseg-ruleset" save "$set" >"$d/saved"
 	[[ $(grep -c '^rule ' "$d/saved") == 100000 ]]
 	[[ $(grep -c '^cidr ' "$d/saved") == 100000 ]]
-	[[ $(grep -c '^cidr 2001:db8:' "$d/saved") == 50000 ]]
+	[[ $(grep -c '^cidr add 2001:db8:' "$d/saved") == 50000 ]]
 	# the other set is empty
 	[[ $("$MSEG_BUILD/mseg-ruleset" save $((1 - set)) | wc -l) == 1 ]]
 	# and the data path uses them: an exact deny, a /24 deny, a /64 log
@@ -311,6 +311,6 @@ R
 		"cidr 10.4.0.0/16 --action allow" >"$BATS_TEST_TMPDIR/dup"
 	run apply "$BATS_TEST_TMPDIR/dup"
 	[[ $output == "applied: 1 rules, 1 cidr rules, default allow" ]] || fail_msg "$output"
-	[[ $(save) == $'default allow\nrule --src 10.3.0.1 --dst 10.3.0.2 --action log\ncidr 10.4.0.0/16 --action allow' ]] ||
+	[[ $(save) == $'default allow\nrule add --src 10.3.0.1 --dst 10.3.0.2 --action log --id 1\ncidr add 10.4.0.0/16 --action allow --id 2' ]] ||
 		fail_msg "$(save)"
 }

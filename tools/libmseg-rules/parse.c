@@ -672,6 +672,15 @@ static void rule_add(struct mr_policy *p, struct mr_rule *r, char *msg, size_t l
 		mr_err("duplicate rule id %u: it is %s's (line %ld)", r->id, k2, other->line);
 		return;
 	}
+	if (cur && p->replace) {
+		/* a whole policy: the later line is the rule, as written */
+		__u32 id = r->id ? r->id : cur->id;
+
+		*cur = *r;
+		cur->id = id;
+		policy_touch(p);
+		return;
+	}
 	if (cur) {
 		bool same = cur->action == r->action &&
 			    (!r->prio_given || cur->priority == r->priority) &&
@@ -873,6 +882,8 @@ bool mr_parse_file(struct mr_policy *p, const char *path, const char *prefix)
 {
 	bool have_default = false;
 
+	p->replace = !prefix;
+
 	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
 	char *line = NULL, *argv[80], buf[8192];
 	size_t cap = 0;
@@ -911,6 +922,7 @@ bool mr_parse_file(struct mr_policy *p, const char *path, const char *prefix)
 			break;
 	}
 	free(line);
+	p->replace = false;
 	if (f != stdin)
 		fclose(f);
 	if (mr_failed()) {

@@ -74,6 +74,7 @@ struct mr_policy {
 	size_t kcap, scap;
 	bool kstale, sstale;
 	long *ididx; /* MSEG_MAX_RULE_IDS entries: rule index + 1, 0 none */
+	bool replace; /* a ruleset file: a later line replaces an earlier one whole */
 };
 
 /* Errors: the first one is kept; mr_failed() tells, mr_error() says. */
