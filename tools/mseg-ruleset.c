@@ -590,6 +590,16 @@ int main(int argc, char **argv)
 		check_summary(&p, &c, argc == 4);
 		return 0;
 	}
+	if (!strcmp(cmd, "parse") && argc >= 3) {
+		/* one statement's own checks, before any map is opened */
+		struct mr_policy p;
+
+		mr_policy_init(&p);
+		mr_statement(&p, argc - 2, argv + 2, 0, NULL, 0);
+		if (mr_failed() && strncmp(mr_error(), "no such", 7))
+			fail();
+		return 0;
+	}
 	if (!strcmp(cmd, "load") && argc == 5)
 		return cmd_load(set_arg(argv[2]), set_arg(argv[3]), argv[4]);
 	if (!strcmp(cmd, "clear") && argc == 3) {

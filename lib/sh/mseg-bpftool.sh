@@ -214,6 +214,10 @@ mseg_policy_gen_bump() {
 mseg_policy_edit() {
   local set new dir out rc=0 def
   [[ -x $MSEG_RULESET_BIN ]] || mseg_die "ruleset tool not found: $MSEG_RULESET_BIN: run 'make'"
+  # bad input is a usage error whatever is pinned
+  if [[ ${1:-} != --file ]]; then
+    "$MSEG_RULESET_BIN" parse "$@" >/dev/null || exit
+  fi
   mseg_abi_load
   mseg_require_maps mseg_ident mseg_rules mseg_source mseg_config
   mseg_lock
