@@ -122,14 +122,16 @@ setup_net() {
   ip -n "${NSS}" link set lo up
   # Server on the last CPU, clients on the first: where the scheduler put
   # them otherwise moved single-stream figures by 50 % between runs.
-  ip netns exec "${NSS}" taskset -c "${SERVER_CPU}" iperf3 -s -D -p 5201 --pidfile "${WORK}/iperf.pid" >/dev/null
+  # In the foreground of a bounded background job, not daemonised (-D), so
+  # the bound reaches it.
+  ip netns exec "${NSS}" taskset -c "${SERVER_CPU}" timeout -k 5 600 iperf3 -s -p 5201 >/dev/null 2>&1 &
+  PIDS+=("$!")
   local i
   for ((i = 0; i < 50; i++)); do
-    [[ -s "${WORK}/iperf.pid" ]] && break
+    [[ -n "$(ip netns exec "${NSS}" ss -Htln sport = :5201)" ]] && break
     sleep 0.1
   done
-  PIDS+=("$(cat "${WORK}/iperf.pid")")
-  ip netns exec "${NSS}" taskset -c "${SERVER_CPU}" python3 "${ROOT}/bench/connrate.py" serve "${S4}" 5202 540 &
+  ip netns exec "${NSS}" taskset -c "${SERVER_CPU}" timeout -k 5 600 python3 "${ROOT}/bench/connrate.py" serve "${S4}" 5202 540 &
   PIDS+=("$!")
   sleep 0.5
 }
@@ -138,9 +140,9 @@ setup_net() {
 # "GBPS CPS".
 measure_once() {
   local out gbps cps
-  out="$(ip netns exec "${NSC}" taskset -c 0 timeout 60 iperf3 -c "${S4}" -p 5201 -t "${DURATION}" -J)"
+  out="$(ip netns exec "${NSC}" taskset -c 0 timeout -k 5 60 iperf3 -c "${S4}" -p 5201 -t "${DURATION}" -J)"
   gbps="$(jq '.end.sum_received.bits_per_second / 1e9' <<<"${out}")"
-  cps="$(ip netns exec "${NSC}" taskset -c 0 timeout 300 python3 "${ROOT}/bench/connrate.py" run "${S4}" 5202 "$1")"
+  cps="$(ip netns exec "${NSC}" taskset -c 0 timeout -k 5 300 python3 "${ROOT}/bench/connrate.py" run "${S4}" 5202 "$1")"
   echo "${gbps} ${cps}"
 }
 

@@ -524,9 +524,9 @@ for i in range(20):
     try:
         s.recvfrom(100); break
     except socket.timeout: pass'
-  ip netns exec "$NS2" timeout 10 python3 -c "$echo" 9999 3>&- &
+  ip netns exec "$NS2" timeout -k 5 10 python3 -c "$echo" 9999 3>&- &
   local p1=$!
-  ip netns exec "$NS" timeout 10 python3 -c "$echo" 9998 3>&- &
+  ip netns exec "$NS" timeout -k 5 10 python3 -c "$echo" 9998 3>&- &
   local p2=$!
   # A datagram to an unbound port would draw an ICMP error: wait for both.
   local i
@@ -535,8 +535,8 @@ for i in range(20):
       -n $(ip netns exec "$NS" ss -Hunl sport = :9998) ]] && break
     sleep 0.1
   done
-  ip netns exec "$NS" timeout 10 python3 -c "$send" 10.99.0.1 9999 40001
-  ip netns exec "$NS2" timeout 10 python3 -c "$send" 10.99.0.2 9998 40002
+  ip netns exec "$NS" timeout -k 5 10 python3 -c "$send" 10.99.0.1 9999 40001
+  ip netns exec "$NS2" timeout -k 5 10 python3 -c "$send" 10.99.0.2 9998 40002
   wait "$p1" "$p2"
   run --separate-stderr m sessions --json
   [[ $status == 0 ]]

@@ -133,14 +133,14 @@ evlimit() { map_dump mseg_evlimit | jq -r ".[0].formatted.value.$1"; }
 
   # --follow sees an event that arrives while it waits, and --count ends it.
   local out="$BATS_TEST_TMPDIR/follow"
-  mseg log --json --follow --count 1 --timeout 10 >"$out" &
+  timeout -k 5 20 "$MSEG_SCRIPTS/mseg" log --json --follow --count 1 --timeout 10 >"$out" 3>&- &
   local pid=$!
   sleep 0.5
   [ "$(verdict --proto udp --src fd00::a --dst fd00::b --sport 1235 --dport 53)" = "$TC_ACT_SHOT" ]
   wait "$pid"
   [ "$(jq -r .sport "$out")" = 1235 ]
   # --timeout ends a quiet follow.
-  run timeout 10 "$MSEG_SCRIPTS/mseg" log --follow --timeout 1
+  run timeout -k 5 10 "$MSEG_SCRIPTS/mseg" log --follow --timeout 1
   [ "$status" -eq 0 ]
   [ -z "$output" ]
 

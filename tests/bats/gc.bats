@@ -315,7 +315,7 @@ gc_run_seen() {
 	bench
 	mseg config set timeout_time_wait 1
 	local out=$BATS_TEST_TMPDIR/gc.out err=$BATS_TEST_TMPDIR/gc.err
-	"$MSEG_SCRIPTS/mseg" gc --interval 1 --json >"$out" 2>"$err" 3>&- &
+	timeout --foreground -k 5 60 "$MSEG_SCRIPTS/mseg" gc --interval 1 --json >"$out" 2>"$err" 3>&- &
 	GC_PID=$!
 	wait_until 30 test -s "$out"
 	# sessions arrive between two runs: later runs delete the expired ones
@@ -422,7 +422,7 @@ expect_no_maps() {
 	[[ ! -s $d/o.err ]]
 	# the --interval loop, ended by SIGTERM
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 \
-		"$d/mseg-gc" --interval 1 --json >"$d/i" 2>"$d/i.err" 3>&- &
+		timeout --foreground -k 5 60 "$d/mseg-gc" --interval 1 --json >"$d/i" 2>"$d/i.err" 3>&- &
 	GC_PID=$!
 	wait_until 50 test -s "$d/i"
 	kill -TERM "$GC_PID"

@@ -80,7 +80,7 @@ ne_start() {
     if ss -Hltn "sport = :$NE_PORT" | grep -q .; then
       continue
     fi
-    timeout 120 prometheus-node-exporter \
+    timeout -k 5 120 prometheus-node-exporter \
       --web.listen-address="127.0.0.1:$NE_PORT" \
       --collector.disable-defaults --collector.textfile \
       --collector.textfile.directory="$dir" >"$log" 2>&1 3>&- &
@@ -173,7 +173,7 @@ cidr_pin() {
   [[ $stderr == "mseg: cannot open $TC_BPF_MNT/tc/globals/mseg_sessions: No such file or directory (run 'mseg attach DEV' first)" ]]
   [ -z "$(ls -A "$OUT")" ]
   # --interval too: the first write must succeed.
-  run --separate-stderr timeout 10 "$TEXTFILE" --dir "$OUT" --interval 1
+  run --separate-stderr timeout -k 5 10 "$TEXTFILE" --dir "$OUT" --interval 1
   [ "$status" -eq 1 ]
   [ "${#stderr_lines[@]}" -eq 1 ]
   [ -z "$(ls -A "$OUT")" ]
@@ -357,7 +357,7 @@ cidr_pin() {
 @test "textfile: --interval 1 replaces the file every second and ends cleanly on SIGTERM" {
   crafted_setup
   local err=$BATS_TEST_TMPDIR/interval.err ino first i changes=0
-  timeout 60 "$TEXTFILE" --dir "$OUT" --interval 1 2>"$err" 3>&- &
+  timeout --foreground -k 5 60 "$TEXTFILE" --dir "$OUT" --interval 1 2>"$err" 3>&- &
   TF_PID=$!
   wait_until 50 test -s "$OUT/mseg.prom"
   first=$(stat -c %i "$OUT/mseg.prom")
@@ -388,7 +388,7 @@ cidr_pin() {
 @test "textfile: with --interval a failing tick is reported, the last good file stays" {
   crafted_setup
   local err=$BATS_TEST_TMPDIR/interval.err ino
-  timeout 60 "$TEXTFILE" --dir "$OUT" --interval 1 2>"$err" 3>&- &
+  timeout --foreground -k 5 60 "$TEXTFILE" --dir "$OUT" --interval 1 2>"$err" 3>&- &
   TF_PID=$!
   wait_until 50 test -s "$OUT/mseg.prom"
   ino=$(stat -c %i "$OUT/mseg.prom")
@@ -427,7 +427,7 @@ cidr_pin() {
   [ -z "$stderr" ]
   grep -qx 'mseg_map_entries{map="mseg_sessions"} 3001' "$OUT/mseg.prom"
 
-  timeout 30 "$asan/mseg-textfile" --dir "$OUT" --interval 1 2>"$err" 3>&- &
+  timeout --foreground -k 5 30 "$asan/mseg-textfile" --dir "$OUT" --interval 1 2>"$err" 3>&- &
   TF_PID=$!
   sleep 2.5
   kill -TERM "$TF_PID"

@@ -379,7 +379,7 @@ attacker_setup() {
   [ "$(lab_conn_send c1)" = ok ]
 
   # 3000 SYNs at about 5000/s toward the lab's own server, then it stops.
-  ip netns exec "$LAB_ATT" timeout 30 hping3 -q -S -p 5001 -c 3000 -i u200 "$LAB_S4" \
+  ip netns exec "$LAB_ATT" timeout -k 5 30 hping3 -q -S -p 5001 -c 3000 -i u200 "$LAB_S4" \
     >/dev/null 2>&1 &
   local flood_pid=$! i
   # lab_conn_open allows 8 exchanges on the connection: 1 + 3 + 3 used here.

@@ -30,7 +30,7 @@ setup_file() {
 	CTL=$LAB_DIR/ctl
 	export CTL
 	mkdir -p "$CTL"
-	_lab_bg "$LAB_S" "$LAB_DIR/ctl.log" timeout 300 "$MSEG_PYTHON" \
+	_lab_bg "$LAB_S" "$LAB_DIR/ctl.log" timeout -k 5 300 "$MSEG_PYTHON" \
 		"$MSEG_HELPERS/lab-tcpctl.py" server "$PORT" "$CTL" --life 290
 	wait_until 50 test -e "$CTL/server.ready" || {
 		cat "$LAB_DIR/ctl.log" >&2
@@ -85,7 +85,7 @@ fail_msg() {
 open() {
 	CONN=$1$FAM
 	[[ ${2:-} == --syn-sent ]] && blackhole on
-	_lab_bg "$LAB_C" "$CTL/$CONN.log" timeout 70 "$MSEG_PYTHON" \
+	_lab_bg "$LAB_C" "$CTL/$CONN.log" timeout -k 5 70 "$MSEG_PYTHON" \
 		"$MSEG_HELPERS/lab-tcpctl.py" client "$S" "$PORT" "$CTL" "$CONN" --life 60
 	CLIENT_PIDS+=("${LAB_PIDS[-1]}")
 	if [[ ${2:-} == --syn-sent ]]; then

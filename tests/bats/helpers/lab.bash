@@ -122,7 +122,7 @@ _lab_bg() {
 # (default 120); returns once they listen.
 lab_start_servers() {
 	local life=${1:-120} ready=$LAB_DIR/echo.ready
-	_lab_bg "$LAB_S" "$LAB_DIR/echo.log" timeout "$((life + 5))" \
+	_lab_bg "$LAB_S" "$LAB_DIR/echo.log" timeout -k 5 "$((life + 5))" \
 		"$MSEG_PYTHON" "$MSEG_HELPERS/lab-echo.py" \
 		--tcp "$(IFS=,; echo "${LAB_TCP_PORTS[*]}")" \
 		--udp "$(IFS=,; echo "${LAB_UDP_PORTS[*]}")" \
@@ -139,20 +139,20 @@ lab_exec() { ip netns exec "$LAB_C" "$@"; }
 
 # lab_ping ADDR [TIMEOUT]: one ICMP (v4) or ICMPv6 echo from the client.
 lab_ping() {
-	ip netns exec "$LAB_C" timeout 10 "$MSEG_PYTHON" "$MSEG_HELPERS/lab-client.py" \
+	ip netns exec "$LAB_C" timeout -k 5 10 "$MSEG_PYTHON" "$MSEG_HELPERS/lab-client.py" \
 		ping "$1" 0 --timeout "${2:-2}"
 }
 
 # lab_tcp_connect ADDR PORT [TIMEOUT]: connect from the client and exchange
 # one message with the echo server; status 0 only if the echo came back.
 lab_tcp_connect() {
-	ip netns exec "$LAB_C" timeout 10 "$MSEG_PYTHON" "$MSEG_HELPERS/lab-client.py" \
+	ip netns exec "$LAB_C" timeout -k 5 10 "$MSEG_PYTHON" "$MSEG_HELPERS/lab-client.py" \
 		tcp "$1" "$2" --timeout "${3:-2}"
 }
 
 # lab_udp_exchange ADDR PORT [TIMEOUT]: one datagram there and back.
 lab_udp_exchange() {
-	ip netns exec "$LAB_C" timeout 10 "$MSEG_PYTHON" "$MSEG_HELPERS/lab-client.py" \
+	ip netns exec "$LAB_C" timeout -k 5 10 "$MSEG_PYTHON" "$MSEG_HELPERS/lab-client.py" \
 		udp "$1" "$2" --timeout "${3:-2}"
 }
 
@@ -162,7 +162,7 @@ lab_udp_exchange() {
 lab_conn_open() {
 	local name=$1 dir=$LAB_DIR/conn.$1
 	mkdir -p "$dir"
-	_lab_bg "$LAB_C" "$dir/log" timeout 65 "$MSEG_PYTHON" "$MSEG_HELPERS/lab-client.py" \
+	_lab_bg "$LAB_C" "$dir/log" timeout -k 5 65 "$MSEG_PYTHON" "$MSEG_HELPERS/lab-client.py" \
 		persist "$2" "$3" "$dir" --timeout 2 --life 60 --phases 8
 	wait_until 50 test -e "$dir/res.0" || {
 		echo "lab: connection $name did not open:" >&2
