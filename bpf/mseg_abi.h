@@ -35,7 +35,7 @@
 #define MSEG_MAX_IDENTS 524288   /* mseg_ident: prefixes, both sets */
 #define MSEG_MAX_RULE_ENTRIES 1048576 /* mseg_rules: compiled entries */
 #define MSEG_MAX_RULE_IDS 262144 /* rule ids 1..262143; 0 is the default */
-#define MSEG_MAX_SOURCE 262144   /* mseg_source: policy statements */
+#define MSEG_MAX_SOURCE 524288   /* mseg_source: statements, both sets */
 
 enum mseg_action {
 	MSEG_ACT_ALLOW = 0,

@@ -96,6 +96,11 @@ static void build(struct mr_policy *p, const struct mr_policy *old, __u8 set,
 		if (!mr_source_lines(p, &v, &n))
 			fail();
 		free(v);
+		if (n > MSEG_MAX_SOURCE / 2) {
+			mr_err("the policy has %zu statements; at most %d fit beside the ruleset in force",
+			       n, MSEG_MAX_SOURCE / 2);
+			fail();
+		}
 	}
 }
 
@@ -378,14 +383,6 @@ static void config_default(struct mr_policy *p)
 		p->def = cfg.default_action == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
 }
 
-static const struct mr_rule *rule_by_id(const struct mr_policy *p, __u32 id)
-{
-	for (size_t i = 0; i < p->nr; i++)
-		if (p->r[i].id == id)
-			return &p->r[i];
-	return NULL;
-}
-
 static int cmd_explain(__u8 set, int argc, char **argv)
 {
 	struct mr_policy p;
@@ -446,14 +443,14 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 		printf("{\"verdict\":\"%s\",\"rule\":%u,", mr_action_names[d.action], d.rule_id);
 		printf("\"statement\":");
 		if (d.rule_id) {
-			mr_rule_text(rule_by_id(&p, d.rule_id), true, text, sizeof(text));
+			mr_rule_text(mr_rule_by_id(&p, d.rule_id), true, text, sizeof(text));
 			json_str(text);
 		} else {
 			printf("\"default %s\"", mr_action_names[p.def]);
 		}
 		printf(",\"beaten\":[");
 		for (size_t i = 1; i < n; i++) {
-			mr_rule_text(rule_by_id(&p, all[i].rule_id), true, text, sizeof(text));
+			mr_rule_text(mr_rule_by_id(&p, all[i].rule_id), true, text, sizeof(text));
 			printf("%s{\"rule\":%u,\"action\":\"%s\",\"statement\":", i > 1 ? "," : "",
 			       all[i].rule_id, mr_action_names[all[i].action]);
 			json_str(text);
@@ -464,13 +461,13 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 	}
 	printf("verdict: %s\n", mr_action_names[d.action]);
 	if (d.rule_id) {
-		mr_rule_text(rule_by_id(&p, d.rule_id), true, text, sizeof(text));
+		mr_rule_text(mr_rule_by_id(&p, d.rule_id), true, text, sizeof(text));
 		printf("decided by: rule %u: %s\n", d.rule_id, text);
 	} else {
 		printf("decided by: default %s (no rule matches)\n", mr_action_names[p.def]);
 	}
 	for (size_t i = 1; i < n; i++) {
-		mr_rule_text(rule_by_id(&p, all[i].rule_id), true, text, sizeof(text));
+		mr_rule_text(mr_rule_by_id(&p, all[i].rule_id), true, text, sizeof(text));
 		printf("%s rule %u: %s\n", i == 1 ? "beat:" : "     ", all[i].rule_id, text);
 	}
 	if (d.rule_id)

@@ -178,14 +178,13 @@ static void new_ids(const struct mr_policy *p, const struct mr_policy *old,
 		    void (*fn)(void *ctx, __u32 id), void *ctx)
 {
 	for (size_t i = 0; i < p->nr; i++) {
+		const struct mr_rule *o = old ? mr_rule_by_id(old, p->r[i].id) : NULL;
 		char a[1024], b[1024];
 		bool same = false;
 
-		mr_rule_match_key(&p->r[i], a, sizeof(a));
-		for (size_t j = 0; old && j < old->nr && !same; j++) {
-			if (old->r[j].id != p->r[i].id || old->r[j].kind != p->r[i].kind)
-				continue;
-			mr_rule_match_key(&old->r[j], b, sizeof(b));
+		if (o && o->kind == p->r[i].kind) {
+			mr_rule_match_key(&p->r[i], a, sizeof(a));
+			mr_rule_match_key(o, b, sizeof(b));
 			same = !strcmp(a, b);
 		}
 		if (!same)

@@ -433,6 +433,11 @@ static struct mr_rule *find_id(struct mr_policy *p, __u32 id)
 	return id && id < MSEG_MAX_RULE_IDS && p->ididx[id] ? &p->r[p->ididx[id] - 1] : NULL;
 }
 
+const struct mr_rule *mr_rule_by_id(const struct mr_policy *p, __u32 id)
+{
+	return find_id((struct mr_policy *)p, id);
+}
+
 /* After appending rule r (index n): add it to the indexes, or mark them stale. */
 static void index_add(struct mr_policy *p, size_t n)
 {

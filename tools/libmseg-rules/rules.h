@@ -120,6 +120,7 @@ const char *mr_rule_proto_text(const struct mr_rule *r, char *buf);
 bool mr_policy_lines(const struct mr_policy *p,
 		     void (*fn)(void *ctx, const char *line), void *ctx);
 struct mr_segment *mr_segment_find(const struct mr_policy *p, const char *name);
+const struct mr_rule *mr_rule_by_id(const struct mr_policy *p, __u32 id); /* NULL: none */
 
 /* compile.c */
 struct mr_ident_ent {
