@@ -298,10 +298,11 @@ static int cmd_list(__u8 set, const char *what, bool json)
 		if (json)
 			putchar('[');
 		else {
+			/* HITS last, as the seed's lists had it (`awk '{print $NF}'`) */
 			static const char *hr[] = { "ID", "SRC", "DST", "PROTO", "SPORT", "DPORT",
-						    "ACTION", "PRIORITY", "HITS", "PACKETS", "COMMENT" };
-			static const char *hc[] = { "CIDR", "ACTION", "PRIORITY", "HITS",
-						    "PACKETS", "ID", "COMMENT" };
+						    "ACTION", "PRIORITY", "COMMENT", "PACKETS", "HITS" };
+			static const char *hc[] = { "CIDR", "ID", "ACTION", "PRIORITY", "COMMENT",
+						    "PACKETS", "HITS" };
 
 			cols = kind == MR_CIDR ? 7 : 11;
 			cells = mr_grow(cells, &cap, (size_t)cols, sizeof(*cells));
@@ -339,13 +340,13 @@ static int cmd_list(__u8 set, const char *what, bool json)
 			}
 			snprintf(v[0], sizeof(v[0]), "%u", r[i].id);
 			if (kind == MR_CIDR) {
-				snprintf(v[5], sizeof(v[5]), "%u", r[i].id);
 				snprintf(v[0], sizeof(v[0]), "%s", mr_pfx_text(&r[i].dst.p, a));
-				snprintf(v[1], sizeof(v[1]), "%s", mr_action_names[r[i].action]);
-				snprintf(v[2], sizeof(v[2]), "%u", r[i].priority);
-				snprintf(v[3], sizeof(v[3]), "%llu", (unsigned long long)flows);
-				snprintf(v[4], sizeof(v[4]), "%llu", (unsigned long long)packets);
-				snprintf(v[6], sizeof(v[6]), "%s", r[i].comment[0] ? r[i].comment : "-");
+				snprintf(v[1], sizeof(v[1]), "%u", r[i].id);
+				snprintf(v[2], sizeof(v[2]), "%s", mr_action_names[r[i].action]);
+				snprintf(v[3], sizeof(v[3]), "%u", r[i].priority);
+				snprintf(v[4], sizeof(v[4]), "%s", r[i].comment[0] ? r[i].comment : "-");
+				snprintf(v[5], sizeof(v[5]), "%llu", (unsigned long long)packets);
+				snprintf(v[6], sizeof(v[6]), "%llu", (unsigned long long)flows);
 			} else {
 				snprintf(v[1], sizeof(v[1]), "%s", mr_sel_text(&r[i].src, a));
 				snprintf(v[2], sizeof(v[2]), "%s", mr_sel_text(&r[i].dst, b));
@@ -355,9 +356,9 @@ static int cmd_list(__u8 set, const char *what, bool json)
 					 r[i].nports ? mr_ports_text(&r[i], ports, sizeof(ports)) : "any");
 				snprintf(v[6], sizeof(v[6]), "%s", mr_action_names[r[i].action]);
 				snprintf(v[7], sizeof(v[7]), "%u", r[i].priority);
-				snprintf(v[8], sizeof(v[8]), "%llu", (unsigned long long)flows);
+				snprintf(v[8], sizeof(v[8]), "%s", r[i].comment[0] ? r[i].comment : "-");
 				snprintf(v[9], sizeof(v[9]), "%llu", (unsigned long long)packets);
-				snprintf(v[10], sizeof(v[10]), "%s", r[i].comment[0] ? r[i].comment : "-");
+				snprintf(v[10], sizeof(v[10]), "%llu", (unsigned long long)flows);
 			}
 			cells = mr_grow(cells, &cap, (rows + 1) * (size_t)cols, sizeof(*cells));
 			for (int c = 0; c < cols; c++)
