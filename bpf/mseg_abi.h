@@ -205,10 +205,21 @@ struct mseg_rule_hits {
 
 /*
  * mseg_source: the policy as statements (docs/policy.md grammar), one per
- * entry, in the order `mseg save` prints them. The compiled maps are
- * derived from it; user space reads it to edit, list, save and explain.
+ * entry, in index order: the segment lines, then each rule at
+ * MSEG_SRC_RULES + its id (so an edit of one rule rewrites one entry); the
+ * default action is mseg_config's, switched with the set. The
+ * compiled maps are derived from it; user space reads it to edit, list,
+ * save and explain. The entry at MSEG_SRC_SEAL, a '#' comment naming a
+ * digest of the set's other entries, is written last by every writer and
+ * deleted first: while it matches, the set's mseg_ident and mseg_rules
+ * hold exactly what its statements compile to, so the next edit writes
+ * only the difference (docs/policy.md, "where the policy lives").
  */
 #define MSEG_SOURCE_LINE 512
+#define MSEG_SRC_DEFAULT 0 /* not stored: mseg_config.default_action */
+#define MSEG_SRC_SEGMENTS 1
+#define MSEG_SRC_RULES 0x80000000u
+#define MSEG_SRC_SEAL 0xffffffffu
 
 struct mseg_source_key {
 	__u8 set;

@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * mseg-ruleset: the policy's one parser, compiler and encoder, for every
- * operator command (docs/policy.md). The callers hold the edit lock and
- * switch mseg_config.
+ * operator command (docs/policy.md). The callers hold the edit lock.
  *
  *   check FILE                  validate a ruleset file, write nothing
- *   load SET ACTIVE FILE        validate FILE, write it compiled into SET
- *                               (ids kept from the policy of set ACTIVE)
+ *   apply SET ACTIVE FILE       validate FILE, write it compiled into SET
+ *                               (ids kept from the policy of set ACTIVE),
+ *                               switch mseg_config to SET, then make
+ *                               ACTIVE hold the same
  *   clear SET                   empty rule set SET
  *   save SET                    print set SET's statements
- *   edit SET NEW WRITE CLEAR [--file FILE --prefix WORDS | STATEMENT...]
+ *   edit SET NEW WRITE SYNC [--file FILE --prefix WORDS | STATEMENT...]
  *                               apply statements to set SET's policy and
  *                               write `bpftool batch` scripts: WRITE puts
- *                               the result into NEW, CLEAR empties SET.
+ *                               the result into NEW, SYNC (run after the
+ *                               caller's switch) into SET. Each holds only
+ *                               what differs from what its set holds.
  *                               Exit 3: nothing changed (no scripts).
  *   list SET rules|cidrs|segments [--json]
  *   show SET SEGMENT
@@ -30,6 +33,7 @@
 
 #include "libmseg-rules/maps.h"
 #include "libmseg-rules/rules.h"
+#include "mseg_pinned.h"
 
 static struct mr_maps maps;
 
@@ -81,69 +85,163 @@ static void summary(const struct mr_policy *p, const struct mr_compiled *c)
 	       c->nid, c->nre, c->expansion);
 }
 
-/* Parse, check, number and compile; exits 2 on bad input. */
-static void build(struct mr_policy *p, const struct mr_policy *old, __u8 set,
-		  struct mr_compiled *c)
+/* Parse, check, number and compile (for set 0: the writer sets the set); exits 2 on bad input. */
+static void build(struct mr_policy *p, const struct mr_policy *old, struct mr_compiled *c,
+		  struct mr_target *t)
 {
 	mr_assign_ids(p, old);
-	if (mr_failed() || !mr_policy_check(p) || !mr_compile(p, set, c))
+	if (mr_failed() || !mr_policy_check(p) || !mr_compile(p, 0, c) || !mr_target_lines(p, t))
 		fail();
-	{
-		/* the stored statements must fit */
-		struct mseg_source_val *v;
-		size_t n;
-
-		if (!mr_source_lines(p, &v, &n))
-			fail();
-		free(v);
-		if (n > MSEG_MAX_SOURCE / 2) {
-			mr_err("the policy has %zu statements; at most %d fit beside the ruleset in force",
-			       n, MSEG_MAX_SOURCE / 2);
-			fail();
-		}
+	t->c = c;
+	/* the stored statements must fit beside the other set's */
+	if (t->n + 1 > MSEG_MAX_SOURCE / 2) {
+		mr_err("the policy has %zu statements; at most %d fit beside the ruleset in force",
+		       t->n, MSEG_MAX_SOURCE / 2 - 1);
+		fail();
 	}
 }
 
-static int cmd_load(__u8 set, __u8 active, const char *file)
+/* The default lives in mseg_config: `mseg default` writes it there. */
+static void config_default(struct mr_policy *p)
+{
+	struct mseg_config cfg;
+	__u32 zero = 0;
+
+	if (!bpf_map_lookup_elem(maps.config, &zero, &cfg))
+		p->def = cfg.default_action == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
+}
+
+/*
+ * What the compiled maps of each set hold, where its seal says so: the
+ * compiled form of its statements (old's, when it holds the policy in
+ * force). NULL where unknown: that set is written whole.
+ */
+struct bases {
+	struct mr_compiled own[2];
+	const struct mr_compiled *of[2];
+};
+
+static void find_bases(const struct mr_set s[2], __u8 active, const struct mr_policy *old,
+		       struct bases *b)
+{
+	memset(b, 0, sizeof(*b));
+	for (int i = 0; i < 2; i++) {
+		struct mr_policy q;
+		bool ok;
+
+		if (!s[i].sealed)
+			continue;
+		if (i != active && s[active].sealed &&
+		    mr_same_lines(s[i].l, s[i].n, s[active].l, s[active].n)) {
+			b->of[i] = &b->own[active];
+			continue;
+		}
+		if (i == active) {
+			ok = mr_compile(old, 0, &b->own[i]);
+		} else {
+			ok = mr_set_policy(&s[i], &q) && mr_compile(&q, 0, &b->own[i]);
+			mr_policy_free(&q);
+		}
+		/* a set whose statements no longer compile is rewritten whole */
+		if (!ok)
+			mr_err_reset();
+		else
+			b->of[i] = &b->own[i];
+	}
+	/* an inactive set that copies the active one: the active one's, if known */
+	for (int i = 0; i < 2; i++)
+		if (b->of[i] == &b->own[active] && !b->of[active])
+			b->of[i] = NULL;
+}
+
+static int write_error(const struct mr_writer *w, const char *what)
+{
+	fprintf(stderr, "mseg: %s: writing %s failed: %s%s\n", what, w->what, strerror(-w->err),
+		w->err == -E2BIG || w->err == -ENOSPC || w->err == -ENOMEM ?
+			" (the map is full: the old and the new rule set must fit together)" :
+			"");
+	return 1;
+}
+
+/*
+ * apply NEW ACTIVE FILE: FILE's policy into set NEW (only what differs
+ * from what NEW holds), then one mseg_config write switches to it with
+ * its default and a policy_gen bump, then set ACTIVE is brought up to date
+ * the same way and policy_gen is bumped again: a packet that raced the
+ * switch and cached a verdict of the old set is judged again.
+ */
+static int cmd_apply(__u8 set, __u8 active, const char *file)
 {
 	struct mr_policy p, old;
 	struct mr_compiled c;
+	struct mr_target t;
+	struct mr_set s[2];
+	struct bases b;
+	struct mr_writer w = { .m = &maps }, w2 = { .m = &maps };
+	struct mseg_config cfg;
+	__u32 zero = 0;
 
 	mr_policy_init(&p);
 	if (!mr_parse_file(&p, file, NULL))
 		return 2;
 	open_maps();
-	if (!mr_read_policy(&maps, active, &old))
+	if (set == active || !mr_read_sets(&maps, s) || !mr_set_policy(&s[active], &old))
 		return 1;
-	build(&p, &old, set, &c);
-	if (mr_clear_set(&maps, set) || mr_write_set(&maps, set, &p, &old, &c))
+	build(&p, &old, &c, &t);
+	find_bases(s, active, &old, &b);
+	if (mr_sync_set(&w, set, &s[set], b.of[set], &t)) {
+		write_error(&w, "the new rule set");
+		mr_clear_set(&maps, set);
 		return 1;
+	}
+	mr_zero_new_ids(&w, &p, &old);
+	if (mseg_read_config(maps.config, &cfg))
+		return 1;
+	cfg.active_set = set;
+	cfg.default_action = (__u8)p.def;
+	cfg.policy_gen++;
+	if (bpf_map_update_elem(maps.config, &zero, &cfg, BPF_ANY)) {
+		fprintf(stderr, "mseg: switching to the new rule set failed: %s\n", strerror(errno));
+		return 1;
+	}
+	mr_sync_set(&w2, active, &s[active], b.of[active], &t);
+	if (!mseg_read_config(maps.config, &cfg)) {
+		cfg.policy_gen++;
+		bpf_map_update_elem(maps.config, &zero, &cfg, BPF_ANY);
+	}
+	if (w2.err) {
+		write_error(&w2, "switched to the new rule set, but bringing the old one up to date");
+		fprintf(stderr, "mseg: the next change rewrites it\n");
+		return 1;
+	}
 	summary(&p, &c);
 	return 0;
 }
 
+/*
+ * edit SET NEW WRITE SYNC STATEMENT...: the scripts the bash commands run
+ * with `bpftool batch`: WRITE makes set NEW hold the edited policy, SYNC
+ * (run after the switch) does the same to set SET. Each writes only what
+ * differs from what its set holds.
+ */
 static int cmd_edit(int argc, char **argv)
 {
 	__u8 set = set_arg(argv[0]), new = set_arg(argv[1]);
 	struct mr_policy p, old;
 	struct mr_compiled c;
+	struct mr_target t, to;
+	struct mr_set s[2];
+	struct bases b;
 	char msg[2048] = "";
-	struct mseg_source_val *v1, *v2;
-	size_t n1, n2;
-	FILE *wf, *cf;
+	FILE *wf, *sf;
+	struct mr_writer w = { .m = &maps }, w2 = { .m = &maps };
 
 	open_maps();
-	if (!mr_read_policy(&maps, set, &old) || !mr_read_policy(&maps, set, &p))
+	if (set == new || !mr_read_sets(&maps, s) || !mr_set_policy(&s[set], &old) ||
+	    !mr_set_policy(&s[set], &p))
 		return 1;
-	{
-		struct mseg_config cfg;
-		__u32 zero = 0;
-
-		/* the default lives in mseg_config (`mseg default` writes it there) */
-		if (!bpf_map_lookup_elem(maps.config, &zero, &cfg))
-			p.def = old.def = cfg.default_action == MSEG_ACT_DENY ? MSEG_ACT_DENY :
-										 MSEG_ACT_ALLOW;
-	}
+	config_default(&old);
+	config_default(&p);
 	argc -= 4;
 	argv += 4;
 	if (argc >= 4 && !strcmp(argv[0], "--file") && !strcmp(argv[2], "--prefix")) {
@@ -156,23 +254,28 @@ static int cmd_edit(int argc, char **argv)
 		if (mr_failed())
 			fail();
 	}
-	build(&p, &old, new, &c);
+	build(&p, &old, &c, &t);
 	/* unchanged: the statements say the same */
-	if (mr_source_lines(&p, &v1, &n1) && mr_source_lines(&old, &v2, &n2) && n1 == n2 &&
-	    !memcmp(v1, v2, n1 * sizeof(*v1))) {
+	if (p.def == old.def && mr_target_lines(&old, &to) && mr_same_lines(t.l, t.n, to.l, to.n)) {
 		printf("%s\n", msg[0] ? msg : "unchanged");
 		return 3;
 	}
+	find_bases(s, set, &old, &b);
 	wf = fopen(argv[-2], "w");
-	cf = fopen(argv[-1], "w");
-	if (!wf || !cf) {
+	sf = fopen(argv[-1], "w");
+	if (!wf || !sf) {
 		fprintf(stderr, "mseg: cannot write the batch scripts: %s\n", strerror(errno));
 		return 1;
 	}
-	if (mr_encode_batch(&maps, new, set, &p, &old, &c, wf, cf))
+	w.f = wf;
+	w2.f = sf;
+	mr_sync_set(&w, new, &s[new], b.of[new], &t);
+	mr_zero_new_ids(&w, &p, &old);
+	mr_sync_set(&w2, set, &s[set], b.of[set], &t);
+	if (fclose(wf) || fclose(sf) || w.err || w2.err) {
+		fprintf(stderr, "mseg: cannot write the batch scripts: %s\n", strerror(errno));
 		return 1;
-	fclose(wf);
-	fclose(cf);
+	}
 	printf("%s\n", msg[0] ? msg : "changed");
 	printf("default %s\n", mr_action_names[p.def]);
 	return 0;
@@ -204,13 +307,11 @@ static int cmp_cidr(const void *a, const void *b)
 	return c;
 }
 
-static int cmp_key(const void *a, const void *b)
+static int cmp_id(const void *a, const void *b)
 {
-	char x[1024], y[1024];
+	const struct mr_rule *x = a, *y = b;
 
-	mr_rule_match_key(a, x, sizeof(x));
-	mr_rule_match_key(b, y, sizeof(y));
-	return strcmp(x, y);
+	return (x->id > y->id) - (x->id < y->id);
 }
 
 static void table(char **cells, int cols, size_t rows)
@@ -293,7 +394,8 @@ static int cmd_list(__u8 set, const char *what, bool json)
 		for (size_t i = 0; i < p.nr; i++)
 			if (p.r[i].kind == kind)
 				r[n++] = p.r[i];
-		qsort(r, n, sizeof(*r), kind == MR_CIDR ? cmp_cidr : cmp_key);
+		/* rules by id; prefixes IPv4 first, by address, then length (the seed's order) */
+		qsort(r, n, sizeof(*r), kind == MR_CIDR ? cmp_cidr : cmp_id);
 		cols = kind == MR_CIDR ? 8 : 12;
 		if (json)
 			putchar('[');
@@ -372,16 +474,6 @@ static int cmd_list(__u8 set, const char *what, bool json)
 		free(r);
 	}
 	return 0;
-}
-
-/* The default lives in mseg_config: `mseg default` writes it there. */
-static void config_default(struct mr_policy *p)
-{
-	struct mseg_config cfg;
-	__u32 zero = 0;
-
-	if (!bpf_map_lookup_elem(maps.config, &zero, &cfg))
-		p->def = cfg.default_action == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
 }
 
 static int cmd_explain(__u8 set, int argc, char **argv)
@@ -509,12 +601,19 @@ static size_t keyed_lines(const struct mr_policy *p, struct keyed **out)
 	return n;
 }
 
+static int cmp_keyed(const void *a, const void *b)
+{
+	return strcmp(((const struct keyed *)a)->key, ((const struct keyed *)b)->key);
+}
+
+/* Both lists sorted by key, then merged: linear past the sort at any size. */
 static int cmd_diff(__u8 set, const char *file)
 {
 	struct mr_policy p, old;
 	struct mr_compiled c;
+	struct mr_target t;
 	struct keyed *a, *b;
-	size_t na, nb, changes = 0;
+	size_t na, nb, changes = 0, i = 0, j = 0;
 
 	mr_policy_init(&p);
 	if (!mr_parse_file(&p, file, NULL))
@@ -523,46 +622,57 @@ static int cmd_diff(__u8 set, const char *file)
 	if (!mr_read_policy(&maps, set, &old))
 		return 1;
 	config_default(&old);
-	build(&p, &old, set, &c);
+	build(&p, &old, &c, &t);
 	na = keyed_lines(&old, &a);
 	nb = keyed_lines(&p, &b);
-	for (size_t i = 0; i < na; i++) {
-		size_t j;
+	qsort(a, na, sizeof(*a), cmp_keyed);
+	qsort(b, nb, sizeof(*b), cmp_keyed);
+	/* removed and changed first, then added, as before */
+	while (i < na) {
+		int d = j < nb ? strcmp(a[i].key, b[j].key) : -1;
 
-		for (j = 0; j < nb && strcmp(a[i].key, b[j].key); j++)
-			;
-		if (j == nb) {
-			printf("- %s\n", a[i].line);
+		if (d < 0) {
+			printf("- %s\n", a[i++].line);
 			changes++;
-		} else if (strcmp(a[i].line, b[j].line)) {
-			printf("~ %s\n  (was: %s)\n", b[j].line, a[i].line);
-			changes++;
+		} else if (d > 0) {
+			j++;
+		} else {
+			if (strcmp(a[i].line, b[j].line)) {
+				printf("~ %s\n  (was: %s)\n", b[j].line, a[i].line);
+				changes++;
+			}
+			i++;
+			j++;
 		}
 	}
-	for (size_t j = 0; j < nb; j++) {
-		size_t i;
+	for (i = 0, j = 0; j < nb;) {
+		int d = i < na ? strcmp(a[i].key, b[j].key) : 1;
 
-		for (i = 0; i < na && strcmp(a[i].key, b[j].key); i++)
-			;
-		if (i == na) {
-			printf("+ %s\n", b[j].line);
+		if (d > 0) {
+			printf("+ %s\n", b[j++].line);
 			changes++;
+		} else if (d < 0) {
+			i++;
+		} else {
+			i++;
+			j++;
 		}
 	}
 	printf("%zu change%s; nothing applied\n", changes, changes == 1 ? "" : "s");
 	return 0;
 }
 
-static void print_line(void *ctx, const char *line)
+static void print_line(void *ctx, __u32 index, const char *line)
 {
 	(void)ctx;
+	(void)index;
 	puts(line);
 }
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mseg-ruleset check [--stats] FILE | load SET ACTIVE FILE | clear SET | save SET\n"
-		   "       mseg-ruleset edit SET NEW WRITE CLEAR STATEMENT...\n"
+	fprintf(f, "usage: mseg-ruleset check [--stats] FILE | apply SET ACTIVE FILE | clear SET | save SET\n"
+		   "       mseg-ruleset edit SET NEW WRITE SYNC STATEMENT...\n"
 		   "       mseg-ruleset list SET rules|cidrs|segments [--json] | show SET SEGMENT\n"
 		   "       mseg-ruleset explain SET [--json] --src A --dst B [--proto P] [--sport N] [--dport N]\n"
 		   "       mseg-ruleset explain SET --batch FILE | diff SET FILE\n"
@@ -580,11 +690,12 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "check") && (argc == 3 || (argc == 4 && !strcmp(argv[2], "--stats")))) {
 		struct mr_policy p;
 		struct mr_compiled c;
+		struct mr_target t;
 
 		mr_policy_init(&p);
 		if (!mr_parse_file(&p, argv[argc - 1], NULL))
 			return 2;
-		build(&p, NULL, 0, &c);
+		build(&p, NULL, &c, &t);
 		check_summary(&p, &c, argc == 4);
 		return 0;
 	}
@@ -598,8 +709,8 @@ int main(int argc, char **argv)
 			fail();
 		return 0;
 	}
-	if (!strcmp(cmd, "load") && argc == 5)
-		return cmd_load(set_arg(argv[2]), set_arg(argv[3]), argv[4]);
+	if (!strcmp(cmd, "apply") && argc == 5)
+		return cmd_apply(set_arg(argv[2]), set_arg(argv[3]), argv[4]);
 	if (!strcmp(cmd, "clear") && argc == 3) {
 		__u8 set = set_arg(argv[2]);
 

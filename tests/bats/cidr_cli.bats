@@ -53,9 +53,13 @@ cfg() {
   bpftool -j map dump pinned "$PIN/mseg_config" | jq -e ".[0].formatted.value.$1"
 }
 
-# trie: every identity (mseg_ident, the prefixes' trie) as BTF sees it
-# (compiler layout), sorted, without the rule set (each edit switches it).
-trie() { bpftool -j map dump pinned "$PIN/mseg_ident" | jq -c 'map(.formatted | del(.key.set)) | sort'; }
+# trie: every identity (mseg_ident, the prefixes' trie) of the rule set in
+# force as BTF sees it (compiler layout), sorted, without the set (each
+# edit switches it; the other set holds the same).
+trie() {
+  bpftool -j map dump pinned "$PIN/mseg_ident" |
+    jq -c --argjson s "$(cfg active_set)" 'map(.formatted | select(.key.set == $s) | del(.key.set)) | sort'
+}
 
 snapshot() {
   local map
@@ -243,7 +247,13 @@ set_hits() {
   [[ $(cfg policy_gen) == $((gen + 1)) ]]
   # prefixlen = 16 header bits + 96 mapped bits + 16; IPv4-mapped address
   # flags: keys (src, any) and (any, dst) exist (the CIDR's two arms), no (any, any)
-  [[ $(trie) == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":1,"flags":28}}]' ]]
+  [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":28}}]' ]]
+  # the identity's number (a hash of the prefix) is what the two arms' keys name
+  local id
+  id=$(trie | jq '.[0].value.id')
+  bpftool -j map dump pinned "$PIN/mseg_rules" |
+    jq -e --argjson s "$(cfg active_set)" --argjson id "$id" \
+      'map(.formatted.key | select(.set == $s) | [.src_id, .dst_id]) | sort == [[0, $id], [$id, 0]]'
   run --separate-stderr c list --json
   [[ $status == 0 ]]
   [[ $(jq -c . <<<"$output") == '[{"id":1,"cidr":"10.20.0.0/16","family":4,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]

@@ -61,6 +61,13 @@ cfg() {
   bpftool -j map dump pinned "$PIN/mseg_config" | jq -e ".[0].formatted.value.$1"
 }
 
+# active MAP: MAP's entries of the rule set in force, as bpftool -j dumps
+# them (both sets hold the policy in force: each is checked alone).
+active() {
+  bpftool -j map dump pinned "$PIN/$1" |
+    jq --argjson s "$(cfg active_set)" 'map(select(.formatted.key.set == $s))'
+}
+
 # snapshot: the maps every failing command must leave untouched.
 snapshot() {
   local map
@@ -321,9 +328,8 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
     '[{"id":1,"src":"10.1.2.3","dst":"10.4.5.6","proto":"tcp","sport":0,"dport":443,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
   # What the compiler laid out (BTF): the two hosts are identities, the
   # rule one entry of their key on tcp/443 with the rule's id and action.
-  bpftool -j map dump pinned "$PIN/mseg_ident" |
-    jq -e 'map(.formatted.key.addr[12:16]) | sort == [[10,1,2,3],[10,4,5,6]]'
-  bpftool -j map dump pinned "$PIN/mseg_rules" | jq -e 'length == 1 and
+  active mseg_ident | jq -e 'map(.formatted.key.addr[12:16]) | sort == [[10,1,2,3],[10,4,5,6]]'
+  active mseg_rules | jq -e 'length == 1 and
     (.[0].formatted | .key.proto == 6 and .key.dport == [1,187] and .key.prefixlen == 120
       and .value.c[0].rule_id == 1 and .value.c[0].action == 1)'
   run m rule list
@@ -343,8 +349,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   [[ $(jq -c 'map(select(.src == "fe80::1")) | .[0] | [.proto, .sport, .dport, .action]' <<<"$output") == \
     '["udp",546,547,"allow"]' ]]
   # ICMP is ICMPv6 (58) for IPv6 addresses.
-  bpftool -j map dump pinned "$PIN/mseg_rules" |
-    jq -e 'map(.formatted | select(.value.c[0].rule_id == 1) | .key.proto) == [58]'
+  active mseg_rules | jq -e 'map(.formatted | select(.value.c[0].rule_id == 1) | .key.proto) == [58]'
   r del --src 2001:db8::1 --dst 2001:db8::2 --proto icmp
   r del --src fe80::1 --dst fe80::2 --proto udp --sport 546 --dport 547
   [[ $(r list --json) == "[]" ]]
@@ -360,8 +365,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   r list --json | jq -e 'map([.proto, .sport, .dport]) | sort ==
       [["any", 0, 0], ["any", 0, 0], ["icmp", 0, 0], ["tcp", 1234, 80], ["udp", 0, 53]]'
   # ICMP of IPv4 hosts is protocol 1 in the compiled trie
-  bpftool -j map dump pinned "$PIN/mseg_rules" |
-    jq -e '[.[].formatted.key | select(.prefixlen == 104) | .proto] == [1]'
+  active mseg_rules | jq -e '[.[].formatted.key | select(.prefixlen == 104) | .proto] == [1]'
 }
 
 @test "adding a rule twice leaves one; a new action replaces the old" {
@@ -390,18 +394,28 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   [[ $(m status --json | jq .rules) == 1 ]]
   r del --src 10.0.0.1 --dst 10.0.0.2
   [[ $(r list --json) == "[]" ]]
-  # every edit compiles into the inactive set, which it empties first: what
-  # an interrupted edit left there is gone, and the rule with it
-  [[ $(bpftool -j map dump pinned "$PIN/mseg_source" | jq 'length') == 1 ]]
+  # A set whose statements no longer match its seal (a hand edit, an
+  # interrupted edit) is rewritten whole: the statement written by hand is
+  # gone, the rule with it, and both sets hold the same (empty) policy.
+  local src
+  src=$(bpftool -j map dump pinned "$PIN/mseg_source" |
+    jq -c 'map(.formatted | [.key.set, .key.index, .value.line]) | sort')
+  [[ $(jq -c 'map(select(.[2] | startswith("#") | not))' <<<"$src") == '[]' ]]
+  [[ $(jq -c 'map(select(.[0] == 0) | .[1:])' <<<"$src") == "$(jq -c 'map(select(.[0] == 1) | .[1:])' <<<"$src")" ]]
 }
 
 @test "rule errors: bad addresses, one line, nothing written" {
   local a
-  for a in 10.0.0 10.0.0.256 10.0.0.01 010.0.0.1 " 10.0.0.1" 10.0.0.1/32 \
+  # (a side may now be a prefix too: 10.0.0.1/32 is the host, docs/policy.md)
+  for a in 10.0.0 10.0.0.256 10.0.0.01 010.0.0.1 " 10.0.0.1" \
     10.0.0.1.2 host.example 1::2::3 :1::2 1::2: 12345::1 1:2:3:4:5:6:7:8:9 \
-    1:2:3:4:5:6:7::8 fe80::1%eth0 ::ffff:1.2.3.04 "[::1]" g::1 ::1/128; do
+    1:2:3:4:5:6:7::8 fe80::1%eth0 ::ffff:1.2.3.04 "[::1]" g::1; do
     fails 2 "invalid address for --src: '$a'" r add --src "$a" --dst 10.0.0.2 --action allow
   done
+  fails 2 "invalid CIDR '10.0.0.1/33': an IPv4 prefix length is 0..32" \
+    r add --src 10.0.0.1/33 --dst 10.0.0.2 --action allow
+  fails 2 "invalid CIDR '::1/129': an IPv6 prefix length is 0..128" \
+    r add --src ::1/129 --dst ::2 --action allow
   fails 2 "invalid address for --dst" r add --src 10.0.0.1 --dst 10.0.0.x --action allow
   fails 2 "--src and --dst must be the same address family" \
     r add --src 10.0.0.1 --dst 2001:db8::1 --action allow
@@ -417,7 +431,9 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   done
   fails 2 "invalid --sport: '70000'" \
     r add --src 10.0.0.1 --dst 10.0.0.2 --proto tcp --sport 70000 --dport 80 --action allow
-  fails 2 "unknown --proto: 'sctp'" r add --src 10.0.0.1 --dst 10.0.0.2 --proto sctp --action allow
+  # (protocols by name or number now: sctp is 132, docs/policy.md)
+  fails 2 "unknown --proto: 'frob'" r add --src 10.0.0.1 --dst 10.0.0.2 --proto frob --action allow
+  fails 2 "unknown --proto: '256'" r add --src 10.0.0.1 --dst 10.0.0.2 --proto 256 --action allow
   fails 2 "invalid --action: 'drop'" r add --src 10.0.0.1 --dst 10.0.0.2 --action drop
   fails 2 "add: missing --src" r add --dst 10.0.0.2 --action allow
   fails 2 "add: missing --src" r add --src "" --dst 10.0.0.2 --action allow
@@ -549,7 +565,9 @@ for i in range(20):
   jq -e 'map(select(.src == "10.99.0.1" and .sport == 40002 and .dst == "10.99.0.2"
     and .dport == 9998 and .packets == 2)) | length == 1' <<<"$s"
   jq -e 'map(keys) | unique == [["action","age_s","bytes","dport","dst","idle_s",
-    "packets","proto","sport","src","state"]]' <<<"$s"
+    "packets","proto","rule","sport","src","state"]]' <<<"$s"
+  # no rule: the default action decided both
+  jq -e 'map(.rule) == ["default","default"]' <<<"$s"
   [[ $(m sessions --json --state none | jq length) == 2 ]]
   [[ $(m sessions --json --state ESTABLISHED) == "[]" ]]
   run m sessions

@@ -18,6 +18,7 @@ struct pkey { /* a prefix as a hash key */
 
 struct ident {
 	struct pkey k;
+	__u32 pub;     /* the identity number the maps carry (stable_ids) */
 	int seg;       /* owning segment (longest segment prefix), -1 none */
 	int seg_score; /* its specificity */
 	int own_seg;   /* this prefix is a prefix of segment own_seg, -1 */
@@ -120,6 +121,53 @@ static __u32 ident_add(struct ctx *x, const struct mr_pfx *p, size_t *cap)
 	return (__u32)x->nid++;
 }
 
+static int cmp_pkey(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct pkey));
+}
+
+/*
+ * The number of an identity is a hash of its prefix (the next free number
+ * on a collision, in prefix order), not its position in the policy: an
+ * edit that adds or removes a prefix leaves every other identity's number,
+ * and so every compiled entry it does not change, as it was. That is what
+ * lets an edit write only the entries that differ (docs/policy.md).
+ */
+static void stable_ids(struct ctx *x)
+{
+	size_t n = x->nid - 1, cap = 64;
+	struct { struct pkey k; __u32 i; } *o = calloc(n + 1, sizeof(*o));
+	__u32 *used;
+
+	while (cap < 2 * n + 1)
+		cap *= 2;
+	used = calloc(cap, sizeof(*used));
+	for (size_t i = 0; i < n; i++) {
+		o[i].k = x->id[i + 1].k;
+		o[i].i = (__u32)(i + 1);
+	}
+	qsort(o, n, sizeof(*o), cmp_pkey);
+	for (size_t i = 0; i < n; i++) {
+		__u32 id = (__u32)mr_hash_bytes(&o[i].k, sizeof(o[i].k));
+
+		for (;;) {
+			size_t h;
+
+			id += !id; /* 0 is "no prefix" */
+			for (h = id & (cap - 1); used[h] && used[h] != id; h = (h + 1) & (cap - 1))
+				;
+			if (!used[h]) {
+				used[h] = id;
+				break;
+			}
+			id++;
+		}
+		x->id[o[i].i].pub = id;
+	}
+	free(used);
+	free(o);
+}
+
 static bool build_idents(struct ctx *x)
 {
 	const struct mr_policy *p = x->p;
@@ -188,6 +236,7 @@ static bool build_idents(struct ctx *x)
 			}
 		}
 	}
+	stable_ids(x);
 	x->seg = calloc(p->ns + 1, sizeof(*x->seg));
 	for (size_t i = 1; i < x->nid; i++) {
 		struct segmem *m;
@@ -247,8 +296,8 @@ static void emit(struct ctx *x, __u32 s, __u32 d, int proto, int plen,
 	e = &o->re[o->nre++];
 	memset(e, 0, sizeof(*e));
 	e->k.set = x->set;
-	e->k.src_id = s;
-	e->k.dst_id = d;
+	e->k.src_id = s ? x->id[s].pub : 0;
+	e->k.dst_id = d ? x->id[d].pub : 0;
 	if (proto < 0) {
 		e->k.prefixlen = MSEG_RULE_IDS_BITS;
 	} else {
@@ -546,7 +595,7 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 		e->k.set = set;
 		e->k.family = d->k.family;
 		memcpy(e->k.addr, d->k.addr, 16);
-		e->v.id = (__u32)i;
+		e->v.id = d->pub;
 		e->v.flags = d->flags;
 	}
 	ok = true;

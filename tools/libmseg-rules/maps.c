@@ -1,15 +1,26 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * The policy in the pinned maps: mseg_source holds its statements per
- * rule set, mseg_ident and mseg_rules its compiled form, mseg_rule_hits
+ * The policy in the pinned maps: mseg_source holds each rule set's
+ * statements, mseg_ident and mseg_rules their compiled form, mseg_rule_hits
  * the per-CPU counters by rule id.
+ *
+ * Between commands both sets hold the policy in force: the active one, and
+ * the inactive one as its copy. A change writes into the inactive set only
+ * the entries that differ from what that set holds, switches to it, then
+ * brings the other set up to date the same way (mr_sync_set). What a set
+ * holds is known from its statements while its seal (the entry at
+ * MSEG_SRC_SEAL) names them: every writer deletes the seal first and writes
+ * it last. A set whose seal does not match (an interrupted write, an older
+ * compiler, a hand edit) is emptied and written whole.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "hash.h"
 #include "maps.h"
 #include "mseg_batch.h"
 #include "mseg_pinned.h"
@@ -32,71 +43,168 @@ int mr_open_maps(struct mr_maps *m)
 		       0;
 }
 
-struct src_line {
-	__u32 index;
-	char line[MSEG_SOURCE_LINE];
-};
+/* "# sealed ...": the seal a set holding these statements carries. */
+static void seal_text(const struct mr_line *l, size_t n, char *buf, size_t len)
+{
+	unsigned long long h = 1469598103934665603ULL;
 
-struct collect {
-	__u8 set;
-	struct src_line *l;
-	size_t n, cap;
-};
+	for (size_t i = 0; i < n; i++) {
+		const unsigned char *p = (const unsigned char *)&l[i].index;
+
+		for (size_t b = 0; b < sizeof(l[i].index); b++)
+			h = (h ^ p[b]) * 1099511628211ULL;
+		for (p = (const unsigned char *)l[i].text; *p; p++)
+			h = (h ^ *p) * 1099511628211ULL;
+		h = (h ^ 0xff) * 1099511628211ULL;
+	}
+	snprintf(buf, len, "# sealed: compiled by mseg-ruleset v%d from statements %016llx",
+		 MR_COMPILER_VERSION, h);
+}
 
 static int collect_fn(void *ctx, const void *keys, const void *vals, __u32 n)
 {
-	struct collect *c = ctx;
+	struct mr_set *s = ctx;
 	const struct mseg_source_key *k = keys;
 	const struct mseg_source_val *v = vals;
 
 	for (__u32 i = 0; i < n; i++) {
-		if (k[i].set != c->set)
+		struct mr_set *t;
+
+		if (k[i].set > 1)
 			continue;
-		c->l = mr_grow(c->l, &c->cap, c->n, sizeof(*c->l));
-		c->l[c->n].index = k[i].index;
-		memcpy(c->l[c->n].line, v[i].line, MSEG_SOURCE_LINE);
-		c->l[c->n].line[MSEG_SOURCE_LINE - 1] = 0;
-		c->n++;
+		t = &s[k[i].set];
+		if (k[i].index == MSEG_SRC_SEAL) {
+			memcpy(t->seal, v[i].line, MSEG_SOURCE_LINE);
+			t->seal[MSEG_SOURCE_LINE - 1] = 0;
+			t->has_seal = true;
+			continue;
+		}
+		t->l = mr_grow(t->l, &t->cap, t->n, sizeof(*t->l));
+		t->l[t->n].index = k[i].index;
+		memcpy(t->l[t->n].text, v[i].line, MSEG_SOURCE_LINE);
+		t->l[t->n].text[MSEG_SOURCE_LINE - 1] = 0;
+		t->n++;
 	}
 	return 0;
 }
 
 static int cmp_line(const void *a, const void *b)
 {
-	const struct src_line *x = a, *y = b;
+	const struct mr_line *x = a, *y = b;
 
 	return (x->index > y->index) - (x->index < y->index);
 }
 
-bool mr_read_policy(const struct mr_maps *m, __u8 set, struct mr_policy *p)
+/* Both sets' statements, in one walk of mseg_source. */
+bool mr_read_sets(const struct mr_maps *m, struct mr_set s[2])
 {
-	struct collect c = { .set = set };
 	struct mseg_batch b;
-	char *argv[80];
 	bool ok = true;
 
-	mr_policy_init(p);
+	memset(s, 0, 2 * sizeof(*s));
+	s[0].set = 0;
+	s[1].set = 1;
 	if (mseg_batch_init(&b, sizeof(struct mseg_source_key),
 			    sizeof(struct mseg_source_val), 4096))
 		return false;
-	if (mseg_batch_foreach(m->source, "mseg_source", MSEG_MAX_SOURCE, &b,
-			       collect_fn, &c))
+	if (mseg_batch_foreach(m->source, "mseg_source", MSEG_MAX_SOURCE, &b, collect_fn, s))
 		ok = false;
 	mseg_batch_free(&b);
-	qsort(c.l, c.n, sizeof(*c.l), cmp_line);
-	for (size_t i = 0; ok && i < c.n; i++) {
-		int argc = mr_split(c.l[i].line, argv, 80);
+	for (int i = 0; i < 2; i++) {
+		char want[MSEG_SOURCE_LINE];
 
+		qsort(s[i].l, s[i].n, sizeof(*s[i].l), cmp_line);
+		seal_text(s[i].l, s[i].n, want, sizeof(want));
+		s[i].sealed = s[i].has_seal && !strcmp(s[i].seal, want);
+	}
+	return ok;
+}
+
+void mr_set_free(struct mr_set *s)
+{
+	free(s->l);
+	s->l = NULL;
+	s->n = s->cap = 0;
+}
+
+/* The statements of a set, applied in index order to an empty policy. */
+bool mr_set_policy(const struct mr_set *s, struct mr_policy *p)
+{
+	char line[MSEG_SOURCE_LINE], *argv[80];
+
+	mr_policy_init(p);
+	for (size_t i = 0; i < s->n; i++) {
+		int argc;
+
+		memcpy(line, s->l[i].text, sizeof(line));
+		argc = mr_split(line, argv, 80);
 		if (argc > 0)
 			mr_statement(p, argc, argv, (long)i + 1, NULL, 0);
 		if (mr_failed()) {
 			fprintf(stderr, "mseg: the stored policy (mseg_source, set %u, statement %zu) is unreadable: %s\n",
-				set, i + 1, mr_error());
-			ok = false;
+				s->set, i + 1, mr_error());
+			return false;
 		}
 	}
-	free(c.l);
+	return true;
+}
+
+bool mr_read_policy(const struct mr_maps *m, __u8 set, struct mr_policy *p)
+{
+	struct mr_set s[2];
+	bool ok;
+
+	mr_policy_init(p);
+	ok = mr_read_sets(m, s) && mr_set_policy(&s[set & 1], p);
+	mr_set_free(&s[0]);
+	mr_set_free(&s[1]);
 	return ok;
+}
+
+struct lines {
+	struct mr_line *l;
+	size_t n, cap;
+};
+
+static void add_line(void *ctx, __u32 index, const char *text)
+{
+	struct lines *l = ctx;
+
+	/* the default lives in mseg_config, switched with the set */
+	if (index == MSEG_SRC_DEFAULT)
+		return;
+	l->l = mr_grow(l->l, &l->cap, l->n, sizeof(*l->l));
+	memset(&l->l[l->n], 0, sizeof(l->l[0]));
+	l->l[l->n].index = index;
+	snprintf(l->l[l->n].text, MSEG_SOURCE_LINE, "%s", text);
+	l->n++;
+}
+
+/*
+ * The statements of p as mseg_source entries, the default left out (it is
+ * mseg_config's); false (mr_err) if one is too long.
+ */
+bool mr_target_lines(const struct mr_policy *p, struct mr_target *t)
+{
+	struct lines l = { 0 };
+
+	if (!mr_policy_lines(p, add_line, &l)) {
+		free(l.l);
+		return false;
+	}
+	t->l = l.l;
+	t->n = l.n;
+	return true;
+}
+
+bool mr_same_lines(const struct mr_line *a, size_t na, const struct mr_line *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (a[i].index != b[i].index || strcmp(a[i].text, b[i].text))
+			return false;
+	return true;
 }
 
 /* Every key of a map whose set byte (at set_off) is set. */
@@ -119,64 +227,208 @@ void *mr_keys_of_set(int fd, size_t ksz, size_t set_off, __u8 set, size_t *n)
 	return keys;
 }
 
-#define FOR_SET_MAPS(m, X)                                                        \
-	X(m->ident, "mseg_ident", struct mseg_ident_key, set)                     \
-	X(m->rules, "mseg_rules", struct mseg_rule_key, set)                      \
-	X(m->source, "mseg_source", struct mseg_source_key, set)
+/* --- writing: through libbpf, or as a bpftool batch script --- */
 
-int mr_clear_set(const struct mr_maps *m, __u8 set)
-{
-	int err = 0;
+enum { W_IDENT, W_RULES, W_SOURCE, W_HITS };
 
-#define CLEAR(fd, name, type, field)                                              \
-	{                                                                         \
-		size_t n;                                                         \
-		type *k = mr_keys_of_set(fd, sizeof(type), offsetof(type, field), \
-					 set, &n);                                \
-		for (size_t i = 0; i < n; i++)                                    \
-			if (bpf_map_delete_elem(fd, &k[i]) && errno != ENOENT)    \
-				err = -errno;                                     \
-		free(k);                                                          \
-	}
-	FOR_SET_MAPS(m, CLEAR)
-#undef CLEAR
-	if (err)
-		fprintf(stderr, "mseg: emptying rule set %u: %s\n", set, strerror(-err));
-	return err;
-}
-
-struct lines {
-	struct mseg_source_val *v;
-	size_t n, cap;
+static const struct {
+	const char *name;
+	size_t ksz, vsz, set_off; /* set_off: where the key holds its rule set */
+} wmap[] = {
+	[W_IDENT] = { "mseg_ident", sizeof(struct mseg_ident_key), sizeof(struct mseg_ident_val),
+		      offsetof(struct mseg_ident_key, set) },
+	[W_RULES] = { "mseg_rules", sizeof(struct mseg_rule_key), sizeof(struct mseg_rule_val),
+		      offsetof(struct mseg_rule_key, set) },
+	[W_SOURCE] = { "mseg_source", sizeof(struct mseg_source_key),
+		       sizeof(struct mseg_source_val), offsetof(struct mseg_source_key, set) },
+	[W_HITS] = { "mseg_rule_hits", sizeof(__u32), sizeof(struct mseg_rule_hits), 0 },
 };
 
-static void add_line(void *ctx, const char *line)
+static int wmap_fd(const struct mr_maps *m, int map)
 {
-	struct lines *l = ctx;
-
-	l->v = mr_grow(l->v, &l->cap, l->n, sizeof(*l->v));
-	memset(&l->v[l->n], 0, sizeof(l->v[0]));
-	snprintf(l->v[l->n].line, MSEG_SOURCE_LINE, "%s", line);
-	l->n++;
+	return map == W_IDENT ? m->ident : map == W_RULES ? m->rules : map == W_SOURCE ? m->source :
+											 m->hits;
 }
 
-bool mr_source_lines(const struct mr_policy *p, struct mseg_source_val **v, size_t *n)
+static void hex(FILE *f, const void *p, size_t n)
 {
-	struct lines l = { 0 };
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *b = p;
+	char buf[3 * sizeof(struct mseg_source_val)];
+	size_t o = 0;
 
-	if (!mr_policy_lines(p, add_line, &l)) {
-		free(l.v);
-		return false;
+	for (size_t i = 0; i < n; i++) {
+		buf[o++] = ' ';
+		buf[o++] = digits[b[i] >> 4];
+		buf[o++] = digits[b[i] & 15];
 	}
-	*v = l.v;
-	*n = l.n;
-	return true;
+	fwrite(buf, 1, o, f);
+}
+
+/*
+ * Write (v set) or delete (v NULL) key k of map `map`, with the key's set
+ * byte made `set` (the compiler lays entries out for set 0). A libbpf
+ * delete of an absent key is no error; a script deletes only keys that
+ * exist (bpftool batch stops at the first failing command).
+ */
+static void w_op(struct mr_writer *w, int map, __u8 set, const void *k, const void *v)
+{
+	static char dir[400];
+	unsigned char key[64];
+
+	if (w->err)
+		return;
+	memcpy(key, k, wmap[map].ksz);
+	if (map != W_HITS)
+		key[wmap[map].set_off] = set;
+	if (w->f) {
+		if (!dir[0])
+			mseg_pin_dir(dir, sizeof(dir));
+		fprintf(w->f, "map %s pinned %s/%s key hex", v ? "update" : "delete", dir,
+			wmap[map].name);
+		hex(w->f, key, wmap[map].ksz);
+		if (v) {
+			fputs(" value hex", w->f);
+			hex(w->f, v, wmap[map].vsz);
+		}
+		fputc('\n', w->f);
+		return;
+	}
+	if (v ? bpf_map_update_elem(wmap_fd(w->m, map), key, v, BPF_ANY) :
+		bpf_map_delete_elem(wmap_fd(w->m, map), key)) {
+		if (!v && errno == ENOENT)
+			return;
+		w->err = -errno;
+		w->what = wmap[map].name;
+	}
+}
+
+static void w_line(struct mr_writer *w, __u8 set, __u32 index, const char *text)
+{
+	struct mseg_source_key k = { .set = set, .index = index };
+	struct mseg_source_val v;
+
+	memset(&v, 0, sizeof(v));
+	snprintf(v.line, sizeof(v.line), "%s", text);
+	w_op(w, W_SOURCE, set, &k, &v);
+}
+
+/* Delete every entry of set `set` in the three policy maps, seal included. */
+static void w_clear(struct mr_writer *w, __u8 set)
+{
+	static const int maps[] = { W_SOURCE, W_RULES, W_IDENT }; /* the seal goes first */
+
+	for (size_t m = 0; m < sizeof(maps) / sizeof(maps[0]); m++) {
+		size_t n;
+		char *k = mr_keys_of_set(wmap_fd(w->m, maps[m]), wmap[maps[m]].ksz,
+					 wmap[maps[m]].set_off, set, &n);
+
+		for (size_t i = 0; i < n; i++)
+			w_op(w, maps[m], set, k + i * wmap[maps[m]].ksz, NULL);
+		free(k);
+	}
+}
+
+/*
+ * The entries of `base` that `tgt` lacks are deleted, those of `tgt` that
+ * `base` lacks or holds with another value are written. Entries are
+ * (key, value) at stride, the value at voff; both arrays are laid out for
+ * set 0.
+ */
+static void w_delta(struct mr_writer *w, int map, __u8 set, const void *base, size_t nb,
+		    const void *tgt, size_t nt, size_t stride, size_t voff)
+{
+	const char *b = base, *t = tgt;
+	size_t ksz = wmap[map].ksz, vsz = wmap[map].vsz;
+	struct mr_hash hb, ht;
+
+	mr_hash_init(&hb, nb, base, stride, ksz);
+	mr_hash_init(&ht, nt, tgt, stride, ksz);
+	for (size_t i = 0; i < nb; i++)
+		mr_hash_put(&hb, (long)i);
+	for (size_t i = 0; i < nt; i++)
+		mr_hash_put(&ht, (long)i);
+	for (size_t i = 0; i < nb; i++)
+		if (mr_hash_get(&ht, b + i * stride) < 0)
+			w_op(w, map, set, b + i * stride, NULL);
+	for (size_t i = 0; i < nt; i++) {
+		long j = mr_hash_get(&hb, t + i * stride);
+
+		if (j < 0 || memcmp(b + (size_t)j * stride + voff, t + i * stride + voff, vsz))
+			w_op(w, map, set, t + i * stride, t + i * stride + voff);
+	}
+	mr_hash_free(&hb);
+	mr_hash_free(&ht);
+}
+
+/* Statements: both lists are sorted by index. */
+static void w_lines_delta(struct mr_writer *w, __u8 set, const struct mr_line *a, size_t na,
+			  const struct mr_line *b, size_t nb)
+{
+	size_t i = 0, j = 0;
+
+	while (i < na || j < nb) {
+		if (j == nb || (i < na && a[i].index < b[j].index)) {
+			struct mseg_source_key k = { .set = set, .index = a[i++].index };
+
+			w_op(w, W_SOURCE, set, &k, NULL);
+		} else if (i == na || b[j].index < a[i].index) {
+			w_line(w, set, b[j].index, b[j].text);
+			j++;
+		} else {
+			if (strcmp(a[i].text, b[j].text))
+				w_line(w, set, b[j].index, b[j].text);
+			i++;
+			j++;
+		}
+	}
+}
+
+/*
+ * Make set `set` hold target t. `cur` is what its mseg_source holds;
+ * `base`, when known, what its compiled maps hold (the compiled form of
+ * cur's statements, for set 0): then only the difference is written.
+ * Without it the set is emptied and written whole. The seal goes first
+ * and comes back last, naming t's statements.
+ */
+int mr_sync_set(struct mr_writer *w, __u8 set, const struct mr_set *cur,
+		const struct mr_compiled *base, const struct mr_target *t)
+{
+	static const struct mr_compiled none;
+	const struct mr_compiled *c = t->c;
+	char seal[MSEG_SOURCE_LINE];
+
+	if (base) {
+		if (cur->has_seal) {
+			struct mseg_source_key k = { .set = set, .index = MSEG_SRC_SEAL };
+
+			w_op(w, W_SOURCE, set, &k, NULL);
+		}
+	} else {
+		w_clear(w, set);
+		base = &none;
+	}
+	w_delta(w, W_RULES, set, base->re, base->nre, c->re, c->nre, sizeof(*c->re),
+		offsetof(struct mr_rule_ent, v));
+	w_delta(w, W_IDENT, set, base->id, base->nid, c->id, c->nid, sizeof(*c->id),
+		offsetof(struct mr_ident_ent, v));
+	if (base == &none)
+		w_lines_delta(w, set, NULL, 0, t->l, t->n);
+	else
+		w_lines_delta(w, set, cur->l, cur->n, t->l, t->n);
+	seal_text(t->l, t->n, seal, sizeof(seal));
+	w_line(w, set, MSEG_SRC_SEAL, seal);
+	if (w->f && (fflush(w->f) || ferror(w->f)))
+		w->err = -EIO;
+	return w->err;
 }
 
 /* Zero the counters of ids that are new or now name another rule. */
-static void new_ids(const struct mr_policy *p, const struct mr_policy *old,
-		    void (*fn)(void *ctx, __u32 id), void *ctx)
+void mr_zero_new_ids(struct mr_writer *w, const struct mr_policy *p, const struct mr_policy *old)
 {
+	int ncpu = w->f ? 1 : libbpf_num_possible_cpus();
+	struct mseg_rule_hits *z = calloc((size_t)(ncpu > 0 ? ncpu : 1), sizeof(*z));
+
 	for (size_t i = 0; i < p->nr; i++) {
 		const struct mr_rule *o = old ? mr_rule_by_id(old, p->r[i].id) : NULL;
 		char a[1024], b[1024];
@@ -187,165 +439,22 @@ static void new_ids(const struct mr_policy *p, const struct mr_policy *old,
 			mr_rule_match_key(o, b, sizeof(b));
 			same = !strcmp(a, b);
 		}
+		/* bpftool writes the one value it is given to every CPU */
 		if (!same)
-			fn(ctx, p->r[i].id);
+			w_op(w, W_HITS, 0, &p->r[i].id, z);
 	}
-}
-
-static void zero_hits(void *ctx, __u32 id)
-{
-	const struct mr_maps *m = ctx;
-	int ncpu = libbpf_num_possible_cpus();
-	struct mseg_rule_hits *z = calloc((size_t)(ncpu > 0 ? ncpu : 1), sizeof(*z));
-
-	bpf_map_update_elem(m->hits, &id, z, BPF_ANY);
 	free(z);
 }
 
-int mr_write_set(const struct mr_maps *m, __u8 set, const struct mr_policy *p,
-		 const struct mr_policy *old, const struct mr_compiled *c)
+int mr_clear_set(const struct mr_maps *m, __u8 set)
 {
-	struct mseg_source_val *v = NULL;
-	struct mseg_source_key *k;
-	const char *what = "mseg_source";
-	size_t n = 0, done = 0;
-	int err = 0;
+	struct mr_writer w = { .m = m };
 
-	if (!mr_source_lines(p, &v, &n))
-		return -EINVAL;
-	k = calloc(n + 1, sizeof(*k));
-	for (size_t i = 0; i < n; i++) {
-		k[i].set = set;
-		k[i].index = (__u32)i;
-	}
-	while (done < n && !err) {
-		__u32 count = (__u32)(n - done);
-
-		if (bpf_map_update_batch(m->source, k + done, v + done, &count, NULL))
-			err = -errno;
-		done += count;
-	}
-	free(k);
-	free(v);
-	if (!err) {
-		what = "mseg_ident";
-		for (size_t i = 0; i < c->nid && !err; i++)
-			if (bpf_map_update_elem(m->ident, &c->id[i].k, &c->id[i].v, BPF_ANY))
-				err = -errno;
-	}
-	if (!err) {
-		what = "mseg_rules";
-		for (size_t i = 0; i < c->nre && !err; i++)
-			if (bpf_map_update_elem(m->rules, &c->re[i].k, &c->re[i].v, BPF_ANY))
-				err = -errno;
-	}
-	if (err) {
-		fprintf(stderr, "mseg: writing %s failed: %s%s\n", what, strerror(-err),
-			err == -E2BIG || err == -ENOSPC || err == -ENOMEM ?
-				" (the map is full: the old and the new rule set must fit together)" :
-				"");
-		mr_clear_set(m, set);
-		return err;
-	}
-	new_ids(p, old, zero_hits, (void *)m);
-	return 0;
-}
-
-static void hex(FILE *f, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, " %02x", b[i]);
-}
-
-struct bt {
-	FILE *f;
-	char path[512];
-};
-
-static void bt_update(struct bt *b, const void *k, size_t ks, const void *v, size_t vs)
-{
-	fprintf(b->f, "map update pinned %s key hex", b->path);
-	hex(b->f, k, ks);
-	fprintf(b->f, " value hex");
-	hex(b->f, v, vs);
-	fputc('\n', b->f);
-}
-
-static void bt_delete(struct bt *b, const void *k, size_t ks)
-{
-	fprintf(b->f, "map delete pinned %s key hex", b->path);
-	hex(b->f, k, ks);
-	fputc('\n', b->f);
-}
-
-static void bt_path(struct bt *b, const char *name)
-{
-	char dir[400];
-
-	snprintf(b->path, sizeof(b->path), "%s/%s", mseg_pin_dir(dir, sizeof(dir)), name);
-}
-
-static void bt_zero(void *ctx, __u32 id)
-{
-	struct bt *b = ctx;
-	struct mseg_rule_hits z = { 0 };
-
-	bt_path(b, "mseg_rule_hits");
-	bt_update(b, &id, sizeof(id), &z, sizeof(z));
-}
-
-static void bt_clear(struct bt *b, const struct mr_maps *m, __u8 set)
-{
-#define DEL(fd, name, type, field)                                                \
-	{                                                                         \
-		size_t n;                                                         \
-		type *k = mr_keys_of_set(fd, sizeof(type), offsetof(type, field), \
-					 set, &n);                                \
-		bt_path(b, name);                                                 \
-		for (size_t i = 0; i < n; i++)                                    \
-			bt_delete(b, &k[i], sizeof(type));                        \
-		free(k);                                                          \
-	}
-	FOR_SET_MAPS(m, DEL)
-#undef DEL
-}
-
-/*
- * The encoder for the bash commands: `bpftool batch file` scripts that
- * write the compiled policy into set `set` (after removing what an
- * interrupted edit left there) and, once the caller has switched to it,
- * empty the set `old_set`.
- */
-int mr_encode_batch(const struct mr_maps *m, __u8 set, __u8 old_set,
-		    const struct mr_policy *p, const struct mr_policy *old,
-		    const struct mr_compiled *c, FILE *wf, FILE *cf)
-{
-	struct mseg_source_val *v = NULL;
-	struct bt b = { .f = wf };
-	size_t n = 0;
-
-	if (!mr_source_lines(p, &v, &n))
-		return -EINVAL;
-	bt_clear(&b, m, set);
-	bt_path(&b, "mseg_source");
-	for (size_t i = 0; i < n; i++) {
-		struct mseg_source_key k = { .set = set, .index = (__u32)i };
-
-		bt_update(&b, &k, sizeof(k), &v[i], strlen(v[i].line) + 1 > 0 ? sizeof(v[i]) : 0);
-	}
-	free(v);
-	bt_path(&b, "mseg_ident");
-	for (size_t i = 0; i < c->nid; i++)
-		bt_update(&b, &c->id[i].k, sizeof(c->id[i].k), &c->id[i].v, sizeof(c->id[i].v));
-	bt_path(&b, "mseg_rules");
-	for (size_t i = 0; i < c->nre; i++)
-		bt_update(&b, &c->re[i].k, sizeof(c->re[i].k), &c->re[i].v, sizeof(c->re[i].v));
-	new_ids(p, old, bt_zero, &b);
-	b.f = cf;
-	bt_clear(&b, m, old_set);
-	return fflush(wf) || fflush(cf) ? -EIO : 0;
+	w_clear(&w, set);
+	if (w.err)
+		fprintf(stderr, "mseg: emptying rule set %u: %s: %s\n", set, w.what,
+			strerror(-w.err));
+	return w.err;
 }
 
 __u64 mr_hits(const struct mr_maps *m, __u32 id, __u64 *packets)

@@ -28,6 +28,7 @@ void mr_policy_free(struct mr_policy *p)
 	free(p->kidx);
 	free(p->sidx);
 	free(p->ididx);
+	free(p->pxidx);
 	for (size_t i = 0; i < p->ns; i++)
 		free(p->s[i].p);
 	free(p->s);
@@ -345,7 +346,7 @@ static void policy_touch(const struct mr_policy *cp)
 {
 	struct mr_policy *p = (struct mr_policy *)cp;
 
-	p->kstale = p->sstale = true;
+	p->kstale = p->sstale = p->pxstale = true;
 }
 
 static void index_segments(struct mr_policy *p)
@@ -364,6 +365,88 @@ static void index_segments(struct mr_policy *p)
 		p->sidx[h] = (long)i;
 	}
 	p->sstale = false;
+}
+
+/* After appending segment n: add it to the name index, or mark it stale. */
+static void segment_index_add(struct mr_policy *p, size_t n)
+{
+	size_t h;
+
+	if (!p->sidx || p->sstale || 2 * (p->ns + 1) > p->scap) {
+		p->sstale = true;
+		return;
+	}
+	for (h = str_hash(p->s[n].name, 0) & (p->scap - 1); p->sidx[h] >= 0;
+	     h = (h + 1) & (p->scap - 1))
+		;
+	p->sidx[h] = (long)n;
+}
+
+static size_t pfx_hash(const struct mr_pfx *x)
+{
+	const unsigned char *b = (const unsigned char *)x;
+	size_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < sizeof(*x); i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	return h ^ (h >> 29);
+}
+
+static void pfx_slot_put(struct mr_policy *p, size_t seg, size_t k)
+{
+	size_t h = pfx_hash(&p->s[seg].p[k]) & (p->pxcap - 1);
+
+	while (p->pxidx[h] >= 0)
+		h = (h + 1) & (p->pxcap - 1);
+	p->pxidx[h] = (long long)seg << 32 | (long long)k;
+}
+
+/* Every segment prefix by value, so `segment add` finds an owner in O(1). */
+static void index_prefixes(struct mr_policy *p)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->ns; i++)
+		n += p->s[i].n;
+	p->pxcap = 64;
+	while (p->pxcap < 2 * n + 1)
+		p->pxcap *= 2;
+	free(p->pxidx);
+	p->pxidx = malloc(p->pxcap * sizeof(*p->pxidx));
+	memset(p->pxidx, 0xff, p->pxcap * sizeof(*p->pxidx));
+	for (size_t i = 0; i < p->ns; i++)
+		for (size_t k = 0; k < p->s[i].n; k++)
+			pfx_slot_put(p, i, k);
+	p->pxn = n;
+	p->pxstale = false;
+}
+
+/* The segment holding prefix x, or -1. */
+static long prefix_owner(struct mr_policy *p, const struct mr_pfx *x)
+{
+	size_t h;
+
+	if (!p->pxidx || p->pxstale)
+		index_prefixes(p);
+	for (h = pfx_hash(x) & (p->pxcap - 1); p->pxidx[h] >= 0; h = (h + 1) & (p->pxcap - 1)) {
+		long seg = (long)(p->pxidx[h] >> 32);
+		size_t k = (size_t)(p->pxidx[h] & 0xffffffff);
+
+		if (!memcmp(&p->s[seg].p[k], x, sizeof(*x)))
+			return seg;
+	}
+	return -1;
+}
+
+/* After appending prefix k to segment seg: index it, or mark the index stale. */
+static void prefix_index_add(struct mr_policy *p, size_t seg, size_t k)
+{
+	if (!p->pxidx || p->pxstale || 2 * (p->pxn + 1) + 1 > p->pxcap) {
+		p->pxstale = true;
+		return;
+	}
+	pfx_slot_put(p, seg, k);
+	p->pxn++;
 }
 
 struct mr_segment *mr_segment_find(const struct mr_policy *cp, const char *name)
@@ -767,11 +850,11 @@ static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 			memset(s, 0, sizeof(*s));
 			snprintf(s->name, sizeof(s->name), "%s", argv[2]);
 			s->line = line;
-			policy_touch(p);
+			segment_index_add(p, p->ns - 1);
 		}
 		for (int i = 3; i < argc; i++) {
 			struct mr_sel sel;
-			bool dup = false;
+			long owner;
 
 			if (!parse_sel("segment", argv[i], &sel))
 				return;
@@ -779,19 +862,15 @@ static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 				return mr_err("segment add %s: '%s' is not an address or prefix",
 					      argv[2], argv[i]);
 			pfx = sel.p;
-			for (size_t j = 0; j < p->ns; j++)
-				for (size_t k = 0; k < p->s[j].n; k++)
-					if (!memcmp(&p->s[j].p[k], &pfx, sizeof(pfx))) {
-						if (&p->s[j] != s)
-							return mr_err("%s is already in segment %s",
-								      mr_pfx_text(&pfx, buf),
-								      p->s[j].name);
-						dup = true;
-					}
-			if (dup)
+			owner = prefix_owner(p, &pfx);
+			if (owner >= 0 && &p->s[owner] != s)
+				return mr_err("%s is already in segment %s", mr_pfx_text(&pfx, buf),
+					      p->s[owner].name);
+			if (owner >= 0)
 				continue;
 			s->p = mr_grow(s->p, &s->cap, s->n, sizeof(*s->p));
 			s->p[s->n++] = pfx;
+			prefix_index_add(p, (size_t)(s - p->s), s->n - 1);
 			added++;
 		}
 		say(msg, len, "segment %s: %d prefix%s added, %zu in all", s->name, added,
@@ -830,6 +909,7 @@ static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 		if (k == s->n)
 			return mr_err("segment %s has no prefix %s", s->name, argv[i]);
 		s->p[k] = s->p[--s->n];
+		p->pxstale = true;
 	}
 	say(msg, len, "segment %s: %d prefix%s deleted, %zu left", s->name, argc - 3,
 	    argc == 4 ? "" : "es", s->n);
@@ -1060,13 +1140,17 @@ static int cmp_rule_id(const void *a, const void *b)
 	return (x->id > y->id) - (x->id < y->id);
 }
 
-/* default, segments (several lines for a long one), then rules by id. */
+/*
+ * default, segments (several lines for a long one), then rules by id,
+ * each with its mseg_source index (bpf/mseg_abi.h).
+ */
 bool mr_policy_lines(const struct mr_policy *p,
-		     void (*fn)(void *ctx, const char *line), void *ctx)
+		     void (*fn)(void *ctx, __u32 index, const char *line), void *ctx)
 {
 	char line[MSEG_SOURCE_LINE + 64], buf[64];
+	__u32 index = MSEG_SRC_SEGMENTS;
 
-	fn(ctx, p->def == MSEG_ACT_DENY ? "default deny" : "default allow");
+	fn(ctx, MSEG_SRC_DEFAULT, p->def == MSEG_ACT_DENY ? "default deny" : "default allow");
 	for (size_t i = 0; i < p->ns; i++) {
 		const struct mr_segment *s = &p->s[i];
 		size_t k = 0;
@@ -1077,7 +1161,7 @@ bool mr_policy_lines(const struct mr_policy *p,
 			while (k < s->n && o + 48 < MSEG_SOURCE_LINE)
 				o += (size_t)snprintf(line + o, sizeof(line) - o, " %s",
 						      mr_pfx_text(&s->p[k++], buf));
-			fn(ctx, line);
+			fn(ctx, index++, line);
 		}
 	}
 	qsort(p->r, p->nr, sizeof(*p->r), cmp_rule_id);
@@ -1089,7 +1173,7 @@ bool mr_policy_lines(const struct mr_policy *p,
 			       MSEG_SOURCE_LINE - 1);
 			return false;
 		}
-		fn(ctx, line);
+		fn(ctx, MSEG_SRC_RULES + p->r[i].id, line);
 	}
 	return true;
 }

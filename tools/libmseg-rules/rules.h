@@ -20,6 +20,12 @@
 #define MR_DEFAULT_PRIORITY 100
 #define MR_PROTO_ANY (-1)
 #define MR_PROTO_ICMP 256 /* ICMP for IPv4 flows, ICMPv6 for IPv6 flows */
+/*
+ * The compiler's version, named in every set's seal (maps.c): a change to
+ * what a policy compiles to must bump it, so a set sealed by an older
+ * compiler is rewritten whole rather than patched.
+ */
+#define MR_COMPILER_VERSION 1
 
 struct mr_pfx {
 	__u8 addr[16]; /* as stored: IPv4 as ::ffff:a.b.c.d */
@@ -74,6 +80,9 @@ struct mr_policy {
 	size_t kcap, scap;
 	bool kstale, sstale;
 	long *ididx; /* MSEG_MAX_RULE_IDS entries: rule index + 1, 0 none */
+	long long *pxidx; /* segment prefixes: segment << 32 | prefix, -1 empty */
+	size_t pxcap, pxn;
+	bool pxstale;
 	bool replace; /* a ruleset file: a later line replaces an earlier one whole */
 };
 
@@ -116,9 +125,9 @@ void mr_rule_match_key(const struct mr_rule *r, char *buf, size_t len);
 void mr_rule_text(const struct mr_rule *r, bool with_id, char *buf, size_t len);
 const char *mr_sel_text(const struct mr_sel *s, char *buf);
 const char *mr_rule_proto_text(const struct mr_rule *r, char *buf);
-/* Canonical statements, one per call of fn; false if one is too long. */
+/* Canonical statements with their mseg_source index, one per call of fn; false if one is too long. */
 bool mr_policy_lines(const struct mr_policy *p,
-		     void (*fn)(void *ctx, const char *line), void *ctx);
+		     void (*fn)(void *ctx, __u32 index, const char *line), void *ctx);
 struct mr_segment *mr_segment_find(const struct mr_policy *p, const char *name);
 const struct mr_rule *mr_rule_by_id(const struct mr_policy *p, __u32 id); /* NULL: none */
 

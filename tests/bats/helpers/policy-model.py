@@ -121,6 +121,15 @@ def draw_ports(rng):
     return pts
 
 
+def broad(side, fam):
+    """A prefix holding a 64th or more of the family's addresses. A rule
+    between two of them is expanded onto every pair of the identities inside
+    (docs/policy.md, compilation): two such rules in a thousand can outgrow
+    mseg_rules, so the draw leaves that case to bench/ and keeps one side
+    narrower."""
+    return "/" in side and ipaddress.ip_network(side).prefixlen <= ROOT[fam].prefixlen + 6
+
+
 def gen(args):
     rng = random.Random(args.seed)
     segments = {}
@@ -164,7 +173,7 @@ def gen(args):
                 r["sport"] = rng.randint(20000, 20000 + args.flows)
                 nsport += 1
         key = (r["src"], r["dst"], r["proto"], r["sport"], ports_text(r["ports"]))
-        if key in keys:
+        if key in keys or (broad(r["src"], fam) and broad(r["dst"], fam)):
             continue
         keys.add(key)
         r["prio"] = rng.choice([10, 50, 100, 100, 100, 200])
