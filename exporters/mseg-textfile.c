@@ -3,7 +3,8 @@
  * mseg-textfile: mseg's counters, sessions and session-table pressure as
  * Prometheus metrics, written for node_exporter's textfile collector.
  *
- * Every run reopens the pinned maps (so a re-attached mseg is picked up),
+ * Every run reopens the pinned maps (so a re-attached mseg is picked up, and
+ * said so in the log),
  * sums the per-CPU counters, walks the session table with batch lookups
  * counting the unexpired sessions by protocol and TCP state (with the data
  * path's own expiry rule, bpf/mseg_timeout.h), counts the active rules, and
@@ -32,6 +33,8 @@
 #include "mseg_timeout.h"
 #include "mseg_batch.h"
 #include "mseg_pinned.h"
+#include "mseg_pinwatch.h"
+#include "mseg_policy_hash.h"
 #include "mseg_util.h"
 
 #ifndef MSEG_VERSION
@@ -84,12 +87,15 @@ struct tf_sample {
 	__u64 max_entries[TF_MAP_MAX];
 	__u64 rules_exact; /* in the active rule set */
 	__u64 rules_cidr;
+	struct mseg_policy_hash policy; /* of the active set, mseg_policy_hash.h */
 	double seconds;
 };
 
 /* Buffers kept from one collection to the next. */
 struct tf_state {
 	const char *dir;
+	struct mseg_pin_id pins[TF_MAP_MAX]; /* the last run's maps */
+	bool have_pins;
 	struct mseg_batch sessions;
 	struct mseg_batch policy;
 	void *percpu; /* one struct mseg_stats per possible CPU */
@@ -247,6 +253,7 @@ static int count_rules(void *ctx, const void *keys, const void *vals,
 			continue;
 		x->rules_exact += !strncmp(v[i].line, "rule add ", 9);
 		x->rules_cidr += !strncmp(v[i].line, "cidr add ", 9);
+		mseg_ph_add_statement(&x->policy, v[i].line);
 	}
 	return 0;
 }
@@ -278,6 +285,32 @@ static int count_cidrs(int fd, __u32 max_entries, struct tf_sample *x)
 	return -1;
 }
 
+/*
+ * Each run opens the pins afresh; when they hold other maps than last time
+ * (a re-attach with new pins), the log says so once.
+ */
+static void note_pins(struct tf_state *t, const struct tf_maps *m)
+{
+	struct mseg_pin_id now[TF_MAP_MAX];
+	char dir[PATH_MAX];
+	int i;
+
+	for (i = 0; i < TF_MAP_MAX; i++)
+		mseg_pin_remember(tf_map_names[i], m->fd[i], &now[i]);
+	for (i = 0; t->have_pins && i < TF_MAP_MAX; i++) {
+		if (now[i].map_id == t->pins[i].map_id &&
+		    now[i].ino == t->pins[i].ino)
+			continue;
+		fprintf(stderr,
+			"mseg: textfile: the pins under %s were replaced (%s: map id %u -> %u): reading the new maps\n",
+			mseg_pin_dir(dir, sizeof(dir)), tf_map_names[i],
+			t->pins[i].map_id, now[i].map_id);
+		break;
+	}
+	memcpy(t->pins, now, sizeof(now));
+	t->have_pins = true;
+}
+
 static int collect(struct tf_state *t, struct tf_sample *x)
 {
 	struct tf_maps m = { .fd = { -1, -1, -1 }, .config = -1, .stats = -1,
@@ -288,6 +321,7 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	memset(x, 0, sizeof(*x));
 	if (open_maps(&m))
 		goto out;
+	note_pins(t, &m);
 	if (read_one(m.config, "mseg_config", &x->cfg) ||
 	    read_one(m.pressure, "mseg_pressure", &x->pressure) ||
 	    read_one(m.gc, "mseg_gc", &x->gc) ||
@@ -295,6 +329,7 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	    read_stats(m.stats, t, &x->stats))
 		goto out;
 	x->flood = x->pressure.flags & MSEG_PRESSURE_FLOOD;
+	mseg_ph_init(&x->policy, x->cfg.default_action);
 	x->now_boot_ns = mseg_now_boot_ns();
 	x->now_real_ns = mseg_clock_ns(CLOCK_REALTIME);
 	if (mseg_batch_foreach(m.fd[TF_MAP_SESSIONS], "mseg_sessions",
@@ -541,6 +576,10 @@ static void render(FILE *f, const struct tf_sample *x)
 	labelled(f, "mseg_rules", "gauge",
 		 "Statements in the active rule set: rules (rule add) and CIDR rules (cidr add).",
 		 "kind", rules, ARRAY_LEN(rules));
+	family(f, "mseg_policy_info", "gauge",
+	       "Fingerprint of the applied policy (default action and the active rule set's statements, read from mseg_source); always 1.");
+	fprintf(f, "mseg_policy_info{hash=\"%016llx\"} 1\n",
+		(unsigned long long)mseg_ph_final(&x->policy));
 	/* CLOCK_BOOTTIME stamp -> Unix time, by the clocks' offset now */
 	if (gc->last_run_ns && gc->last_run_ns <= x->now_boot_ns)
 		gc_ts = (x->now_real_ns - (x->now_boot_ns - gc->last_run_ns)) /
@@ -713,14 +752,17 @@ static void usage(FILE *f)
 		"  --interval S  write every S seconds until SIGTERM or SIGINT\n"
 		"                (default: once). The first write must succeed; a\n"
 		"                later failure is reported and retried at the next tick.\n"
+		"  --policy-hash print the applied policy's fingerprint (the hash\n"
+		"                label of mseg_policy_info) and exit; writes nothing\n"
 		"  --version     print the version\n"
 		"Maps are read from $TC_BPF_MNT/tc/globals (default /sys/fs/bpf/tc/globals).\n");
 }
 
 static int parse_args(int argc, char **argv, const char **dir,
-		      unsigned *interval)
+		      unsigned *interval, bool *hash_only)
 {
 	static const struct option opts[] = {
+		{ "policy-hash", no_argument, NULL, 'p' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "interval", required_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
@@ -742,6 +784,9 @@ static int parse_args(int argc, char **argv, const char **dir,
 		case 'i':
 			if (mseg_parse_interval(optarg, interval))
 				return 2;
+			break;
+		case 'p':
+			*hash_only = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -822,17 +867,34 @@ static void state_free(struct tf_state *t)
 	free(t->percpu);
 }
 
+/* --policy-hash: the fingerprint alone, for deployment tools to compare. */
+static int print_policy_hash(struct tf_state *t)
+{
+	struct tf_sample x;
+	int rc = 1;
+
+	if (!state_init(t) && !collect(t, &x)) {
+		printf("%016llx\n", (unsigned long long)mseg_ph_final(&x.policy));
+		rc = 0;
+	}
+	state_free(t);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct tf_state t = { .dir = TF_DEFAULT_DIR };
 	unsigned interval = 0;
+	bool hash_only = false;
 	sigset_t sigs;
 	double next;
 	int rc;
 
-	rc = parse_args(argc, argv, &t.dir, &interval);
+	rc = parse_args(argc, argv, &t.dir, &interval, &hash_only);
 	if (rc)
 		return rc == 1 ? 0 : rc;
+	if (hash_only)
+		return print_policy_hash(&t);
 
 	/* SIGTERM/SIGINT are taken between writes only (wait_or_stop). */
 	sigemptyset(&sigs);

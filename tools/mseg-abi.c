@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mseg_abi.h"
+#include "mseg_util.h"
 
 #define MAP(name, key, val, max) \
 	printf("map %s %zu %zu %u\n", name, sizeof(key), sizeof(val), (unsigned)(max))
@@ -77,9 +78,15 @@ int main(int argc, char **argv)
 		       "Print this build's ABI version, session capacity, map sizes\n"
 		       "(map NAME KEY_SIZE VALUE_SIZE MAX_ENTRIES) and field offsets\n"
 		       "(field STRUCT.NAME OFFSET SIZE) and layout constants\n"
-		       "(const NAME VALUE).\n");
+		       "(const NAME VALUE), and the mseg version it belongs to\n"
+		       "(version TEXT).\n");
 		return 0;
 	}
+	if (argc > 1 && !strcmp(argv[1], "--version")) {
+		printf("mseg-abi %s (abi %d)\n", MSEG_VERSION, MSEG_ABI_VERSION);
+		return 0;
+	}
+	printf("version %s\n", MSEG_VERSION);
 	printf("abi_version %d\n", MSEG_ABI_VERSION);
 	printf("max_sessions %u\n", (unsigned)MSEG_MAX_SESSIONS);
 	/* How mseg_ident prefix lengths are stored (bpf/mseg_abi.h). */

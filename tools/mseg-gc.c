@@ -23,7 +23,9 @@
 #include "mseg_abi.h"
 #include "mseg_timeout.h"
 #include "mseg_batch.h"
+#include "mseg_lock.h"
 #include "mseg_pinned.h"
+#include "mseg_pinwatch.h"
 #include "mseg_util.h"
 
 #define GC_BATCH 8192
@@ -53,9 +55,10 @@ struct gc_maps {
 	int config;
 	int pressure;
 	int gc;
+	struct mseg_pin_id pins[4]; /* what they were opened from */
 };
 
-static volatile sig_atomic_t stop;
+static volatile int stop; /* set by SIGINT/SIGTERM */
 
 static void on_signal(int sig)
 {
@@ -231,8 +234,11 @@ static void usage(FILE *f)
 		"usage: mseg gc [--interval S] [--json]\n"
 		"Delete expired sessions from the pinned session table and count\n"
 		"the live and half-open ones.\n"
-		"  --interval S  run every S seconds until interrupted\n"
-		"  --json        one JSON object per run\n");
+		"  --interval S  run every S seconds until interrupted; when the pins\n"
+		"                are replaced (a re-attach), say so and sweep the new\n"
+		"                maps, or exit 1 if they cannot be opened\n"
+		"  --json        one JSON object per run (a line each)\n"
+		"  --version     print the version\n");
 }
 
 static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
@@ -241,6 +247,7 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 		{ "interval", required_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -258,6 +265,10 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 		case 'h':
 			usage(stdout);
 			return 1;
+		case 'V':
+			printf("mseg-gc %s (abi %d)\n", MSEG_VERSION,
+			       MSEG_ABI_VERSION);
+			return 1;
 		default:
 			fprintf(stderr, "mseg: gc: unknown option '%s'\n",
 				argv[optind - 1]);
@@ -270,25 +281,6 @@ static int parse_args(int argc, char **argv, unsigned *interval, bool *json)
 		return 2;
 	}
 	return 0;
-}
-
-/*
- * One collector at a time: mseg_gc has a single writer. An flock on the pin
- * directory serialises collectors of one pin set and no other.
- */
-static int lock_pins(void)
-{
-	char dir[PATH_MAX];
-	int fd = open(mseg_pin_dir(dir, sizeof(dir)), O_RDONLY | O_DIRECTORY);
-
-	if (fd < 0 || flock(fd, LOCK_EX)) {
-		fprintf(stderr, "mseg: cannot lock %s: %s\n", dir,
-			strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 static int open_maps(struct gc_maps *m)
@@ -311,7 +303,13 @@ static int open_maps(struct gc_maps *m)
 		return -1;
 	m->gc = mseg_open_map("mseg_gc", sizeof(__u32),
 			      sizeof(struct mseg_gc_state), NULL);
-	return m->gc < 0 ? -1 : 0;
+	if (m->gc < 0)
+		return -1;
+	mseg_pin_remember("mseg_sessions", m->sessions, &m->pins[0]);
+	mseg_pin_remember("mseg_config", m->config, &m->pins[1]);
+	mseg_pin_remember("mseg_pressure", m->pressure, &m->pins[2]);
+	mseg_pin_remember("mseg_gc", m->gc, &m->pins[3]);
+	return 0;
 }
 
 static void close_maps(struct gc_maps *m)
@@ -324,6 +322,49 @@ static void close_maps(struct gc_maps *m)
 		close(m->pressure);
 	if (m->gc >= 0)
 		close(m->gc);
+	m->sessions = m->config = m->pressure = m->gc = -1;
+}
+
+/*
+ * A re-attach with new pins leaves us holding maps nothing uses: sweep the
+ * new ones. If they cannot be opened (the pins are gone, or of another
+ * layout), fail, so systemd restarts us until they are back.
+ */
+static int follow_pins(struct gc_maps *m)
+{
+	char dir[PATH_MAX];
+
+	struct mseg_pin_id was[4];
+
+	if (!mseg_pins_replaced("gc", m->pins, 4))
+		return 0;
+	memcpy(was, m->pins, sizeof(was));
+	close_maps(m);
+	if (!mseg_pins_wait(was, 4, MSEG_PIN_GRACE_S, &stop) || open_maps(m)) {
+		fprintf(stderr, "mseg: gc: cannot reopen the maps: exiting\n");
+		return -1;
+	}
+	fprintf(stderr, "mseg: gc: reopened the maps under %s\n",
+		mseg_pin_dir(dir, sizeof(dir)));
+	return 0;
+}
+
+/*
+ * One sweep under the gc lock: mseg_gc has one writer at a time (mseg gc,
+ * mseg sessions del|flush), so its counts add up. The lock is held for a
+ * sweep only, so a `gc --interval` service never starves the others.
+ */
+static int gc_locked(const struct gc_maps *m, struct gc_buffers *b,
+		     struct gc_result *r)
+{
+	int lock = mseg_lock_take("gc", -1);
+	int rc;
+
+	if (lock < 0)
+		return -1;
+	rc = gc_once(m, b, r);
+	close(lock);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -335,7 +376,7 @@ int main(int argc, char **argv)
 	struct gc_result r;
 	unsigned interval = 0;
 	bool json = false;
-	int lock_fd = -1, rc;
+	int rc;
 
 	rc = parse_args(argc, argv, &interval, &json);
 	if (rc)
@@ -359,27 +400,24 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	lock_fd = lock_pins();
-	if (lock_fd < 0) {
-		rc = 1;
-		goto out;
-	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	do {
-		rc = gc_once(&m, &b, &r) ? 1 : 0;
+		rc = gc_locked(&m, &b, &r) ? 1 : 0;
 		if (rc)
 			break;
 		print_result(&r, json);
 		if (interval)
 			sleep(interval); /* a signal cuts it short */
+		if (interval && !stop && follow_pins(&m)) {
+			rc = 1;
+			break;
+		}
 	} while (interval && !stop);
 out:
 	mseg_batch_free(&b.batch);
 	free(b.dead);
 	free(b.dead_half_open);
-	if (lock_fd >= 0)
-		close(lock_fd);
 	close_maps(&m);
 	return rc;
 }

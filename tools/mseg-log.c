@@ -1,42 +1,38 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * mseg-log: print the data path's events (denies, log verdicts, protective
- * drops, pressure levels, SYN floods) from the pinned mseg_events ring
- * buffer, one line or one JSON object each.
+ * mseg-log: print mseg's events (denies, log verdicts, protective drops,
+ * pressure levels, SYN floods, and "lost" records) from the event log that
+ * the drainer writes (mseg_evlog.h), as text or as the stored JSON lines.
  *
- * Events wait in the ring until read, so by default this prints what is
- * there and exits; --follow keeps reading.
+ * Reading the log takes nothing away: any number of readers, at once, see
+ * every event. When no drainer runs (no mseg-eventd), the reader drains the
+ * ring into the log itself first, and a --follow reader keeps draining
+ * while it follows, until a drainer appears.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
+#include <sys/stat.h>
 
-#include "mseg_abi.h"
-#include "mseg_pinned.h"
+#include "mseg_drain.h"
+
+#define LOG_TICK_MS 200
 
 struct log_opts {
 	bool json;
 	bool follow;
-	unsigned long long count;   /* stop after this many events (0: no limit) */
+	unsigned long long count;   /* last N (or, following, stop after N) */
 	unsigned long long timeout; /* with --follow: stop after S seconds */
 };
 
-struct log_state {
-	const struct log_opts *o;
-	unsigned long long printed;
-	long long boot_to_real_ns; /* add to CLOCK_BOOTTIME to get wall time */
-};
-
-static volatile sig_atomic_t stop;
+static volatile int stop; /* set by SIGINT/SIGTERM */
 
 static void on_signal(int sig)
 {
@@ -44,183 +40,316 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static long long clock_ns(clockid_t id)
-{
-	struct timespec ts;
+/* --- the stored line as text ------------------------------------------------ */
 
-	clock_gettime(id, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static const char *kind_name(__u8 kind)
+/* The value of "key" in one of our own JSON lines (no escapes): a copy. */
+static bool field(const char *line, const char *key, char *buf, size_t len)
 {
-	switch (kind) {
-	case MSEG_EV_DENY:
-		return "deny";
-	case MSEG_EV_LOG:
-		return "log";
-	case MSEG_EV_DROP:
-		return "drop";
-	case MSEG_EV_PRESSURE:
-		return "pressure";
-	case MSEG_EV_FLOOD:
-		return "flood";
+	char pat[32];
+	const char *p, *end;
+	size_t n;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(line, pat);
+	if (!p)
+		return false;
+	p += strlen(pat);
+	if (*p == '"') {
+		p++;
+		end = strchr(p, '"');
+	} else {
+		end = p + strcspn(p, ",}");
 	}
-	return "unknown";
+	if (!end)
+		return false;
+	n = (size_t)(end - p);
+	if (n >= len)
+		n = len - 1;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return true;
 }
 
-static const char *reason_name(__u8 reason)
+static void endpoint(FILE *f, const char *addr, const char *port)
 {
-	static const char *const names[] = {
-		[MSEG_RSN_EXACT] = "exact-rule",
-		[MSEG_RSN_CIDR] = "cidr-rule",
-		[MSEG_RSN_DEFAULT] = "default-action",
-		[MSEG_RSN_DEGRADED] = "table-degraded",
-		[MSEG_RSN_FULL] = "table-full",
-		[MSEG_RSN_WARN] = "pressure-warning",
-		[MSEG_RSN_CRIT] = "pressure-critical",
-		[MSEG_RSN_DEGRADE] = "pressure-degraded",
-		[MSEG_RSN_SYN_RATE] = "syn-rate",
-		[MSEG_RSN_HALF_OPEN] = "half-open",
-	};
+	bool v6 = strchr(addr, ':');
 
-	if (reason < sizeof(names) / sizeof(names[0]) && names[reason])
-		return names[reason];
-	return "unknown";
+	fprintf(f, "%s%s%s:%s", v6 ? "[" : "", addr, v6 ? "]" : "", port);
 }
 
-static const char *action_name(__u8 action)
+static void print_text(const char *line)
 {
-	switch (action) {
-	case MSEG_ACT_ALLOW:
-		return "allow";
-	case MSEG_ACT_DENY:
-		return "deny";
-	case MSEG_ACT_LOG:
-		return "log";
-	}
-	return "unknown";
-}
+	char when[64], ev[16], v[64], src[64], dst[64], sp[8], dp[8], proto[8];
+	char reason[32], rej[8], sup[16];
 
-static const char *proto_name(__u8 proto, char *buf, size_t len)
-{
-	switch (proto) {
-	case IPPROTO_TCP:
-		return "tcp";
-	case IPPROTO_UDP:
-		return "udp";
-	case IPPROTO_ICMP:
-		return "icmp";
-	case IPPROTO_ICMPV6:
-		return "icmpv6";
-	}
-	snprintf(buf, len, "%u", proto);
-	return buf;
-}
-
-/* IPv4-mapped addresses print as IPv4, as everywhere in mseg. */
-static void addr_str(const __u8 a[16], char *buf, size_t len)
-{
-	static const __u8 v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	if (!memcmp(a, v4mapped, sizeof(v4mapped)))
-		inet_ntop(AF_INET, a + 12, buf, len);
-	else
-		inet_ntop(AF_INET6, a, buf, len);
-}
-
-static void time_str(long long real_ns, char *buf, size_t len)
-{
-	time_t sec = real_ns / 1000000000LL;
-	struct tm tm;
-	char day[32];
-
-	gmtime_r(&sec, &tm);
-	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%06lldZ", day, (real_ns % 1000000000LL) / 1000);
-}
-
-static bool has_flow(const struct mseg_event *e)
-{
-	return e->kind == MSEG_EV_DENY || e->kind == MSEG_EV_LOG ||
-	       e->kind == MSEG_EV_DROP;
-}
-
-static void print_event(const struct log_state *ls, const struct mseg_event *e)
-{
-	char when[64], src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], pbuf[8];
-	const char *proto = proto_name(e->proto, pbuf, sizeof(pbuf));
-	bool rejudged = e->flags & MSEG_EVF_REJUDGED;
-
-	time_str((long long)e->ts_ns + ls->boot_to_real_ns, when, sizeof(when));
-	addr_str(e->src, src, sizeof(src));
-	addr_str(e->dst, dst, sizeof(dst));
-
-	if (ls->o->json) {
-		printf("{\"time\":\"%s\",\"ts_ns\":%llu,\"event\":\"%s\","
-		       "\"action\":\"%s\",\"reason\":\"%s\"",
-		       when, (unsigned long long)e->ts_ns, kind_name(e->kind),
-		       action_name(e->action), reason_name(e->reason));
-		if (has_flow(e))
-			printf(",\"proto\":\"%s\",\"src\":\"%s\",\"sport\":%u,"
-			       "\"dst\":\"%s\",\"dport\":%u,\"rejudged\":%s",
-			       proto, src, e->sport, dst, e->dport,
-			       rejudged ? "true" : "false");
-		if (e->kind == MSEG_EV_DENY || e->kind == MSEG_EV_LOG)
-			/* the deciding rule's id travels in value (0: default) */
-			printf(",\"rule\":%u", e->value);
-		else if (!has_flow(e))
-			printf(",\"value\":%u", e->value);
-		printf(",\"suppressed\":%u}\n", e->suppressed);
+	if (!field(line, "time", when, sizeof(when)) ||
+	    !field(line, "event", ev, sizeof(ev)))
+		return; /* not one of ours: a torn or foreign line */
+	printf("%s %-8s", when, ev);
+	if (!strcmp(ev, "lost")) {
+		field(line, "lost", v, sizeof(v));
+		field(line, "where", src, sizeof(src));
+		printf(" %s events lost (%s)\n", v,
+		       !strcmp(src, "ring") ? "the ring was full" :
+					      "the log could not be written");
 		return;
 	}
-	printf("%s %-8s", when, kind_name(e->kind));
-	if (has_flow(e))
-		printf(" %s %s%s%s:%u -> %s%s%s:%u", proto,
-		       strchr(src, ':') ? "[" : "", src,
-		       strchr(src, ':') ? "]" : "", e->sport,
-		       strchr(dst, ':') ? "[" : "", dst,
-		       strchr(dst, ':') ? "]" : "", e->dport);
-	else
-		printf(" value=%u", e->value);
-	if (e->kind == MSEG_EV_DENY || e->kind == MSEG_EV_LOG) {
-		if (e->value)
-			printf(" rule=%u", e->value);
-		else
-			printf(" rule=default");
+	if (field(line, "src", src, sizeof(src)) &&
+	    field(line, "dst", dst, sizeof(dst)) &&
+	    field(line, "sport", sp, sizeof(sp)) &&
+	    field(line, "dport", dp, sizeof(dp)) &&
+	    field(line, "proto", proto, sizeof(proto))) {
+		printf(" %s ", proto);
+		endpoint(stdout, src, sp);
+		printf(" -> ");
+		endpoint(stdout, dst, dp);
+	} else if (field(line, "value", v, sizeof(v))) {
+		printf(" value=%s", v);
 	}
-	printf(" reason=%s%s", reason_name(e->reason),
-	       rejudged ? " (open session judged again)" : "");
-	if (e->suppressed)
-		printf(" (%u earlier events suppressed)", e->suppressed);
+	/* the deciding rule of a deny or log event (mseg_event_fmt.h) */
+	if (field(line, "rule", v, sizeof(v)) && strcmp(v, "null"))
+		printf(" rule=%s", v);
+	if (!field(line, "reason", reason, sizeof(reason)))
+		strcpy(reason, "unknown");
+	printf(" reason=%s", reason);
+	if (field(line, "rejudged", rej, sizeof(rej)) && !strcmp(rej, "true"))
+		printf(" (open session judged again)");
+	if (field(line, "suppressed", sup, sizeof(sup)) && strcmp(sup, "0"))
+		printf(" (%s earlier events suppressed)", sup);
 	printf("\n");
 }
 
-static int on_event(void *ctx, void *data, size_t size)
+static void print_line(const struct log_opts *o, const char *line)
 {
-	struct log_state *ls = ctx;
+	if (o->json)
+		fputs(line, stdout);
+	else
+		print_text(line);
+}
 
-	if (size < sizeof(struct mseg_event))
+/* --- reading the files -------------------------------------------------------- */
+
+/* The last `keep` lines seen (all of them when keep is 0). */
+struct tail {
+	char **lines;
+	size_t n, cap, keep, next;
+};
+
+static int tail_add(struct tail *t, const char *line)
+{
+	char *copy = strdup(line);
+
+	if (!copy)
+		return -1;
+	if (t->keep && t->n == t->keep) {
+		free(t->lines[t->next]);
+		t->lines[t->next] = copy;
+		t->next = (t->next + 1) % t->keep;
 		return 0;
-	print_event(ls, data);
-	ls->printed++;
-	/* a negative return stops ring_buffer__consume/poll early */
-	if (ls->o->count && ls->printed >= ls->o->count)
-		return -EINTR;
+	}
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 256;
+		char **l = realloc(t->lines, cap * sizeof(*l));
+
+		if (!l) {
+			free(copy);
+			return -1;
+		}
+		t->lines = l;
+		t->cap = cap;
+	}
+	t->lines[t->n++] = copy;
 	return 0;
 }
+
+static int read_file(const char *path, struct tail *t)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f = fopen(path, "re");
+	int rc = 0;
+
+	if (!f)
+		return errno == ENOENT ? 0 : -1;
+	while (getline(&line, &cap, f) > 0) {
+		/* a line without its newline is still being written */
+		if (line[strlen(line) - 1] != '\n')
+			break;
+		if (tail_add(t, line)) {
+			rc = -1;
+			break;
+		}
+	}
+	if (ferror(f))
+		rc = -1;
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* Every stored event, oldest first (rotated files, then the current one). */
+static int print_history(const struct log_opts *o, const char *dir)
+{
+	struct tail t = { .keep = o->count };
+	char path[PATH_MAX];
+	size_t i;
+	int n, rc = 0;
+
+	for (n = MSEG_EVLOG_KEEP_MAX; n >= 0 && !rc; n--) {
+		mseg_evlog_path(dir, n, path, sizeof(path));
+		if (read_file(path, &t)) {
+			fprintf(stderr, "mseg: cannot read %s: %s\n", path,
+				strerror(errno ? errno : ENOMEM));
+			rc = -1;
+		}
+	}
+	for (i = 0; i < t.n; i++) {
+		const char *l = t.lines[t.keep && t.n == t.keep ?
+						(t.next + i) % t.keep : i];
+
+		if (!rc)
+			print_line(o, l);
+	}
+	for (i = 0; i < t.n; i++)
+		free(t.lines[i]);
+	free(t.lines);
+	return rc;
+}
+
+/* --- following ----------------------------------------------------------------- */
+
+struct follower {
+	const char *dir;
+	FILE *f;     /* the current log, read from where we are */
+	ino_t ino;
+	char *part;  /* an incomplete last line, kept until its newline */
+	size_t plen;
+};
+
+static void follower_open(struct follower *fw, bool at_end)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	mseg_evlog_path(fw->dir, 0, path, sizeof(path));
+	fw->f = fopen(path, "re");
+	if (!fw->f)
+		return;
+	if (fstat(fileno(fw->f), &st)) {
+		fclose(fw->f);
+		fw->f = NULL;
+		return;
+	}
+	fw->ino = st.st_ino;
+	if (at_end)
+		fseek(fw->f, 0, SEEK_END);
+}
+
+/* Print the complete new lines; returns how many. */
+static unsigned long long follower_read(struct follower *fw,
+					const struct log_opts *o,
+					unsigned long long room)
+{
+	unsigned long long printed = 0;
+	char buf[MSEG_EVENT_LINE_MAX];
+
+	while (printed < room && fgets(buf, sizeof(buf), fw->f)) {
+		size_t len = strlen(buf);
+		char *p = realloc(fw->part, fw->plen + len + 1);
+
+		if (!p)
+			break;
+		fw->part = p;
+		memcpy(fw->part + fw->plen, buf, len + 1);
+		fw->plen += len;
+		if (fw->part[fw->plen - 1] != '\n')
+			continue;
+		print_line(o, fw->part);
+		fw->plen = 0;
+		printed++;
+	}
+	clearerr(fw->f); /* at EOF now; the drainer may append more */
+	return printed;
+}
+
+/* After a rotation, finish the old file, then read the new one from its start. */
+static bool follower_rotated(struct follower *fw)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	mseg_evlog_path(fw->dir, 0, path, sizeof(path));
+	return !stat(path, &st) && st.st_ino != fw->ino;
+}
+
+static int follow(const struct log_opts *o, struct mseg_drain *d, bool draining)
+{
+	struct follower fw = { .dir = mseg_evlog_dir() };
+	unsigned long long printed = 0;
+	double deadline = o->timeout ? mseg_now_mono_s() + (double)o->timeout : 0;
+	struct timespec tick = { 0, LOG_TICK_MS * 1000000L };
+	int rc = 0;
+
+	follower_open(&fw, true);
+	while (!stop && (!o->count || printed < o->count)) {
+		if (!draining) {
+			int r = mseg_drain_start(d, "log", &stop);
+
+			if (r == 0) {
+				draining = true; /* no drainer left: this reader is it */
+			} else {
+				mseg_drain_stop(d);
+				if (r != MSEG_LOCK_BUSY) {
+					rc = -1;
+					break;
+				}
+			}
+		}
+		if (draining && mseg_drain_poll(d, LOG_TICK_MS)) {
+			rc = -1;
+			break;
+		}
+		if (!draining)
+			nanosleep(&tick, NULL);
+		if (!fw.f)
+			follower_open(&fw, false);
+		if (fw.f) {
+			printed += follower_read(&fw, o, o->count ? o->count - printed : ~0ULL);
+			if (follower_rotated(&fw) && (!o->count || printed < o->count)) {
+				printed += follower_read(&fw, o, o->count ? o->count - printed : ~0ULL);
+				fclose(fw.f);
+				fw.plen = 0;
+				follower_open(&fw, false);
+			}
+		}
+		fflush(stdout);
+		if (deadline && mseg_now_mono_s() >= deadline)
+			break;
+	}
+	if (fw.f)
+		fclose(fw.f);
+	free(fw.part);
+	return rc;
+}
+
+/* --- the command ---------------------------------------------------------------- */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mseg log [--json] [--follow] [--count N] [--timeout S]\n"
 		"Print mseg's events: denies, log verdicts, drops made to protect\n"
-		"the session table, pressure levels and SYN floods. Events wait in\n"
-		"a ring buffer until read: without --follow, print those and exit.\n"
-		"  --json       one JSON object per line\n"
-		"  --follow     keep printing new events until interrupted\n"
-		"  --count N    stop after N events\n"
-		"  --timeout S  with --follow, stop after S seconds\n");
+		"the session table, pressure levels, SYN floods, and records of\n"
+		"events lost. They are read from the event log (" MSEG_EVLOG_FILE " and\n"
+		"its rotated files in $MSEG_EVENTS_DIR, default " MSEG_EVLOG_DIR_DEFAULT "),\n"
+		"which mseg-eventd fills; reading takes nothing away, so any number\n"
+		"of readers see every event. Without mseg-eventd, mseg log moves the\n"
+		"waiting events into the log itself.\n"
+		"  --json       the stored JSON lines, one object per event\n"
+		"  --follow     print new events as they come, until interrupted\n"
+		"  --count N    the last N events (with --follow: stop after N)\n"
+		"  --timeout S  with --follow, stop after S seconds\n"
+		"  --version    print the version\n");
 }
 
 static int parse_num(const char *s, const char *what, unsigned long long *out)
@@ -237,7 +366,7 @@ static int parse_num(const char *s, const char *what, unsigned long long *out)
 	return 0;
 }
 
-/* 0: go on, 1: --help printed, 2: bad command line. */
+/* 0: go on, 1: --help or --version printed, 2: bad command line. */
 static int parse_args(int argc, char **argv, struct log_opts *o)
 {
 	static const struct option opts[] = {
@@ -246,6 +375,7 @@ static int parse_args(int argc, char **argv, struct log_opts *o)
 		{ "count", required_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -270,8 +400,13 @@ static int parse_args(int argc, char **argv, struct log_opts *o)
 		case 'h':
 			usage(stdout);
 			return 1;
+		case 'V':
+			printf("mseg-log %s (abi %d)\n", MSEG_VERSION,
+			       MSEG_ABI_VERSION);
+			return 1;
 		default:
-			fprintf(stderr, "mseg: log: unknown option '%s'\n",
+			fprintf(stderr, optopt ? "mseg: log: option '%s' wants a value\n" :
+						 "mseg: log: unknown option '%s'\n",
 				argv[optind - 1]);
 			return 2;
 		}
@@ -284,60 +419,41 @@ static int parse_args(int argc, char **argv, struct log_opts *o)
 	return 0;
 }
 
-static int read_events(struct ring_buffer *rb, const struct log_state *ls)
-{
-	long long deadline = 0;
-	int n;
-
-	if (!ls->o->follow) {
-		n = ring_buffer__consume(rb);
-		return n < 0 && n != -EINTR ? n : 0;
-	}
-	if (ls->o->timeout)
-		deadline = clock_ns(CLOCK_MONOTONIC) +
-			   (long long)ls->o->timeout * 1000000000LL;
-	while (!stop) {
-		n = ring_buffer__poll(rb, 200);
-		if (n == -EINTR)
-			return 0; /* --count reached, or a signal */
-		if (n < 0)
-			return n;
-		fflush(stdout);
-		if (deadline && clock_ns(CLOCK_MONOTONIC) >= deadline)
-			break;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	struct log_opts o = { 0 };
-	struct log_state ls = { .o = &o };
-	struct ring_buffer *rb;
-	int fd, rc;
+	struct mseg_drain d;
+	bool draining;
+	int rc;
 
 	rc = parse_args(argc, argv, &o);
 	if (rc)
 		return rc == 1 ? 0 : rc;
-	fd = mseg_open_pinned("mseg_events");
-	if (fd < 0)
+	/* Without a drainer, the waiting events go into the log first. */
+	rc = mseg_drain_start(&d, "log", &stop);
+	if (rc && rc != MSEG_LOCK_BUSY) {
+		mseg_drain_stop(&d);
 		return 1;
-	ls.boot_to_real_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_BOOTTIME);
-	rb = ring_buffer__new(fd, on_event, &ls, NULL);
-	if (!rb) {
-		fprintf(stderr, "mseg: cannot read mseg_events: %s\n",
-			strerror(errno));
-		close(fd);
+	}
+	draining = rc == 0;
+	if (draining && mseg_drain_poll(&d, 0)) {
+		mseg_drain_stop(&d);
 		return 1;
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	rc = read_events(rb, &ls);
-	fflush(stdout);
-	if (rc)
-		fprintf(stderr, "mseg: reading mseg_events failed: %s\n",
-			strerror(-rc));
-	ring_buffer__free(rb);
-	close(fd);
+	signal(SIGPIPE, SIG_IGN);
+	if (o.follow) {
+		rc = follow(&o, &d, draining);
+	} else {
+		mseg_drain_stop(&d);
+		rc = print_history(&o, mseg_evlog_dir());
+	}
+	mseg_drain_stop(&d);
+	if (fflush(stdout) && !rc) {
+		fprintf(stderr, "mseg: cannot write the output: %s\n",
+			strerror(errno));
+		rc = -1;
+	}
 	return rc ? 1 : 0;
 }

@@ -17,6 +17,11 @@
 
 #define MSEG_NS_PER_SEC 1000000000ULL
 
+/* `make` sets it from git; a hand-built tool still says something. */
+#ifndef MSEG_VERSION
+#define MSEG_VERSION "unknown"
+#endif
+
 static inline __u64 mseg_clock_ns(clockid_t clock)
 {
 	struct timespec ts;

@@ -20,7 +20,8 @@ mseg_detach_usage() {
 usage: mseg detach DEV [--ingress|--egress|--both]
 
 Remove mseg's filters from DEV (default: both directions), and the clsact
-qdisc when no other filter uses it. Pinned maps are kept.
+qdisc when no other filter uses it. Pinned maps are kept. Fails (exit 1,
+nothing changed) when mseg is attached to none of those directions.
 EOF
 }
 
@@ -99,9 +100,14 @@ mseg_cmd_detach() {
   mseg_dev_exists "$MSEG_DEV" || mseg_die "no such device: $MSEG_DEV"
   mseg_lock
   local dir
+  local -a found=()
   for dir in "${MSEG_DIRS[@]}"; do
+    [[ -n $(mseg_tc_prog_id "$MSEG_DEV" "$dir") ]] && found+=("$dir")
+  done
+  ((${#found[@]})) || mseg_die "mseg is not attached to $MSEG_DEV (${MSEG_DIRS[*]}): nothing to detach"
+  for dir in "${found[@]}"; do
     mseg_tc_detach "$MSEG_DEV" "$dir"
   done
   mseg_tc_drop_empty_clsact "$MSEG_DEV"
-  printf 'mseg detached from %s (%s)\n' "$MSEG_DEV" "${MSEG_DIRS[*]}"
+  printf 'mseg detached from %s (%s)\n' "$MSEG_DEV" "${found[*]}"
 }

@@ -37,7 +37,8 @@ usage: mseg config show [--json]
 show prints the effective value of every key (a key never set shows its
 built-in default). set writes one key; VALUE 0 restores the default.
 strict takes on|off|1|0; *_pct are percentages of the session table
-(0..100); timeout_* are seconds; flood_syn_rate and event_rate are per
+(0..100) that must rise: warn_pct < crit_pct < degrade_pct (set them in the
+order that keeps it so); timeout_* are seconds; flood_syn_rate and event_rate are per
 second, flood_half_open a number of sessions.
 
 keys:
@@ -76,16 +77,7 @@ _mseg_config_json() {
     args+=(--argjson "$key" "$v")
   done
   # $ARGS.named keeps the keys in the order given.
-  jq -n '$ARGS.named' "${args[@]}"
-}
-
-#######################################
-# Print the effective settings as one JSON object: CLI key names, a field
-# never set (0) shows mseg-abi's default. For the commands that act on them
-# (sessions judges expiry by the effective timeouts).
-#######################################
-mseg_config_effective_json() {
-  _mseg_config_json
+  jq -c -n '$ARGS.named' "${args[@]}"
 }
 
 mseg_cmd_config_show() {
@@ -149,7 +141,32 @@ mseg_cmd_config_set() {
   esac
   mseg_require_maps mseg_config
   mseg_lock
+  [[ $kind == pct ]] && _mseg_config_check_levels "$field" "$value"
   mseg_config_edit "$field" "$value"
+}
+
+#######################################
+# Die unless the pressure levels stay in order once FIELD is VALUE:
+# warn_pct < crit_pct < degrade_pct, as effective values (0 = default).
+# Call under mseg_lock, before the edit.
+#######################################
+_mseg_config_check_levels() {
+  local field=$1 value=$2 f v
+  local -a cfg
+  local -A eff=()
+  mseg_config_read cfg
+  for f in warn_pct crit_pct degrade_pct; do
+    if [[ $f == "$field" ]]; then
+      v=$value
+    else
+      v=$(mseg_buf_get_uint cfg "config.$f") || exit
+    fi
+    ((v != 0)) || v=${MSEG_DEFAULT[$f]}
+    eff[$f]=$v
+  done
+  if ((eff[warn_pct] >= eff[crit_pct] || eff[crit_pct] >= eff[degrade_pct])); then
+    mseg_die "the pressure levels must rise: warn_pct < crit_pct < degrade_pct, not ${eff[warn_pct]}, ${eff[crit_pct]}, ${eff[degrade_pct]} (${field%_pct}_pct $value)"
+  fi
 }
 
 mseg_cmd_config() {

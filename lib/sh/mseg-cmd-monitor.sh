@@ -7,15 +7,14 @@ mseg_monitor_usage() {
 usage: mseg monitor [--once] [--json] [--count N]
 
 Show the session table's load, refreshed in place once a second until
-Ctrl-C:
+Ctrl-C (when stdout is not a terminal, one plain line a second instead):
   Sessions: N | Evictions: N | Pressure: N% | SYN_SENT: N | Flood: no
 
-Sessions are the entries the table holds (the data path counts them at
-every new flow, mseg gc after every sweep: the newer figure is shown),
+Sessions are the entries the table holds (the kernel's own count),
 Evictions the new sessions refused because the table was full, Pressure
 Sessions over capacity, SYN_SENT the half-open sessions.
   --once     print one line and exit
-  --json     one JSON object per sample (with --once: exactly one)
+  --json     one JSON object per sample, a line each (docs/json.md)
   --count N  stop after N samples
 EOF2
 }
@@ -24,13 +23,13 @@ EOF2
 # One sample of mseg_pressure and mseg_gc as a JSON object.
 #######################################
 mseg_monitor_sample() {
-  local capacity=$1 pressure gc
+  local capacity=$1 pressure gc n
   pressure=$(mseg_map_dump mseg_pressure) || exit
   gc=$(mseg_map_dump mseg_gc) || exit
-  jq -n -c --argjson cap "$capacity" --argjson p "$pressure" --argjson g "$gc" '
+  n=$("$MSEG_SESSIONS_BIN" --count --all) || exit
+  jq -n -c --argjson cap "$capacity" --argjson p "$pressure" --argjson g "$gc" \
+    --argjson n "$n" '
     ($p[0].formatted.value) as $p | ($g[0].formatted.value) as $g
-    | (if $g.last_run_ns > $p.updated_ns then $g.sessions else $p.sessions end)
-      as $n
     | ($p.half_open_opened - $p.half_open_closed - $g.half_open_reaped) as $h
     | {sessions: $n, capacity: $cap, evictions: $p.refused,
        pressure_pct: (($n * 100 / $cap) | floor),
@@ -72,13 +71,18 @@ mseg_cmd_monitor() {
   mseg_require_maps mseg_sessions mseg_pressure mseg_gc
   capacity=$(mseg_map_show mseg_sessions | jq -r .max_entries) || exit
   # Ctrl-C ends the live view cleanly, on a line of its own.
-  trap 'printf "\n"; exit 0' INT TERM
+  if [[ -t 1 ]] && ((!json && count != 1)); then
+    trap 'printf "\n"; exit 0' INT TERM
+  else
+    trap 'exit 0' INT TERM
+  fi
   while :; do
     sample=$(mseg_monitor_sample "$capacity")
     n=$((n + 1))
     if ((json)); then
       printf '%s\n' "$sample"
-    elif ((count == 1)); then
+    elif ((count == 1)) || [[ ! -t 1 ]]; then
+      # A pipe or a file gets plain lines, never terminal escapes.
       mseg_monitor_line <<<"$sample"
     else
       printf '\r\033[K%s' "$(mseg_monitor_line <<<"$sample")"
@@ -86,5 +90,5 @@ mseg_cmd_monitor() {
     ((count > 0 && n >= count)) && break
     sleep 1
   done
-  ((json || count == 1)) || printf '\n'
+  ((json || count == 1)) || [[ ! -t 1 ]] || printf '\n'
 }

@@ -25,7 +25,7 @@ mseg_cmd_stats() {
   mseg_abi_load
   mseg_require_maps mseg_stats
   # The map is per-CPU: each CPU holds its own copy of every counter.
-  out=$(mseg_map_dump mseg_stats | jq '
+  out=$(mseg_map_dump mseg_stats | jq -c '
     [.[].formatted.values[].value] as $cpus
     | reduce ($cpus[0] // {} | keys_unsorted[]) as $f ({};
         .[$f] = ($cpus | map(.[$f]) | add))') || exit

@@ -22,7 +22,8 @@ _mseg_status_json() {
   local capacity sessions rules cidrs attached
   local -a cfg
   capacity=$(mseg_map_show mseg_sessions | jq '.max_entries') || exit
-  sessions=$(mseg_map_count mseg_sessions) || exit
+  # The kernel's own count of entries: no walk of the table.
+  sessions=$("$MSEG_SESSIONS_BIN" --count --all) || exit
   mseg_config_read cfg
   local abi gen def strict set
   abi=$(mseg_buf_get_uint cfg config.abi_version) || exit
@@ -34,7 +35,7 @@ _mseg_status_json() {
   rules=$("$MSEG_RULESET_BIN" list "$set" rules --json | jq length) || exit
   cidrs=$("$MSEG_RULESET_BIN" list "$set" cidrs --json | jq length) || exit
   attached=$(mseg_tc_attached | jq -s '.') || exit
-  jq -n --arg pin_dir "$MSEG_PIN_DIR" --argjson abi "$abi" \
+  jq -c -n --arg pin_dir "$MSEG_PIN_DIR" --argjson abi "$abi" \
     --argjson build_abi "$MSEG_ABI_VERSION" --argjson capacity "$capacity" \
     --argjson sessions "$sessions" --argjson rules "$rules" \
     --argjson cidrs "$cidrs" --arg dflt "${MSEG_ACTION_NAMES[def]:-$def}" \

@@ -14,6 +14,7 @@ MSEG_OBJ=${MSEG_OBJ:-$MSEG_ROOT/build/mseg.bpf.o}
 MSEG_ABI_BIN=${MSEG_ABI_BIN:-$MSEG_ROOT/build/mseg-abi}
 MSEG_GC_BIN=${MSEG_GC_BIN:-$MSEG_ROOT/build/mseg-gc}
 MSEG_LOG_BIN=${MSEG_LOG_BIN:-$MSEG_ROOT/build/mseg-log}
+MSEG_SESSIONS_BIN=${MSEG_SESSIONS_BIN:-$MSEG_ROOT/build/mseg-sessions}
 MSEG_RULESET_BIN=${MSEG_RULESET_BIN:-$MSEG_ROOT/build/mseg-ruleset}
 # Exactly where tc pins BTF maps with LIBBPF_PIN_BY_NAME, so scripts and a
 # plain `tc filter add ... bpf obj` always agree on one set of maps.
@@ -86,22 +87,47 @@ mseg_require_maps() {
 }
 
 #######################################
-# Take the edit lock for this pin dir; held until the process exits.
-# One lock per pin dir, so concurrent edits of one rule set serialise while
-# tests on private bpffs mounts never wait on each other. /run/lock is not
-# remounted by `ip netns exec`, so commands in different netns still agree.
+# Create directory $1 (mode 0700) if it is missing, then die unless it is
+# a real directory (not a symlink) owned by root (or us) and closed to
+# everyone else: nobody else can then open a lock in it, or plant one.
+#######################################
+_mseg_lock_dir() {
+  local d=$1 mode uid
+  if [[ ! -e $d && ! -L $d ]]; then
+    mkdir -m 0700 -- "$d" 2>/dev/null || [[ -d $d ]] || mseg_die "cannot create $d"
+  fi
+  [[ -L $d ]] && mseg_die "$d is a symlink: refusing to lock there"
+  [[ -d $d ]] || mseg_die "$d is not a directory: refusing to lock there"
+  read -r mode uid < <(stat -c '%a %u' -- "$d") || mseg_die "cannot stat $d"
+  if (((8#$mode & 8#077) != 0 || (uid != 0 && uid != EUID))); then
+    mseg_die "$d must be a directory owned by root with mode 0700 (it is $mode, uid $uid): refusing to lock there"
+  fi
+}
+
+#######################################
+# Take the edit lock of this pin set; held until the process exits.
+# The lock is a directory in $MSEG_LOCK_DIR (default /run/mseg, mode 0700)
+# named after the bpffs instance that holds the pins (its device-inode), so
+# edits of one rule set serialise, tests on private bpffs mounts never wait
+# on each other, and commands in other netns agree (/run is not remounted
+# by `ip netns exec`). Only root can open it; it is opened read-only and
+# checked to be the very directory that was checked, never a link's target.
+# tools/mseg_lock.h takes the gc and events locks the same way.
 # Globals:
 #   MSEG_LOCK_FD, MSEG_LOCK_FILE
 #######################################
 mseg_lock() {
   [[ -n ${MSEG_LOCK_FD:-} ]] && return 0
-  local dir=${MSEG_LOCK_DIR:-/run/lock}
-  [[ -d $dir && -w $dir ]] || dir=${TMPDIR:-/tmp}
-  local sum
-  sum=$(realpath -m -- "$MSEG_PIN_DIR" | sha256sum)
-  MSEG_LOCK_FILE="$dir/mseg-${sum:0:16}.lock"
-  exec {MSEG_LOCK_FD}>>"$MSEG_LOCK_FILE" ||
-    mseg_die "cannot open lock file $MSEG_LOCK_FILE"
+  local base=${MSEG_LOCK_DIR:-/run/mseg} mnt=${TC_BPF_MNT:-/sys/fs/bpf} id
+  id=$(stat -L -c '%d-%i' -- "$mnt") || mseg_die "cannot stat $mnt"
+  _mseg_lock_dir "$base"
+  MSEG_LOCK_FILE="$base/$id.edit"
+  _mseg_lock_dir "$MSEG_LOCK_FILE"
+  exec {MSEG_LOCK_FD}<"$MSEG_LOCK_FILE" || mseg_die "cannot open the lock $MSEG_LOCK_FILE"
+  if [[ $(stat -L -c '%d:%i' "/proc/self/fd/$MSEG_LOCK_FD") != \
+    "$(stat -c '%d:%i' -- "$MSEG_LOCK_FILE")" ]]; then
+    mseg_die "the lock $MSEG_LOCK_FILE changed while it was opened: refusing it"
+  fi
   flock -w "${MSEG_LOCK_TIMEOUT:-30}" "$MSEG_LOCK_FD" ||
     mseg_die "timed out waiting for the lock $MSEG_LOCK_FILE"
 }

@@ -14,6 +14,7 @@ MSEG_LAYOUT_LOADED=1
 
 # Filled by mseg_abi_load.
 MSEG_ABI_VERSION=
+MSEG_VERSION=
 MSEG_ABI_MAX_SESSIONS=
 MSEG_ABI_MAPS=()
 declare -gA MSEG_MAP_KEYSZ=() MSEG_MAP_VALSZ=() MSEG_MAP_MAX=()
@@ -35,6 +36,7 @@ mseg_abi_load() {
   out=$("$MSEG_ABI_BIN") || mseg_die "$MSEG_ABI_BIN failed"
   while read -r kind a b c d; do
     case $kind in
+      version) MSEG_VERSION=$a ;;
       abi_version) MSEG_ABI_VERSION=$a ;;
       max_sessions) MSEG_ABI_MAX_SESSIONS=$a ;;
       map)

@@ -143,7 +143,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   fails 2 "rule: missing subcommand" "$MSEG" rule
   fails 2 "status: unknown argument: --frob" m status --frob
   fails 2 "stats: unknown argument" m stats --frob
-  fails 2 "sessions: unknown argument" m sessions --frob
+  fails 2 "sessions: unknown option '--frob'" m sessions --frob
   fails 2 "list: unknown argument" r list --frob
   fails 2 "attach: unknown option: --frob" m attach "$DEV" --frob
   fails 2 "attach: missing DEV" m attach
@@ -181,14 +181,15 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   [[ $(jq -r .pin_dir <<<"$output") == "$PIN" ]]
 }
 
-@test "detach removes mseg's filters and an empty clsact, and is idempotent" {
+@test "detach removes mseg's filters and an empty clsact; again, it says there is nothing and fails" {
   run m detach "$DEV"
   [[ $status == 0 ]]
   [[ $(filters "$DEV" ingress) == 0 && $(filters "$DEV" egress) == 0 ]]
   run ip netns exec "$NS" tc -j qdisc show dev "$DEV"
   [[ $(jq '[.[] | select(.kind == "clsact")] | length' <<<"$output") == 0 ]]
-  run m detach "$DEV"
-  [[ $status == 0 ]]
+  run --separate-stderr m detach "$DEV"
+  [[ $status == 1 && -z $output ]]
+  [[ $stderr == "mseg: mseg is not attached to $DEV (ingress egress): nothing to detach" ]]
   # The maps stay pinned for the next attach.
   [[ -e $PIN/mseg_source && -e $PIN/mseg_sessions ]]
 }
@@ -564,8 +565,8 @@ for i in range(20):
     and .idle_s >= 0 and .idle_s < 60 and .age_s >= .idle_s)) | length == 1' <<<"$s"
   jq -e 'map(select(.src == "10.99.0.1" and .sport == 40002 and .dst == "10.99.0.2"
     and .dport == 9998 and .packets == 2)) | length == 1' <<<"$s"
-  jq -e 'map(keys) | unique == [["action","age_s","bytes","dport","dst","idle_s",
-    "packets","proto","rule","sport","src","state"]]' <<<"$s"
+  jq -e 'map(keys) | unique == [["action","age_s","bytes","dport","dst","expired",
+    "idle_s","packets","proto","rule","sport","src","state"]]' <<<"$s"
   # no rule: the default action decided both
   jq -e 'map(.rule) == ["default","default"]' <<<"$s"
   [[ $(m sessions --json --state none | jq length) == 2 ]]
@@ -573,7 +574,7 @@ for i in range(20):
   run m sessions
   [[ $status == 0 && ${lines[0]} == PROTO* && ${#lines[@]} == 3 ]]
   fails 2 "unknown state: 'SYN'" m sessions --state SYN
-  fails 2 "--state needs a value" m sessions --state
+  fails 2 "sessions: option '--state' wants a value" m sessions --state
 }
 
 @test "stats sums every per-CPU counter" {
@@ -631,6 +632,7 @@ for i in range(20):
     done
     for k in "${!MSEG_DEFAULT[@]}"; do echo "default config.$k ${MSEG_DEFAULT[$k]}"; done
     for k in "${!MSEG_CONST[@]}"; do echo "const $k ${MSEG_CONST[$k]}"; done
+    echo "version $MSEG_VERSION"
     echo "abi_version $MSEG_ABI_VERSION"
     echo "max_sessions $MSEG_ABI_MAX_SESSIONS"
     for i in "${!MSEG_ACTION_NAMES[@]}"; do echo "enum MSEG_ACT_${MSEG_ACTION_NAMES[i]^^} $i"; done

@@ -36,9 +36,10 @@ evlimit() { map_dump mseg_evlimit | jq -r ".[0].formatted.value.$1"; }
   t=$(jq -r '.time | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601' <<<"$output")
   now=$(date +%s)
   ((now - t >= 0 && now - t < 30))
-  # Read events are gone from the ring.
+  # Reading takes nothing away: a second reader sees the same event.
+  local first=$output
   run log_json
-  [ -z "$output" ]
+  [ "$output" = "$first" ]
 }
 
 @test "default-deny, log, CIDR-free IPv6 and re-judged sessions are reported" {
@@ -173,4 +174,97 @@ evlimit() { map_dump mseg_evlimit | jq -r ".[0].formatted.value.$1"; }
   run --separate-stderr env ASAN_OPTIONS=detect_leaks=1 "$bin" --follow --timeout 1
   [ "$status" -eq 0 ]
   [ -z "$stderr" ]
+}
+
+# --- many readers, one drainer (mseg-eventd) ---------------------------------------
+
+# bg CMD...: CMD in the background, bounded; its pid is appended to BG_PIDS.
+bg() {
+  timeout -k 5 60 "$@" 3>&- &
+  BG_PIDS+=($!)
+}
+
+bg_wait_all() {
+  local pid rc=0
+  for pid in "${BG_PIDS[@]}"; do
+    wait "$pid" || rc=1
+  done
+  BG_PIDS=()
+  return "$rc"
+}
+
+@test "two followers and two readers at once all see every event; none takes them from another" {
+  BG_PIDS=()
+  mseg_rule add --src 10.6.0.1 --dst 10.6.0.2 --action deny
+  local a=$BATS_TEST_TMPDIR/a b=$BATS_TEST_TMPDIR/b
+  bg "$MSEG_SCRIPTS/mseg" log --json --follow --count 5 --timeout 40 >"$a"
+  bg "$MSEG_SCRIPTS/mseg" log --json --follow --count 5 --timeout 40 >"$b"
+  sleep 1
+  local i
+  for i in 1 2 3 4 5; do
+    [ "$(verdict --proto udp --src 10.6.0.1 --dst 10.6.0.2 --sport "$i" --dport 9)" = "$TC_ACT_SHOT" ]
+  done
+  bg_wait_all
+  [ "$(jq -r .sport "$a" | xargs)" = "1 2 3 4 5" ]
+  [ "$(jq -r .sport "$b" | xargs)" = "1 2 3 4 5" ]
+  [ "$(log_json | jq -r .sport | xargs)" = "1 2 3 4 5" ]
+  [ "$(log_json | jq -r .sport | xargs)" = "1 2 3 4 5" ]
+  [ "$(mseg log --json --count 2 | jq -r .sport | xargs)" = "4 5" ]
+  # every deny event names the rule that decided it: the only rule, id 1
+  log_json | jq -e -s 'length == 5 and all(.[]; .rule == 1)' >/dev/null
+}
+
+@test "mseg-eventd drains for every reader, alone (a second one exits 1), and rotates its log" {
+  BG_PIDS=()
+  mseg_rule add --src 10.6.0.1 --dst 10.6.0.2 --action deny
+  local err=$BATS_TEST_TMPDIR/eventd.err
+  bg "$MSEG_BUILD/mseg-eventd" --max-bytes 4096 --keep 2 2>"$err"
+  local pid=${BG_PIDS[0]}
+  wait_until 50 test -e "$MSEG_EVENTS_DIR/events.jsonl"
+  run --separate-stderr "$MSEG_BUILD/mseg-eventd"
+  [ "$status" -eq 1 ]
+  [[ $stderr == "mseg: eventd: another process drains the events of $TC_BPF_MNT" ]]
+  # ~60 events of ~260 bytes: past 4096 bytes several times
+  local f
+  f=$(pkt_file --proto udp --src 10.6.0.1 --dst 10.6.0.2 --sport 7 --dport 9)
+  [ "$(bpftool -j prog run id "$PROG_ID" data_in "$f" repeat 60 | jq .retval)" = "$TC_ACT_SHOT" ]
+  wait_until 50 test -e "$MSEG_EVENTS_DIR/events.jsonl.2"
+  [ ! -e "$MSEG_EVENTS_DIR/events.jsonl.3" ]
+  local size
+  for f in "$MSEG_EVENTS_DIR"/events.jsonl*; do
+    size=$(stat -c %s "$f")
+    ((size <= 4096))
+  done
+  # the reader gets them oldest first, from all three files, in order
+  local n
+  n=$(log_json | jq -s 'length')
+  [ "$n" = "$(cat "$MSEG_EVENTS_DIR"/events.jsonl* | wc -l)" ]
+  log_json | jq -s -e '[.[].ts_ns] as $t | $t == ($t | sort)' >/dev/null
+  kill -TERM "$pid"
+  bg_wait_all
+  [ ! -s "$err" ]
+}
+
+@test "events the full ring dropped are counted, recorded once as a lost record, and exported" {
+  mseg config set event_rate 1000000
+  mseg_rule add --src 10.6.0.1 --dst 10.6.0.3 --action deny
+  # nobody drains: 10,000 events overflow the 256 KiB ring (~3,600 fit)
+  local f lost
+  f=$(pkt_file --proto udp --src 10.6.0.1 --dst 10.6.0.3 --sport 7 --dport 9)
+  bpftool -j prog run id "$PROG_ID" data_in "$f" repeat 10000 >/dev/null
+  lost=$(stat_get events_lost)
+  ((lost > 0))
+  run --separate-stderr mseg log --json
+  [ "$status" -eq 0 ]
+  [ "$(jq -s -c "map(select(.event == \"lost\")) | map([.lost, .where])" <<<"$output")" = "[[$lost,\"ring\"]]" ]
+  [ "$(jq -s "map(select(.event == \"deny\")) | length" <<<"$output")" = $((10000 - lost)) ]
+  # read again: the same single record, not a second one
+  [ "$(log_json | jq -s 'map(select(.event == "lost")) | length')" = 1 ]
+  run mseg log --count 1
+  [[ $output == *" lost     $lost events lost (the ring was full)" ]]
+  # and the metric says the same
+  local dir=$BATS_TEST_TMPDIR/prom
+  mkdir "$dir"
+  "$MSEG_BUILD/mseg-textfile" --dir "$dir"
+  grep -qx "mseg_events_lost_total $lost" "$dir/mseg.prom"
 }

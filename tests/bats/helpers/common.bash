@@ -59,7 +59,8 @@ bpffs_setup() {
 	MSEG_BPFFS=$(mktemp -d /tmp/mseg-bpffs.XXXXXX)
 	mount -t bpf bpf "$MSEG_BPFFS"
 	MSEG_LOCK_DIR=$(mktemp -d /tmp/mseg-lock.XXXXXX)
-	export MSEG_BPFFS TC_BPF_MNT=$MSEG_BPFFS MSEG_LOCK_DIR
+	MSEG_EVENTS_DIR=$(mktemp -d /tmp/mseg-events.XXXXXX)
+	export MSEG_BPFFS TC_BPF_MNT=$MSEG_BPFFS MSEG_LOCK_DIR MSEG_EVENTS_DIR
 }
 
 # bpffs_teardown: unmount and remove it; safe to call twice or after a
@@ -71,11 +72,22 @@ bpffs_teardown() {
 	fi
 	rmdir "$MSEG_BPFFS" 2>/dev/null || true
 	[[ -n ${MSEG_LOCK_DIR:-} ]] && rm -rf "$MSEG_LOCK_DIR"
-	unset MSEG_BPFFS MSEG_LOCK_DIR
+	[[ -n ${MSEG_EVENTS_DIR:-} ]] && rm -rf "$MSEG_EVENTS_DIR"
+	unset MSEG_BPFFS MSEG_LOCK_DIR MSEG_EVENTS_DIR
 }
 
 # pin NAME: the path tc pins map NAME at.
 pin() { echo "$TC_BPF_MNT/tc/globals/$1"; }
+
+# repin_crafted: re-attach the crafted bench with new pins (an upgrade that
+# removes the old ones): detach, delete every pin, attach again. Sets PROG_ID.
+repin_crafted() {
+	nsrun "$CRAFT_NS" "$MSEG_SCRIPTS/mseg" detach "$CRAFT_DEV" >/dev/null || return 1
+	rm -f "$TC_BPF_MNT"/tc/globals/mseg_* || return 1
+	attach_dev "$CRAFT_DEV" "$CRAFT_NS" --ingress >/dev/null || return 1
+	PROG_ID=$(prog_id "$CRAFT_DEV" "$CRAFT_NS") || return 1
+	export PROG_ID
+}
 
 # --- attaching -------------------------------------------------------------------
 
