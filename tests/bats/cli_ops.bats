@@ -103,7 +103,8 @@ complete_words() {
 }
 
 @test "bash completion offers commands, subcommands, options and their values" {
-	[ "$(complete_words mseg se)" = "sessions" ]
+	[ "$(complete_words mseg se)" = "segment sessions" ]
+	[ "$(complete_words mseg ses)" = "sessions" ]
 	[ "$(complete_words mseg sessions "")" = "del flush list" ]
 	[[ " $(complete_words mseg sessions --) " == *" --dport "*" --src "* ]]
 	[ "$(complete_words mseg sessions --state ESTA)" = "ESTABLISHED" ]

@@ -130,7 +130,8 @@ evlimit() { map_dump mseg_evlimit | jq -r ".[0].formatted.value.$1"; }
   [ "$(verdict --proto udp --src fd00::a --dst fd00::b --sport 1234 --dport 53)" = "$TC_ACT_SHOT" ]
   run mseg log
   [ "$status" -eq 0 ]
-  [[ $output =~ ^20[0-9-]+T[0-9:.]+Z\ deny\ +udp\ \[fd00::a\]:1234\ -\>\ \[fd00::b\]:53\ reason=exact-rule$ ]]
+  # (the deciding rule's id, docs/policy.md, before the reason)
+  [[ $output =~ ^20[0-9-]+T[0-9:.]+Z\ deny\ +udp\ \[fd00::a\]:1234\ -\>\ \[fd00::b\]:53\ rule=1\ reason=exact-rule$ ]]
 
   # --follow sees an event that arrives while it waits, and --count ends it.
   local out="$BATS_TEST_TMPDIR/follow"
