@@ -186,7 +186,10 @@ cidr_pin() {
   run --separate-stderr "$TEXTFILE" --dir "$OUT"
   [ "$status" -eq 1 ]
   [ "${#stderr_lines[@]}" -eq 1 ]
-  [[ $stderr == "mseg: $(pin mseg_sessions) has key/value sizes 4/4, this build expects 40/96: the pinned maps are from another mseg version" ]]
+  # (the sizes this build expects: bpf/mseg_abi.h, as build/mseg-abi prints them)
+  local want
+  want=$("$MSEG_BUILD/mseg-abi" | awk '$1 == "map" && $2 == "mseg_sessions" { print $3 "/" $4 }')
+  [[ $stderr == "mseg: $(pin mseg_sessions) has key/value sizes 4/4, this build expects $want: the pinned maps are from another mseg version" ]]
   [ "$(cat "$OUT/mseg.prom")" = "# previous" ]
   [ "$(ls -A "$OUT")" = mseg.prom ]
 }
@@ -283,9 +286,10 @@ cidr_pin() {
   [ "$(prom_get "$m" mseg_rules '{"kind":"exact"}')" = 4 ]
   [ "$(prom_get "$m" mseg_rules '{"kind":"cidr"}')" = 0 ]
   # One build_info sample: this build's version and ABI.
-  jq -e --arg v "$("$TEXTFILE" --version | sed -E 's/^mseg-textfile (.*) \(abi [0-9]+\)$/\1/')" '
+  jq -e --arg v "$("$TEXTFILE" --version | sed -E 's/^mseg-textfile (.*) \(abi [0-9]+\)$/\1/')" \
+    --arg a "$("$MSEG_BUILD/mseg-abi" | awk '$1 == "abi_version" { print $2 }')" '
     [.[] | select(.name == "mseg_build_info")]
-    | length == 1 and .[0].value == 1 and .[0].labels == {version: $v, abi_version: "1"}' <<<"$m"
+    | length == 1 and .[0].value == 1 and .[0].labels == {version: $v, abi_version: $a}' <<<"$m"
 
   # The file as written passes promtool's linter with nothing to say.
   run promtool check metrics <"$OUT/mseg.prom"
