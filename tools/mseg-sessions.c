@@ -47,6 +47,7 @@ struct sess_filter {
 	int dport;  /* -1: any */
 	int state;  /* -1: any; enum mseg_tcp_state */
 	int action; /* -1: any; enum mseg_action */
+	long rule;  /* -1: any; the deciding rule's id, 0 the default */
 	int given;  /* selectors on the command line */
 };
 
@@ -140,7 +141,8 @@ static bool matches(const struct sess_filter *f, const struct sess_row *r)
 	       (f->sport < 0 || f->sport == r->sport) &&
 	       (f->dport < 0 || f->dport == r->dport) &&
 	       (f->state < 0 || f->state == r->state) &&
-	       (f->action < 0 || f->action == r->action);
+	       (f->action < 0 || f->action == r->action) &&
+	       (f->rule < 0 || f->rule == (long)r->rule_id);
 }
 
 /* --- walking the table ------------------------------------------------------- */
@@ -636,8 +638,9 @@ static void usage(FILE *f)
 		"line: protocol, the originator's address and port (SRC, SPORT), the\n"
 		"responder's (DST, DPORT), the TCP state as the originator sees it\n"
 		"(NONE for non-TCP), packets and bytes both ways, seconds since the\n"
-		"last packet (IDLE_S; JSON also age_s, since the first) and the cached\n"
-		"verdict; IPv4 first, sorted by address, port and protocol. A session\n"
+		"last packet (IDLE_S; JSON also age_s, since the first), the cached\n"
+		"verdict and the rule that decided it (RULE: its id, or default);\n"
+		"IPv4 first, sorted by address, port and protocol. A session\n"
 		"idle for longer than its timeout (by TCP state or protocol, shortened\n"
 		"for half-open ones during a SYN flood, as the data path judges it) is\n"
 		"not listed: the data path treats it as absent and 'mseg gc' deletes it.\n"
@@ -656,6 +659,8 @@ static void usage(FILE *f)
 		"                    FIN_WAIT2, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK,\n"
 		"                    CLOSING\n"
 		"  --action A        the cached verdict: allow, deny or log\n"
+		"  --rule ID         the rule that decided it (its id in 'mseg rule list'),\n"
+		"                    or default\n"
 		"options:\n"
 		"  --count           print the number of sessions selected, not them\n"
 		"  --all             list (or count) expired sessions too (EXPIRED column)\n"
@@ -686,6 +691,28 @@ static int parse_port(const char *s, const char *opt, int *out)
 		return 2;
 	}
 	*out = (int)v;
+	return 0;
+}
+
+/* --rule ID|default: a rule id as `mseg rule list` shows it. */
+static int parse_rule(const char *s, long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!strcmp(s, "default")) {
+		*out = 0;
+		return 0;
+	}
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || *s == '-' || *s == '+' || !v ||
+	    v >= MSEG_MAX_RULE_IDS) {
+		fprintf(stderr, "mseg: --rule wants a rule id 1..%u or default, not '%s'\n",
+			MSEG_MAX_RULE_IDS - 1, s);
+		return 2;
+	}
+	*out = (long)v;
 	return 0;
 }
 
@@ -757,6 +784,7 @@ static int parse_args(int argc, char **argv, struct sess_opts *o)
 		{ "dport", required_argument, NULL, 'D' },
 		{ "state", required_argument, NULL, 't' },
 		{ "action", required_argument, NULL, 'a' },
+		{ "rule", required_argument, NULL, 'r' },
 		{ "count", no_argument, NULL, 'c' },
 		{ "all", no_argument, NULL, 'A' },
 		{ "json", no_argument, NULL, 'j' },
@@ -805,6 +833,9 @@ static int parse_args(int argc, char **argv, struct sess_opts *o)
 		case 'a':
 			rc = parse_name(optarg, "action", action_names,
 					MSEG_ACT_MAX, &f->action);
+			break;
+		case 'r':
+			rc = parse_rule(optarg, &f->rule);
 			break;
 		case 'c':
 			o->count = true;
@@ -996,7 +1027,7 @@ int main(int argc, char **argv)
 {
 	struct sess_opts o = {
 		.f = { .proto = -1, .sport = -1, .dport = -1, .state = -1,
-		       .action = -1 },
+		       .action = -1, .rule = -1 },
 	};
 	struct sess_maps m = { -1, -1, -1, -1, 0 };
 	struct sess_walk w = { .o = &o };

@@ -153,14 +153,21 @@ segment_ports() {
 	[[ $status == 0 && $output == "rule added: any -> app proto udp dport 9: deny" ]]
 	[[ $(mseg rule list --json | jq -c 'map(.id)') == "[1]" ]]
 	mseg rule add --src any --dst app --proto udp --dport 7 --action allow --id 42 >/dev/null
-	mseg log --json >/dev/null
 	expect $DENY "denied by rule 1" udp 10.9.9.9 10.50.0.1 9
+	# (mseg log reads the event log, which keeps earlier tests' events too)
 	run mseg log --json
-	[[ $(jq -s -c 'map(select(.event == "deny")) | map(.rule)' <<<"$output") == "[1]" ]]
+	[[ $(jq -s -c 'map(select(.event == "deny" and .src == "10.9.9.9" and .dst == "10.50.0.1")) | map(.rule)' <<<"$output") == "[1]" ]]
 	expect $PASS "allowed by rule 42" udp fd00:9::9 fd00:50::1 7
 	expect $PASS "allowed by the default" udp fd00:9::9 fd00:50::1 8
 	run mseg sessions --json
 	[[ $(jq -c 'map(select(.dport == 7 or .dport == 8)) | sort_by(.dport) | map(.rule)' <<<"$output") == '[42,"default"]' ]]
+	# and select by it
+	[[ $(mseg sessions --json --rule 42 | jq -c 'map(.dport)') == '[7]' ]]
+	[[ $(mseg sessions --json --rule default | jq -c 'map(select(.dport == 7 or .dport == 8)) | map(.dport)') == '[8]' ]]
+	# (a deny opens no session; earlier tests' sessions may carry an id 1)
+	[[ $(mseg sessions --json --rule 1 --dst 10.50.0.0/24) == '[]' ]]
+	run --separate-stderr mseg sessions --rule 0
+	[[ $status == 2 && $stderr == "mseg: --rule wants a rule id 1..262143 or default, not '0'" ]]
 	# a second packet of the allowed session counts a packet, not a flow
 	assert_eq "second packet" $PASS "$(verdict --src fd00:9::9 --dst fd00:50::1 --proto udp --sport "$NEXT_PORT" --dport 8)"
 	NEXT_PORT=$((NEXT_PORT - 1))
