@@ -157,6 +157,9 @@ pending_drift_is() {
 		# Installed by apt into the host's own root, not the machine's.
 		[ "$(fleet_ssh "$i" "dpkg-query -W -f='\${Status}' mseg")" = 'install ok installed' ]
 		fleet_ssh "$i" test -f /etc/mseg/mseg.rules
+		# what mseg.service boots from: the devices the role attached
+		fleet_ssh "$i" cat /etc/mseg/mseg.conf | grep -qx "device $(fleet_ssh "$i" mseg status --json |
+			jq -r '.attached[0].dev') both"
 	done
 	test ! -e /usr/sbin/mseg
 	# Every host runs the same policy: one fingerprint.
@@ -164,6 +167,9 @@ pending_drift_is() {
 	for i in 2 3 4; do
 		[ "$(host_hash "$i")" = "$h" ]
 	done
+	# mseg.service's ExecReload on a host: from the role's files, the same policy
+	fleet_ssh 1 mseg boot >/dev/null
+	[ "$(host_hash 1)" = "$h" ]
 	fleet_ssh 1 mseg save | grep -qx 'default deny'
 	# (save prints canonical statements, each rule with its id: docs/policy.md)
 	fleet_ssh 1 mseg save | grep -qxE "rule add --src $a1 --dst $a2 --proto tcp --dport 5001 --action allow --id [0-9]+"

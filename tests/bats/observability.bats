@@ -575,7 +575,8 @@ mseg_names_in() {
     "$d/usr/local/lib/systemd/system/mseg-gc.service"
   # systemd-analyze's only complaint may be that the programs are not
   # installed on this machine; they are in the install tree.
-  for unit in mseg-textfile mseg-gc mseg-eventd; do
+  grep -qx 'ExecStart=/usr/local/sbin/mseg boot' "$d/usr/local/lib/systemd/system/mseg.service"
+  for unit in mseg mseg-textfile mseg-gc mseg-eventd; do
     run systemd-analyze verify --man=no "$d/usr/local/lib/systemd/system/$unit.service"
     while IFS= read -r line; do
       [[ -z $line ]] && continue
