@@ -17,13 +17,29 @@ BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -Wall -Werror -D__TARGET_ARCH_$(ARCH) 
 USER_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -I bpf -I tools -I $(BUILD) $(DEFS) $(EXTRA_CFLAGS)
 USER_LDLIBS := -lbpf
 
-BPF_HEADERS := $(wildcard bpf/*.h tools/*.h)
-# Every C helper is one file: tools/*.c, exporters/*.c, tests/bats/helpers/*.c, bench/*.c
+BPF_HEADERS := $(wildcard bpf/*.h)
+# A program is its own .c plus, for those listed in LIB_USERS, the policy
+# library (tools/libmseg-rules/*.c). Objects go to build/obj/ with -MMD -MP
+# dependency files, so a header change rebuilds exactly what includes it.
 HELPER_SRCS := $(wildcard tools/*.c exporters/*.c tests/bats/helpers/*.c bench/*.c)
 HELPERS := $(addprefix $(BUILD)/,$(notdir $(HELPER_SRCS:.c=)))
+LIB_SRCS := $(wildcard tools/libmseg-rules/*.c)
+LIB_OBJS := $(addprefix $(BUILD)/obj/libmseg-rules/,$(notdir $(LIB_SRCS:.c=.o)))
+LIB_USERS := mseg-ruleset
+OBJ_DIR := $(BUILD)/obj
 
 vpath %.c tools exporters tests/bats/helpers bench
 
+# V=1 prints the full commands.
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-7s %s\n' $(1) $(2)
+endif
+
+.DELETE_ON_ERROR:
 .PHONY: all deps test demo bench install uninstall man deb clean lint FORCE
 
 all: $(BUILD)/mseg.bpf.o $(HELPERS)
@@ -34,19 +50,39 @@ $(BUILD)/.config: FORCE
 	@echo '$(DEFS)' | cmp -s - $@ || echo '$(DEFS)' > $@
 
 $(BUILD)/mseg.bpf.o: bpf/mseg.bpf.c $(BPF_HEADERS) $(BUILD)/.config
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 # mseg-gc's sweep program, embedded in build/mseg-gc as a libbpf skeleton.
 $(BUILD)/mseg_gc.bpf.o: bpf/mseg_gc.bpf.c $(BPF_HEADERS) $(BUILD)/.config
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(BUILD)/mseg_gc.skel.h: $(BUILD)/mseg_gc.bpf.o
-	$(BPFTOOL) gen skeleton $< name mseg_gc_bpf > $@.tmp && mv $@.tmp $@
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name mseg_gc_bpf > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/mseg-gc: $(BUILD)/mseg_gc.skel.h
+$(OBJ_DIR)/mseg-gc.o: $(BUILD)/mseg_gc.skel.h
 
-$(BUILD)/%: %.c $(BPF_HEADERS) $(BUILD)/.config
-	$(CC) $(USER_CFLAGS) $< -o $@ $(USER_LDLIBS)
+$(OBJ_DIR)/libmseg-rules/%.o: tools/libmseg-rules/%.c $(BUILD)/.config
+	@mkdir -p $(@D)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(USER_CFLAGS) -MMD -MP -c $< -o $@
+
+$(OBJ_DIR)/%.o: %.c $(BUILD)/.config
+	@mkdir -p $(@D)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(USER_CFLAGS) -MMD -MP -c $< -o $@
+
+$(addprefix $(BUILD)/,$(LIB_USERS)): $(BUILD)/%: $(OBJ_DIR)/%.o $(LIB_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(USER_CFLAGS) $^ -o $@ $(USER_LDLIBS)
+
+$(filter-out $(addprefix $(BUILD)/,$(LIB_USERS)),$(HELPERS)): $(BUILD)/%: $(OBJ_DIR)/%.o
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(USER_CFLAGS) $^ -o $@ $(USER_LDLIBS)
+
+-include $(wildcard $(OBJ_DIR)/*.d $(OBJ_DIR)/libmseg-rules/*.d)
 
 deps:
 	./scripts/mseg-deps
@@ -86,7 +122,7 @@ OPERATOR_SCRIPTS := $(filter-out scripts/mseg-deps,$(wildcard scripts/mseg*))
 # pages say exactly what the commands do (one source). `mseg CMD` pages are
 # mseg-CMD.8, as git's are; the paths in them are the installed ones.
 MAN_COMMANDS := attach detach status default config sessions stats gc monitor \
-	log rule cidr ip-range save apply boot
+	log segment rule cidr explain ip-range save apply boot
 MAN_PAGES := $(BUILD)/man/mseg.8 $(MAN_COMMANDS:%=$(BUILD)/man/mseg-%.8) \
 	$(BUILD)/man/mseg-eventd.8 $(BUILD)/man/mseg-textfile.8
 MAN_ENV := MSEG_OBJ=$(MSEG_LIB)/build/mseg.bpf.o TC_BPF_MNT=

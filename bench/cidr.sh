@@ -87,16 +87,14 @@ bench_family() {
 
   # The rest in one bpftool process; none of them contains the probe's
   # addresses, so the same /N deny still decides it, deeper in the trie.
-  "${ROOT}/build/mseg-abi" >"${WORK}/abi"
   local -a skip=()
   for net in "$@"; do skip+=(--skip "${net}"); done
-  "${PYTHON}" "${ROOT}/bench/cidr-prefixes.py" --abi "${WORK}/abi" \
-    --pin "${TC_BPF_MNT}/tc/globals/mseg_cidr" --family "${fam}" \
+  "${PYTHON}" "${ROOT}/bench/cidr-prefixes.py" --family "${fam}" \
     --count $((BIG - SMALL)) --seed "${fam}" --avoid "${src}" --avoid "${dst}" \
     "${skip[@]}" >"${WORK}/load.batch"
   local t0 t1
   t0="$(date +%s.%N)"
-  bpftool batch file "${WORK}/load.batch" >/dev/null
+  "${ROOT}/scripts/mseg-cidr" --batch "${WORK}/load.batch" >/dev/null
   t1="$(date +%s.%N)"
   count="$("${ROOT}/scripts/mseg" status --json | jq .cidrs)"
   ((count == BIG)) || { echo "mseg: bench: ${count} prefixes, not ${BIG}" >&2; return 1; }
@@ -115,7 +113,7 @@ bench_family() {
   printf 'cidr: IPv%s  %6d prefixes: %4d ns/packet   %6d prefixes: %4d ns/packet   ratio %.2f\n' \
     "${fam}" "${SMALL}" "${small}" "${BIG}" "${big}" \
     "$(awk -v a="${small}" -v b="${big}" 'BEGIN { print b / a }')"
-  printf 'cidr: IPv%s  loaded %d prefixes with one bpftool batch in %.2f s; %d new flows, %d trie decisions, %d sessions\n' \
+  printf 'cidr: IPv%s  loaded %d prefixes with one mseg cidr --batch in %.2f s; %d new flows, %d trie decisions, %d sessions\n' \
     "${fam}" $((BIG - SMALL)) "$(awk -v a="${t0}" -v b="${t1}" 'BEGIN { print b - a }')" \
     "${runs_total}" "${hits}" "${s}"
   echo "cidr: IPv${fam}  probe: build/mseg-pkt --src ${src} --dst ${dst} --proto udp --sport 40000 --dport 9 --payload 18 -o FRAME (decided by ${deny} deny)"

@@ -61,10 +61,12 @@ static __always_inline void mseg_verdict_event(const struct mseg_config *cfg,
 {
 	if (v->action == MSEG_ACT_DENY)
 		mseg_event(cfg, st, t,
-			   mseg_ev(MSEG_EV_DENY, v->by, v->action, flags, 0));
+			   mseg_ev(MSEG_EV_DENY, v->by, v->action, flags,
+				   v->rule_id));
 	else if (v->action == MSEG_ACT_LOG)
 		mseg_event(cfg, st, t,
-			   mseg_ev(MSEG_EV_LOG, v->by, v->action, flags, 0));
+			   mseg_ev(MSEG_EV_LOG, v->by, v->action, flags,
+				   v->rule_id));
 }
 
 static __always_inline int mseg_pass(struct mseg_stats *st, __u8 action)
@@ -81,9 +83,11 @@ static __always_inline int mseg_drop(struct mseg_stats *st)
 	return TC_ACT_SHOT;
 }
 
+/* Count a new flow's decision, under its origin and its rule. */
 static __always_inline void mseg_count_decision(struct mseg_stats *st,
 						const struct mseg_verdict *v)
 {
+	mseg_rule_count(&v->rule_id, true);
 	if (v->by == MSEG_BY_EXACT)
 		st->policy_hit++;
 	else if (v->by == MSEG_BY_CIDR)
@@ -163,7 +167,8 @@ static __always_inline bool mseg_exact_allows(const struct mseg_verdict *v)
 
 /*
  * What else may still open a session when the table is degraded
- * (docs/DESIGN.md, pressure): besides a flow an exact rule explicitly
+ * (docs/DESIGN.md, pressure): besides a flow a rule (not a cidr statement,
+ * not the default) explicitly
  * allows, ICMP and DNS. Refused a session, these three still pass.
  */
 static __always_inline bool mseg_dns_or_icmp(const struct mseg_tuple *t)
@@ -280,8 +285,11 @@ static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
 	return TC_ACT_OK;
 }
 
-/* The rules moved since the session was judged: judge it again. */
-static __always_inline void mseg_rejudge(const struct mseg_config *cfg,
+/*
+ * The rules moved since the session was judged: judge it again (a decision
+ * its rule counts as a flow). Returns false when they have not.
+ */
+static __always_inline bool mseg_rejudge(const struct mseg_config *cfg,
 					 struct mseg_stats *st,
 					 const struct mseg_session_key *key,
 					 struct mseg_session *s)
@@ -291,11 +299,11 @@ static __always_inline void mseg_rejudge(const struct mseg_config *cfg,
 	__u32 zero = 0;
 
 	if (s->policy_gen == cfg->policy_gen)
-		return;
+		return false;
 	/* the tuple off the stack: the scratch map's */
 	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
 	if (!x)
-		return;
+		return false;
 	mseg_session_orig(key, s, key->family, &x->t);
 	mseg_policy_decide(&x->t, cfg, &v);
 	/* A picked-up session's orientation was a guess: either may be right. */
@@ -309,11 +317,14 @@ static __always_inline void mseg_rejudge(const struct mseg_config *cfg,
 		else
 			mseg_tuple_reverse(&x->t);
 	}
+	mseg_rule_count(&v.rule_id, true);
 	if (v.action != s->action)
 		mseg_verdict_event(cfg, st, &x->t, &v, MSEG_EVF_REJUDGED);
 	s->action = v.action;
+	s->rule_id = v.rule_id;
 	s->policy_gen = cfg->policy_gen;
 	st->rejudged++;
+	return true;
 }
 
 /*
@@ -334,7 +345,8 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 {
 	__u8 state = s->state, flags = s->flags;
 
-	mseg_rejudge(cfg, st, key, s);
+	if (!mseg_rejudge(cfg, st, key, s))
+		mseg_rule_count(&s->rule_id, false);
 	if (s->action == MSEG_ACT_DENY) {
 		st->session_hit++;
 		st->denied++;
@@ -424,7 +436,7 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	struct mseg_scratch *x;
 	struct mseg_config *cfg;
 	struct mseg_stats *st;
-	struct mseg_verdict v;
+	struct mseg_verdict *v;
 	__u32 zero = 0;
 	__u64 now;
 	int err;
@@ -458,21 +470,23 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 				     state == MSEG_TCP_SYN_SENT, half_open);
 	if (trackable && (how & MSEG_NEW_REVERSED)) {
 		/* mseg_pickup_decide() left the reverse's verdict */
-		v = x->rv;
-		mseg_count_decision(st, &v);
+		v = &x->rv;
+		mseg_count_decision(st, v);
 	} else {
-		mseg_judge_new(&p->t, cfg, st, &v);
+		/* judged into the scratch map: the frame is at the stack bound */
+		v = &x->rv;
+		mseg_judge_new(&p->t, cfg, st, v);
 	}
-	if (v.action == MSEG_ACT_DENY) {
+	if (v->action == MSEG_ACT_DENY) {
 		mseg_verdict_event(cfg, st,
 				   (how & MSEG_NEW_REVERSED) ? &x->t : &p->t,
-				   &v, 0);
+				   v, 0);
 		st->denied++;
 		return TC_ACT_SHOT;
 	}
 	if (!trackable)
-		return mseg_pass(st, v.action);
-	exact = mseg_exact_allows(&v);
+		return mseg_pass(st, v->action);
+	exact = mseg_exact_allows(v);
 	admitted = exact || mseg_dns_or_icmp(&p->t);
 	if (mseg_degraded(pr) && !admitted) {
 		bool full = mseg_table_full(pr);
@@ -496,7 +510,8 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	ns->last_seen_ns = now;
 	ns->policy_gen = cfg->policy_gen;
 	ns->state = state;
-	ns->action = v.action;
+	ns->action = v->action;
+	ns->rule_id = v->rule_id;
 	ns->orig_is_hi = x->sender_hi;
 	if (state != MSEG_TCP_NONE && state != MSEG_TCP_SYN_SENT)
 		ns->flags |= MSEG_SESS_PICKUP;
@@ -520,9 +535,10 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	old_half_open = old && mseg_session_half_open(&x->key, old);
 	err = mseg_store(pr, &x->key, ns, old, old_last, exact, admitted, now,
 			 &replaced);
+	mseg_evict_tell(cfg, st, x, now);
 	if (err == -EEXIST) {
 		/* Another CPU opened it first; its session serves from now. */
-		return mseg_pass(st, v.action);
+		return mseg_pass(st, v->action);
 	}
 	if (err) {
 		__sync_fetch_and_add(&pr->refused, 1);
@@ -534,7 +550,7 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 					   MSEG_ACT_DENY, 0, pr->level));
 			return mseg_drop(st);
 		}
-		return mseg_pass(st, v.action);
+		return mseg_pass(st, v->action);
 	}
 	if (replaced && old_half_open)
 		__sync_fetch_and_add(&pr->half_open_closed, 1);
@@ -543,10 +559,10 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	if (!replaced)
 		__sync_fetch_and_add(&pr->sessions, 1);
 	mseg_evict_push(pr, mseg_evict_ring(&x->key), &x->key);
-	if (v.action == MSEG_ACT_LOG)
-		mseg_verdict_event(cfg, st, &p->t, &v, 0);
+	if (v->action == MSEG_ACT_LOG)
+		mseg_verdict_event(cfg, st, &p->t, v, 0);
 	st->new_session++;
-	return mseg_pass(st, v.action);
+	return mseg_pass(st, v->action);
 }
 
 /* A frame the parser refused: counted under its reason, dropped. */
@@ -732,6 +748,7 @@ static __always_inline int mseg_fast(struct __sk_buff *skb,
 		return MSEG_SLOW_VERDICT;
 	}
 	st->session_hit++;
+	mseg_rule_count(&s->rule_id, false);
 	mseg_account(s, dir, skb->len);
 	return mseg_pass(st, s->action);
 }

@@ -24,18 +24,20 @@
 
 #include <linux/types.h>
 
-#define MSEG_ABI_VERSION 2
+#define MSEG_ABI_VERSION 3
 
 /* Session table capacity: one build setting (make MSEG_MAX_SESSIONS=N). */
 #ifndef MSEG_MAX_SESSIONS
 #define MSEG_MAX_SESSIONS 262144
 #endif
 /*
- * Rule capacity covers two rule sets: `mseg apply` writes the new set beside
- * the old one before it switches, so each set may hold 131,072 entries.
+ * Policy capacities cover two rule sets: `mseg apply` (and every edit)
+ * writes the new set beside the old one before it switches.
  */
-#define MSEG_MAX_RULES 262144
-#define MSEG_MAX_CIDRS 262144
+#define MSEG_MAX_IDENTS 524288   /* mseg_ident: prefixes, both sets */
+#define MSEG_MAX_RULE_ENTRIES 1048576 /* mseg_rules: compiled entries */
+#define MSEG_MAX_RULE_IDS 262144 /* rule ids 1..262143; 0 is the default */
+#define MSEG_MAX_SOURCE 524288   /* mseg_source: statements, both sets */
 
 enum mseg_action {
 	MSEG_ACT_ALLOW = 0,
@@ -121,6 +123,8 @@ struct mseg_session {
 	__u8 action;      /* cached verdict, enum mseg_action */
 	__u8 orig_is_hi;  /* 1: the originator is the key's "hi" endpoint */
 	__u8 flags;       /* MSEG_SESS_* */
+	__u32 rule_id;    /* the rule that decided it; 0 = the default action */
+	__u32 pad;
 };
 
 #define MSEG_SESS_REPLIED 0x01 /* the responder has answered: confirmed */
@@ -132,49 +136,118 @@ struct mseg_session {
 #define MSEG_SESSION_DYING 0ULL
 
 /*
- * mseg_policy: exact rules. A rule written with fewer fields is stored with
- * zeros there; the data path tries the packet's own tuple, then sport=0,
- * then sport=dport=0, then sport=dport=proto=0.
+ * mseg_ident: LPM trie from an address to the identity of its longest
+ * matching prefix (docs/policy.md, "identities"). Every prefix the policy
+ * names (segment prefixes, prefixes and hosts in rules) is one identity.
+ * The data starts with the rule set and the family, which every prefix
+ * covers in full (16 bits), so a prefix of one family never covers an
+ * address of the other: an IPv6 ::/0 has prefixlen 16, an IPv4 10.0.0.0/8
+ * has prefixlen 16 + 96 + 8 over the mapped address.
  */
-struct mseg_rule_key {
-	__u8 src[16];
-	__u8 dst[16];
-	__u16 sport; /* 0 = any */
-	__u16 dport; /* 0 = any */
-	__u8 proto;  /* IPPROTO_*; 0 = any */
-	__u8 set;    /* ruleset; the data path uses mseg_config.active_set */
-	__u8 pad[2];
-} __attribute__((aligned(8)));
-
-struct mseg_rule_val {
-	__u64 hits;
-	__u8 action; /* enum mseg_action */
-	__u8 pad[7];
-};
-
-/*
- * mseg_cidr: LPM trie. The data starts with the ruleset and the family, which
- * every prefix covers in full (16 bits), so a prefix of one family never
- * covers an address of the other: an IPv6 ::/0 has prefixlen 16, an IPv4
- * 10.0.0.0/8 has prefixlen 16 + 96 + 8 over the mapped address.
- */
-struct mseg_cidr_key {
+struct mseg_ident_key {
 	__u32 prefixlen;
 	__u8 set;
 	__u8 family; /* 4 or 6 */
 	__u8 addr[16];
-	__u8 pad[2]; /* never inside a prefix: prefixlen <= MSEG_CIDR_FULL_BITS */
+	__u8 pad[2]; /* never inside a prefix: prefixlen <= MSEG_IDENT_FULL_BITS */
 };
 
-#define MSEG_CIDR_HDR_BITS 16
-#define MSEG_CIDR_V4_BASE_BITS (MSEG_CIDR_HDR_BITS + 96)
-#define MSEG_CIDR_FULL_BITS (MSEG_CIDR_HDR_BITS + 128)
+#define MSEG_IDENT_HDR_BITS 16
+#define MSEG_IDENT_V4_BASE_BITS (MSEG_IDENT_HDR_BITS + 96)
+#define MSEG_IDENT_FULL_BITS (MSEG_IDENT_HDR_BITS + 128)
 
-struct mseg_cidr_val {
-	__u64 hits;
-	__u32 priority;
-	__u8 action; /* enum mseg_action */
+/* Which rule-table lookups can hit for an identity (skip the others). */
+#define MSEG_IDF_SRC_PAIR 0x1 /* keys (this, D) exist */
+#define MSEG_IDF_DST_PAIR 0x2 /* keys (S, this) exist */
+#define MSEG_IDF_SRC_ANY 0x4  /* key (this, any) exists */
+#define MSEG_IDF_DST_ANY 0x8  /* key (any, this) exists */
+#define MSEG_IDF_NO_ANY_ANY 0x10 /* key (any, any) does not exist (on every identity) */
+
+struct mseg_ident_val {
+	__u32 id; /* 1.., unique within a set; 0 = no prefix (only `any` matches) */
+	__u32 flags; /* MSEG_IDF_* */
+};
+
+/*
+ * mseg_rules: LPM trie of the compiled rules. The data path looks up
+ * (set, src id or 0, dst id or 0, proto, dport); every key covers set and
+ * both ids in full. A rule for any protocol covers no more (prefixlen
+ * MSEG_RULE_IDS_BITS), one for a protocol covers proto too, and a port
+ * range is stored as the port prefixes that make it up. User space splits
+ * overlapping ranges, so the entry found is the winner of its key.
+ */
+struct mseg_rule_key {
+	__u32 prefixlen;
+	__u8 set;
+	__u8 pad0[3];
+	__u32 src_id;
+	__u32 dst_id;
+	__u8 proto;
+	__u8 dport[2]; /* big endian: a port prefix is a bit prefix */
+	__u8 pad1;
+};
+
+#define MSEG_RULE_IDS_BITS 96 /* set, pad0, src_id, dst_id */
+#define MSEG_RULE_PROTO_BITS (MSEG_RULE_IDS_BITS + 8)
+#define MSEG_RULE_FULL_BITS (MSEG_RULE_PROTO_BITS + 16)
+#define MSEG_RULE_CANDS 4
+
+/* What decided a flow: a rule, a CIDR statement, or the default action. */
+enum mseg_decided_by {
+	MSEG_BY_EXACT = 0, /* a rule (`rule add`, `mseg-rule add`) */
+	MSEG_BY_CIDR = 1,  /* a `cidr` statement (`mseg-cidr add`) */
+	MSEG_BY_DEFAULT = 2,
+};
+
+/*
+ * One candidate: the best rule of its region, unless it names a source
+ * port the packet does not have; then the next one. Candidates are in
+ * precedence order and the last one names no source port.
+ */
+struct mseg_rule_cand {
+	__u64 rank;    /* docs/policy.md "precedence": lower wins */
+	__u32 rule_id; /* 0: no candidate */
+	__u16 sport;   /* 0: any */
+	__u8 action;   /* enum mseg_action */
+	__u8 by;       /* enum mseg_decided_by */
+};
+
+struct mseg_rule_val {
+	struct mseg_rule_cand c[MSEG_RULE_CANDS];
+};
+
+/* mseg_rule_hits: per-CPU, indexed by rule id (0 = the default action). */
+struct mseg_rule_hits {
+	__u64 packets; /* packets of the sessions (and untracked packets) it decided */
+	__u64 flows;   /* new flows and re-judged sessions it decided */
+};
+
+/*
+ * mseg_source: the policy as statements (docs/policy.md grammar), one per
+ * entry, in index order: the segment lines, then each rule at
+ * MSEG_SRC_RULES + its id (so an edit of one rule rewrites one entry); the
+ * default action is mseg_config's, switched with the set. The
+ * compiled maps are derived from it; user space reads it to edit, list,
+ * save and explain. The entry at MSEG_SRC_SEAL, a '#' comment naming a
+ * digest of the set's other entries, is written last by every writer and
+ * deleted first: while it matches, the set's mseg_ident and mseg_rules
+ * hold exactly what its statements compile to, so the next edit writes
+ * only the difference (docs/policy.md, "where the policy lives").
+ */
+#define MSEG_SOURCE_LINE 512
+#define MSEG_SRC_DEFAULT 0 /* not stored: mseg_config.default_action */
+#define MSEG_SRC_SEGMENTS 1
+#define MSEG_SRC_RULES 0x80000000u
+#define MSEG_SRC_SEAL 0xffffffffu
+
+struct mseg_source_key {
+	__u8 set;
 	__u8 pad[3];
+	__u32 index;
+};
+
+struct mseg_source_val {
+	char line[MSEG_SOURCE_LINE]; /* NUL-terminated */
 };
 
 /*
@@ -361,7 +434,8 @@ struct mseg_event {
 	__u8 action; /* enum mseg_action */
 	__u8 reason; /* enum mseg_event_reason */
 	__u32 suppressed; /* events the rate limit dropped since the last one */
-	__u32 value;      /* pressure: percent of capacity; flood: the count */
+	__u32 value;      /* pressure: percent of capacity; flood: the count;
+			   * deny and log: the deciding rule's id (0: default) */
 	__u8 flags;       /* MSEG_EVF_* */
 	__u8 pad[7];
 };
@@ -425,11 +499,17 @@ struct mseg_stats {
 
 _Static_assert(sizeof(struct mseg_session_key) == 40, "session key layout");
 _Static_assert(sizeof(struct mseg_tcp_peer) == 24, "tcp peer layout");
-_Static_assert(sizeof(struct mseg_session) == 104, "session layout");
-_Static_assert(sizeof(struct mseg_rule_key) == 40, "rule key layout");
-_Static_assert(sizeof(struct mseg_rule_val) == 16, "rule value layout");
-_Static_assert(sizeof(struct mseg_cidr_key) == 24, "cidr key layout");
-_Static_assert(sizeof(struct mseg_cidr_val) == 16, "cidr value layout");
+_Static_assert(sizeof(struct mseg_session) == 112, "session layout");
+_Static_assert(sizeof(struct mseg_ident_key) == 24, "ident key layout");
+_Static_assert(sizeof(struct mseg_ident_val) == 8, "ident value layout");
+_Static_assert(sizeof(struct mseg_rule_key) == 20, "rule key layout");
+_Static_assert((__builtin_offsetof(struct mseg_rule_key, proto) - 4) * 8 ==
+		       MSEG_RULE_IDS_BITS, "rule key: set and ids, then proto");
+_Static_assert(sizeof(struct mseg_rule_cand) == 16, "rule candidate layout");
+_Static_assert(sizeof(struct mseg_rule_val) == 64, "rule value layout");
+_Static_assert(sizeof(struct mseg_rule_hits) == 16, "rule hits layout");
+_Static_assert(sizeof(struct mseg_source_key) == 8, "source key layout");
+_Static_assert(sizeof(struct mseg_source_val) == MSEG_SOURCE_LINE, "source layout");
 _Static_assert(sizeof(struct mseg_frag_key) == 40, "frag key layout");
 _Static_assert(sizeof(struct mseg_frag_val) == 16, "frag value layout");
 _Static_assert(sizeof(struct mseg_config) == 92, "config layout");

@@ -70,10 +70,13 @@ static __always_inline __u8 mseg_evictable(const struct mseg_config *cfg,
 	return 0;
 }
 
-/* One search of a ring: bpf_loop()'s context. */
+/*
+ * One search of a ring: bpf_loop()'s context, which must live on the
+ * stack. Pointers are looked up again in the callback rather than carried:
+ * early drop runs at the bottom of the deepest call chain, and every byte
+ * here counts against the verifier's combined stack bound.
+ */
 struct mseg_evict_scan {
-	const struct mseg_config *cfg;
-	struct mseg_victim *v;
 	__u64 head;
 	__u64 tail;
 	__u64 now;
@@ -89,25 +92,30 @@ struct mseg_evict_scan {
 static long mseg_evict_scan_one(__u32 i, void *ctx)
 {
 	struct mseg_evict_scan *c = ctx;
-	struct mseg_victim *v = c->v;
 	__u64 pos = c->tail + i;
 	__u32 idx = (c->ring & 1) * MSEG_EVICT_SLOTS +
-		    (pos & (MSEG_EVICT_SLOTS - 1));
+		    (pos & (MSEG_EVICT_SLOTS - 1)), zero = 0;
 	struct mseg_session_key *slot;
+	struct mseg_config *cfg;
 	struct mseg_session *s;
+	struct mseg_scratch *x;
+	struct mseg_victim *v;
 
 	if (pos >= c->head)
 		return 1;
+	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
 	slot = bpf_map_lookup_elem(&mseg_evict, &idx);
-	if (!slot)
+	if (!slot || !cfg || !x)
 		return 1;
+	v = &x->victim[c->ring & 1];
 	/* another CPU may overwrite the slot: work on a copy */
 	__builtin_memcpy(&v->key, slot, sizeof(v->key));
 	s = bpf_map_lookup_elem(&mseg_sessions, &v->key);
 	if (!s)
 		return 0;
 	v->last = s->last_seen_ns;
-	v->why = mseg_evictable(c->cfg, &v->key, s, v->last, c->now,
+	v->why = mseg_evictable(cfg, &v->key, s, v->last, c->now,
 				c->pressure);
 	if (!v->why)
 		return 0;
@@ -120,13 +128,10 @@ static long mseg_evict_scan_one(__u32 i, void *ctx)
  * into *v; moves the tail past the keys that no longer qualify.
  */
 static __always_inline bool mseg_evict_find(struct mseg_pressure *pr,
-					    const struct mseg_config *cfg,
 					    int ring, __u64 now, bool pressure,
 					    struct mseg_victim *v)
 {
 	struct mseg_evict_scan c = {
-		.cfg = cfg,
-		.v = v,
 		.head = pr->evict_head[ring & 1],
 		.tail = pr->evict_tail[ring & 1],
 		.now = now,
@@ -149,14 +154,14 @@ static __always_inline bool mseg_evict_find(struct mseg_pressure *pr,
 }
 
 /*
- * Claim and delete the candidate of `ring`; count it and tell `mseg log`.
- * The claim fails when the session moved since it was judged.
+ * Claim and delete the candidate of `ring`, and count it; the caller tells
+ * `mseg log` (mseg_evict_tell()). The claim fails when the session moved
+ * since it was judged.
  */
 static __always_inline bool mseg_evict_take(struct mseg_pressure *pr,
-					    const struct mseg_config *cfg,
 					    struct mseg_stats *st,
 					    struct mseg_scratch *x, int ring,
-					    struct mseg_victim *v, __u64 now)
+					    struct mseg_victim *v)
 {
 	struct mseg_session *s = bpf_map_lookup_elem(&mseg_sessions, &v->key);
 	bool half_open;
@@ -167,17 +172,37 @@ static __always_inline bool mseg_evict_take(struct mseg_pressure *pr,
 	if (!mseg_session_claim(s, v->last))
 		return false;
 	pr->evict_tail[ring & 1] = v->pos + 1;
+	v->action = s->action;
+	mseg_session_orig(&v->key, s, v->key.family, &x->t);
 	if (bpf_map_delete_elem(&mseg_sessions, &v->key))
 		return false;
 	if (half_open)
 		__sync_fetch_and_add(&pr->half_open_closed, 1);
 	__sync_fetch_and_sub(&pr->sessions, 1);
 	st->early_drop++;
-	mseg_session_orig(&v->key, s, v->key.family, &x->t);
-	mseg_event(cfg, st, &x->t,
-		   mseg_ev(MSEG_EV_EVICT, v->why, s->action, 0,
-			   now > v->last ? (now - v->last) / MSEG_NSEC_PER_SEC : 0));
+	x->evicted = 1 + (ring & 1);
 	return true;
+}
+
+/*
+ * The event of the session early drop took, if it took one. Told by the
+ * new flow, not by mseg_early_drop(): an event from there would be one
+ * call deeper on the deepest call chain, past the verifier's stack bound.
+ */
+static __always_inline void mseg_evict_tell(const struct mseg_config *cfg,
+					    struct mseg_stats *st,
+					    struct mseg_scratch *x, __u64 now)
+{
+	struct mseg_victim *v;
+
+	if (!x->evicted)
+		return;
+	/* mseg_evict_take() left the victim's flow in x->t */
+	v = &x->victim[(x->evicted - 1) & 1];
+	x->evicted = 0;
+	mseg_event(cfg, st, &x->t,
+		   mseg_ev(MSEG_EV_EVICT, v->why, v->action, 0,
+			   now > v->last ? (now - v->last) / MSEG_NSEC_PER_SEC : 0));
 }
 
 #define MSEG_EVICT_PRESSURE 0x1 /* the short timeouts are in force */
@@ -209,21 +234,21 @@ __noinline int mseg_early_drop(__u64 now, __u32 how)
 	a = &x->victim[MSEG_EVICT_RING_TCP];
 	b = &x->victim[MSEG_EVICT_RING_OTHER];
 	if (how & MSEG_EVICT_ANY_RING)
-		have_a = mseg_evict_find(pr, cfg, MSEG_EVICT_RING_TCP, now,
+		have_a = mseg_evict_find(pr, MSEG_EVICT_RING_TCP, now,
 					 pressure, a);
-	have_b = mseg_evict_find(pr, cfg, MSEG_EVICT_RING_OTHER, now,
+	have_b = mseg_evict_find(pr, MSEG_EVICT_RING_OTHER, now,
 				 pressure, b);
 	if (have_a && (!have_b || a->last <= b->last)) {
-		if (mseg_evict_take(pr, cfg, st, x, MSEG_EVICT_RING_TCP, a, now))
+		if (mseg_evict_take(pr, st, x, MSEG_EVICT_RING_TCP, a))
 			return 1;
-		return have_b && mseg_evict_take(pr, cfg, st, x,
-						 MSEG_EVICT_RING_OTHER, b, now);
+		return have_b && mseg_evict_take(pr, st, x,
+						 MSEG_EVICT_RING_OTHER, b);
 	}
 	if (have_b &&
-	    mseg_evict_take(pr, cfg, st, x, MSEG_EVICT_RING_OTHER, b, now))
+	    mseg_evict_take(pr, st, x, MSEG_EVICT_RING_OTHER, b))
 		return 1;
 	return have_a &&
-	       mseg_evict_take(pr, cfg, st, x, MSEG_EVICT_RING_TCP, a, now);
+	       mseg_evict_take(pr, st, x, MSEG_EVICT_RING_TCP, a);
 }
 
 #endif /* MSEG_EVICT_H */

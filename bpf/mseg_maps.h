@@ -34,22 +34,42 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mseg_sessions SEC(".maps");
 
+/* The policy (docs/policy.md): identities, compiled rules, hits, source. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MSEG_MAX_RULES);
-	__type(key, struct mseg_rule_key);
-	__type(value, struct mseg_rule_val);
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MSEG_MAX_IDENTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mseg_ident_key);
+	__type(value, struct mseg_ident_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mseg_policy SEC(".maps");
+} mseg_ident SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MSEG_MAX_CIDRS);
+	__uint(max_entries, MSEG_MAX_RULE_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct mseg_cidr_key);
-	__type(value, struct mseg_cidr_val);
+	__type(key, struct mseg_rule_key);
+	__type(value, struct mseg_rule_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mseg_cidr SEC(".maps");
+} mseg_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MSEG_MAX_RULE_IDS);
+	__type(key, __u32);
+	__type(value, struct mseg_rule_hits);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_rule_hits SEC(".maps");
+
+/* Read by user space only; the data path never touches it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MSEG_MAX_SOURCE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mseg_source_key);
+	__type(value, struct mseg_source_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_source SEC(".maps");
 
 /*
  * Not an LRU either: a flood of first fragments must not push out the ports
@@ -141,7 +161,8 @@ struct mseg_victim {
 	__u64 last; /* its last_seen_ns when judged */
 	__u64 pos;  /* its place in the ring */
 	__u8 why;   /* MSEG_RSN_*; 0: none found */
-	__u8 pad[7];
+	__u8 action; /* its verdict, for the event once it is gone */
+	__u8 pad[6];
 };
 
 /*
@@ -167,9 +188,9 @@ struct mseg_scratch {
 	struct mseg_victim victim[2]; /* by MSEG_EVICT_RING_* */
 	struct mseg_tuple t;          /* a session's flow, for a rule or an event */
 	__u64 frag_reclaim_ns; /* this CPU's last walk over a full mseg_frags */
+	struct mseg_verdict rv;       /* a new flow's verdict; a pickup's reverse flow's */
 	__u8 sender_hi;               /* the packet's sender is key's "hi" end */
-	struct mseg_verdict rv;       /* a pickup's reverse flow's verdict */
-	__u8 pad[5];
+	__u8 evicted;                 /* 1 + the ring early drop took a victim of; 0: none */
 };
 
 struct {

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Policy lookup for a new flow, first match wins (docs/DESIGN.md, data path 3):
- * exact rules with their wildcard fallbacks, then the longest CIDR prefix
- * containing the destination, else the source, then the default action.
+ * Policy lookup for a new flow (docs/policy.md, "how the data path
+ * decides"): each address resolves to the identity of its longest matching
+ * prefix (one mseg_ident lookup per side); then the compiled rule trie is
+ * asked for the keys (src id, dst id), (src id, any), (any, dst id) and
+ * (any, any), each returning the winner of its key for the protocol and
+ * destination port; the best of them by rank decides, else the default.
  */
 #ifndef MSEG_POLICY_H
 #define MSEG_POLICY_H
@@ -12,82 +15,52 @@
 #include "mseg_parse.h"
 #include "mseg_verdict.h"
 
-static __always_inline bool mseg_exact_try(struct mseg_rule_key *k,
-					   struct mseg_verdict *v)
+/* The identity of an address and its flags (id | flags << 32); 0: none. */
+static __always_inline __u64 mseg_ident_lookup(struct mseg_ident_key *k,
+					       const __u32 *addr)
 {
-	struct mseg_rule_val *r = bpf_map_lookup_elem(&mseg_policy, k);
-
-	if (!r)
-		return false;
-	__sync_fetch_and_add(&r->hits, 1);
-	v->action = r->action;
-	v->by = MSEG_BY_EXACT;
-	return true;
-}
-
-/*
- * The packet's own tuple, then sport=0, then both ports 0, then protocol 0
- * too: a rule written with fewer fields is a wildcard on the rest.
- */
-static __always_inline bool mseg_exact_lookup(const struct mseg_tuple *t,
-					      __u8 set, struct mseg_verdict *v)
-{
-	struct mseg_rule_key k = {};
-
-	__builtin_memcpy(k.src, t->saddr, 16);
-	__builtin_memcpy(k.dst, t->daddr, 16);
-	k.proto = t->proto;
-	k.sport = t->sport;
-	k.dport = t->dport;
-	k.set = set;
-	if (mseg_exact_try(&k, v))
-		return true;
-	if (k.sport) {
-		k.sport = 0;
-		if (mseg_exact_try(&k, v))
-			return true;
-	}
-	if (k.dport) {
-		k.dport = 0;
-		if (mseg_exact_try(&k, v))
-			return true;
-	}
-	k.proto = 0;
-	return mseg_exact_try(&k, v);
-}
-
-static __always_inline bool mseg_cidr_try(struct mseg_cidr_key *k,
-					  const __u32 *addr,
-					  struct mseg_verdict *v)
-{
-	struct mseg_cidr_val *r;
+	struct mseg_ident_val *iv;
 
 	__builtin_memcpy(k->addr, addr, 16);
-	r = bpf_map_lookup_elem(&mseg_cidr, k);
-	if (!r)
-		return false;
-	__sync_fetch_and_add(&r->hits, 1);
-	v->action = r->action;
-	v->by = MSEG_BY_CIDR;
-	return true;
-}
-
-static __always_inline bool mseg_cidr_lookup(const struct mseg_tuple *t,
-					     __u8 set, struct mseg_verdict *v)
-{
-	struct mseg_cidr_key k = {
-		.prefixlen = MSEG_CIDR_FULL_BITS,
-		.set = set,
-		.family = t->family,
-	};
-
-	return mseg_cidr_try(&k, t->daddr, v) || mseg_cidr_try(&k, t->saddr, v);
+	iv = bpf_map_lookup_elem(&mseg_ident, k);
+	return iv ? iv->id | (__u64)iv->flags << 32 : 0;
 }
 
 /*
- * Judge a flow given as originator -> responder. A real BPF function, not
- * inlined: its lookup keys then live in its own frame, not in every caller's.
+ * One key of the rule trie: the first candidate whose source port fits,
+ * if it beats what *v holds (lower rank, then lower rule id).
  */
+static __always_inline void mseg_rules_try(struct mseg_rule_key *k, __u32 src,
+					   __u32 dst, __u16 sport,
+					   struct mseg_verdict *v, __u64 *rank)
+{
+	struct mseg_rule_val *r;
+	int i;
+
+	k->src_id = src;
+	k->dst_id = dst;
+	r = bpf_map_lookup_elem(&mseg_rules, k);
+	if (!r)
+		return;
+#pragma unroll
+	for (i = 0; i < MSEG_RULE_CANDS; i++) {
+		struct mseg_rule_cand *c = &r->c[i];
+
+		if (!c->rule_id)
+			return;
+		if (c->sport && c->sport != sport)
+			continue;
+		if (c->rank < *rank ||
+		    (c->rank == *rank && c->rule_id < v->rule_id)) {
+			*rank = c->rank;
+			v->rule_id = c->rule_id;
+			v->action = c->action;
+			v->by = c->by;
+		}
+		return;
+	}
+}
+
 /*
  * default_action, strict and active_set share one aligned 32-bit word of
  * mseg_config. `mseg apply` switches the set and the default in one config
@@ -98,23 +71,89 @@ _Static_assert(__builtin_offsetof(struct mseg_config, default_action) == 8 &&
 		       __builtin_offsetof(struct mseg_config, active_set) == 10,
 	       "default_action and active_set share the word at offset 8");
 
-static __noinline void mseg_policy_decide(const struct mseg_tuple *t,
-					  const struct mseg_config *cfg,
-					  struct mseg_verdict *v)
+/*
+ * Judge a flow given as originator -> responder. A global BPF function:
+ * the verifier checks it once, not once per caller and path (four lookups
+ * of four candidates each would multiply the caller's states), and its
+ * lookup keys live in its own frame.
+ */
+__noinline int mseg_policy_decide(const struct mseg_tuple *t,
+				  const struct mseg_config *cfg,
+				  struct mseg_verdict *v)
 {
-	__u32 word = *(volatile const __u32 *)&cfg->default_action;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	__u8 def = word & 0xff, set = (word >> 16) & 0xff;
-#else
-	__u8 def = word >> 24, set = (word >> 8) & 0xff;
-#endif
+	__u32 word;
+	__u8 def, set;
+	/* one stack slot for both keys: the frame adds to the caller's */
+	union {
+		struct mseg_ident_key ik;
+		struct mseg_rule_key k;
+	} u = { .ik = { .prefixlen = MSEG_IDENT_FULL_BITS } };
+	struct mseg_rule_key *k = &u.k;
+	__u64 rank = ~0ULL, si, di;
+	__u32 todo;
 
-	if (mseg_exact_lookup(t, set, v))
-		return;
-	if (mseg_cidr_lookup(t, set, v))
-		return;
+	if (!t || !cfg || !v)
+		return 0;
+	word = *(volatile const __u32 *)&cfg->default_action;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	def = word & 0xff;
+	set = (word >> 16) & 0xff;
+#else
+	def = word >> 24;
+	set = (word >> 8) & 0xff;
+#endif
+	/* the default's verdict until a rule beats it: nothing else stays live */
+	v->rule_id = 0;
 	v->action = def == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
 	v->by = MSEG_BY_DEFAULT;
+	u.ik.set = set;
+	u.ik.family = t->family;
+	si = mseg_ident_lookup(&u.ik, t->saddr);
+	di = mseg_ident_lookup(&u.ik, t->daddr);
+	/*
+	 * Which keys to ask, decided now: only the two ids (packed in di) and
+	 * these bits stay live across the lookups, so nothing spills onto a
+	 * stack the caller's frame already nearly fills.
+	 */
+	todo = ((si >> 32) & MSEG_IDF_SRC_PAIR) && ((di >> 32) & MSEG_IDF_DST_PAIR) ? 1 : 0;
+	if ((si >> 32) & MSEG_IDF_SRC_ANY)
+		todo |= 2;
+	if ((di >> 32) & MSEG_IDF_DST_ANY)
+		todo |= 4;
+	if (!(((si | di) >> 32) & MSEG_IDF_NO_ANY_ANY))
+		todo |= 8;
+	di = (__u32)si | di << 32; /* src id, dst id */
+	__builtin_memset(&u, 0, sizeof(u));
+	k->prefixlen = MSEG_RULE_FULL_BITS;
+	k->set = set;
+	k->proto = t->proto;
+	k->dport[0] = t->dport >> 8;
+	k->dport[1] = t->dport & 0xff;
+	if (todo & 1)
+		mseg_rules_try(k, (__u32)di, di >> 32, t->sport, v, &rank);
+	if (todo & 2)
+		mseg_rules_try(k, (__u32)di, 0, t->sport, v, &rank);
+	if (todo & 4)
+		mseg_rules_try(k, 0, di >> 32, t->sport, v, &rank);
+	if (todo & 8)
+		mseg_rules_try(k, 0, 0, t->sport, v, &rank);
+	return 0;
+}
+
+/*
+ * Count a decision (flows) or a packet of a decided session (packets).
+ * The id is passed where it already lies (the verdict, the session), so
+ * no key is copied onto the stack.
+ */
+static __always_inline void mseg_rule_count(const __u32 *rule_id, bool flow)
+{
+	struct mseg_rule_hits *h = bpf_map_lookup_elem(&mseg_rule_hits, rule_id);
+
+	if (!h)
+		return;
+	h->packets++;
+	if (flow)
+		h->flows++;
 }
 
 #endif /* MSEG_POLICY_H */

@@ -57,7 +57,7 @@ static const char *const tf_proto_names[TF_PROTO_MAX] = {
 enum tf_map { TF_MAP_SESSIONS, TF_MAP_POLICY, TF_MAP_CIDR, TF_MAP_MAX };
 
 static const char *const tf_map_names[TF_MAP_MAX] = {
-	"mseg_sessions", "mseg_policy", "mseg_cidr",
+	"mseg_sessions", "mseg_source", "mseg_rules",
 };
 
 struct tf_maps {
@@ -129,13 +129,13 @@ static int open_maps(struct tf_maps *m)
 {
 	static const __u32 key_size[TF_MAP_MAX] = {
 		sizeof(struct mseg_session_key),
+		sizeof(struct mseg_source_key),
 		sizeof(struct mseg_rule_key),
-		sizeof(struct mseg_cidr_key),
 	};
 	static const __u32 val_size[TF_MAP_MAX] = {
 		sizeof(struct mseg_session),
+		sizeof(struct mseg_source_val),
 		sizeof(struct mseg_rule_val),
-		sizeof(struct mseg_cidr_val),
 	};
 	struct bpf_map_info info;
 	char dir[PATH_MAX];
@@ -243,18 +243,19 @@ static int count_sessions(void *ctx, const void *keys, const void *vals,
 static int count_rules(void *ctx, const void *keys, const void *vals,
 		       __u32 n)
 {
-	const struct mseg_rule_key *k = keys;
+	const struct mseg_source_key *k = keys;
+	const struct mseg_source_val *v = vals;
 	struct tf_sample *x = ctx;
 	__u32 i;
 
-	const struct mseg_rule_val *v = vals;
-
+	/* the policy's statements (docs/policy.md): rules and cidr statements */
 	x->entries[TF_MAP_POLICY] += n;
 	for (i = 0; i < n; i++) {
 		if (k[i].set != x->cfg.active_set)
 			continue;
-		x->rules_exact++;
-		mseg_ph_add_exact(&x->policy, &k[i], &v[i]);
+		x->rules_exact += !strncmp(v[i].line, "rule add ", 9);
+		x->rules_cidr += !strncmp(v[i].line, "cidr add ", 9);
+		mseg_ph_add_statement(&x->policy, v[i].line);
 	}
 	return 0;
 }
@@ -265,8 +266,7 @@ static int count_rules(void *ctx, const void *keys, const void *vals,
  */
 static int count_cidrs(int fd, __u32 max_entries, struct tf_sample *x)
 {
-	struct mseg_cidr_key key, next;
-	struct mseg_cidr_val val;
+	struct mseg_rule_key key, next;
 	__u64 i;
 	bool first = true;
 
@@ -274,27 +274,15 @@ static int count_cidrs(int fd, __u32 max_entries, struct tf_sample *x)
 		if (bpf_map_get_next_key(fd, first ? NULL : &key, &next)) {
 			if (errno == ENOENT)
 				return 0;
-			fprintf(stderr, "mseg: cannot walk mseg_cidr: %s\n",
+			fprintf(stderr, "mseg: cannot walk mseg_rules: %s\n",
 				strerror(errno));
 			return -1;
 		}
 		x->entries[TF_MAP_CIDR]++;
 		key = next;
 		first = false;
-		if (next.set != x->cfg.active_set)
-			continue;
-		/* deleted since the walk found it: not part of the policy */
-		if (bpf_map_lookup_elem(fd, &next, &val)) {
-			if (errno == ENOENT)
-				continue;
-			fprintf(stderr, "mseg: cannot read mseg_cidr: %s\n",
-				strerror(errno));
-			return -1;
-		}
-		x->rules_cidr++;
-		mseg_ph_add_cidr(&x->policy, &next, &val);
 	}
-	fprintf(stderr, "mseg: mseg_cidr holds more than its %u entries\n",
+	fprintf(stderr, "mseg: mseg_rules holds more than its %u entries\n",
 		max_entries);
 	return -1;
 }
@@ -349,7 +337,7 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	if (mseg_batch_foreach(m.fd[TF_MAP_SESSIONS], "mseg_sessions",
 			       m.max_entries[TF_MAP_SESSIONS], &t->sessions,
 			       count_sessions, x) ||
-	    mseg_batch_foreach(m.fd[TF_MAP_POLICY], "mseg_policy",
+	    mseg_batch_foreach(m.fd[TF_MAP_POLICY], "mseg_source",
 			       m.max_entries[TF_MAP_POLICY], &t->policy,
 			       count_rules, x) ||
 	    count_cidrs(m.fd[TF_MAP_CIDR], m.max_entries[TF_MAP_CIDR], x))
@@ -628,10 +616,10 @@ static void render(FILE *f, const struct tf_sample *x)
 	render_sessions(f, x);
 	render_pressure(f, x);
 	labelled(f, "mseg_rules", "gauge",
-		 "Rules in the active rule set: exact (mseg_policy) and CIDR (mseg_cidr).",
+		 "Statements in the active rule set: rules (rule add) and CIDR rules (cidr add).",
 		 "kind", rules, ARRAY_LEN(rules));
 	family(f, "mseg_policy_info", "gauge",
-	       "Fingerprint of the applied policy (default action and active rules, read from the maps); always 1.");
+	       "Fingerprint of the applied policy (default action and the active rule set's statements, read from mseg_source); always 1.");
 	fprintf(f, "mseg_policy_info{hash=\"%016llx\"} 1\n",
 		(unsigned long long)mseg_ph_final(&x->policy));
 	/* CLOCK_BOOTTIME stamp -> Unix time, by the clocks' offset now */
@@ -908,8 +896,8 @@ static int state_init(struct tf_state *t)
 	}
 	if (mseg_batch_init(&t->sessions, sizeof(struct mseg_session_key),
 			    sizeof(struct mseg_session), TF_BATCH) ||
-	    mseg_batch_init(&t->policy, sizeof(struct mseg_rule_key),
-			    sizeof(struct mseg_rule_val), TF_BATCH))
+	    mseg_batch_init(&t->policy, sizeof(struct mseg_source_key),
+			    sizeof(struct mseg_source_val), TF_BATCH))
 		return -1;
 	return 0;
 }

@@ -27,10 +27,13 @@ static void print_maps(void)
 {
 	MAP("mseg_sessions", struct mseg_session_key, struct mseg_session,
 	    MSEG_MAX_SESSIONS);
-	MAP("mseg_policy", struct mseg_rule_key, struct mseg_rule_val,
-	    MSEG_MAX_RULES);
-	MAP("mseg_cidr", struct mseg_cidr_key, struct mseg_cidr_val,
-	    MSEG_MAX_CIDRS);
+	MAP("mseg_ident", struct mseg_ident_key, struct mseg_ident_val,
+	    MSEG_MAX_IDENTS);
+	MAP("mseg_rules", struct mseg_rule_key, struct mseg_rule_val,
+	    MSEG_MAX_RULE_ENTRIES);
+	MAP("mseg_rule_hits", __u32, struct mseg_rule_hits, MSEG_MAX_RULE_IDS);
+	MAP("mseg_source", struct mseg_source_key, struct mseg_source_val,
+	    MSEG_MAX_SOURCE);
 	MAP("mseg_frags", struct mseg_frag_key, struct mseg_frag_val,
 	    MSEG_MAX_FRAGS);
 	MAP("mseg_config", __u32, struct mseg_config, 1);
@@ -43,21 +46,6 @@ static void print_maps(void)
 
 static void print_fields(void)
 {
-	FIELD(struct mseg_rule_key, "rule_key", src);
-	FIELD(struct mseg_rule_key, "rule_key", dst);
-	FIELD(struct mseg_rule_key, "rule_key", sport);
-	FIELD(struct mseg_rule_key, "rule_key", dport);
-	FIELD(struct mseg_rule_key, "rule_key", proto);
-	FIELD(struct mseg_rule_key, "rule_key", set);
-	FIELD(struct mseg_rule_val, "rule_val", hits);
-	FIELD(struct mseg_rule_val, "rule_val", action);
-	FIELD(struct mseg_cidr_key, "cidr_key", prefixlen);
-	FIELD(struct mseg_cidr_key, "cidr_key", set);
-	FIELD(struct mseg_cidr_key, "cidr_key", family);
-	FIELD(struct mseg_cidr_key, "cidr_key", addr);
-	FIELD(struct mseg_cidr_val, "cidr_val", hits);
-	FIELD(struct mseg_cidr_val, "cidr_val", priority);
-	FIELD(struct mseg_cidr_val, "cidr_val", action);
 	CONF(abi_version, 0);
 	CONF(policy_gen, 0);
 	CONF(default_action, 0);
@@ -103,9 +91,9 @@ int main(int argc, char **argv)
 	printf("version %s\n", MSEG_VERSION);
 	printf("abi_version %d\n", MSEG_ABI_VERSION);
 	printf("max_sessions %u\n", (unsigned)MSEG_MAX_SESSIONS);
-	/* How mseg_cidr prefix lengths are stored (bpf/mseg_abi.h). */
-	printf("const cidr_hdr_bits %d\n", MSEG_CIDR_HDR_BITS);
-	printf("const cidr_v4_base_bits %d\n", MSEG_CIDR_V4_BASE_BITS);
+	/* How mseg_ident prefix lengths are stored (bpf/mseg_abi.h). */
+	printf("const ident_hdr_bits %d\n", MSEG_IDENT_HDR_BITS);
+	printf("const ident_v4_base_bits %d\n", MSEG_IDENT_V4_BASE_BITS);
 	print_maps();
 	print_fields();
 	return 0;

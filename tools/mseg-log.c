@@ -109,6 +109,9 @@ static void print_text(const char *line)
 	} else if (field(line, "value", v, sizeof(v))) {
 		printf(" value=%s", v);
 	}
+	/* the deciding rule of a deny or log event (mseg_event_fmt.h) */
+	if (field(line, "rule", v, sizeof(v)) && strcmp(v, "null"))
+		printf(" rule=%s", v);
 	if (!field(line, "reason", reason, sizeof(reason)))
 		strcpy(reason, "unknown");
 	printf(" reason=%s", reason);

@@ -47,7 +47,7 @@ struct sess_filter {
 	int dport;  /* -1: any */
 	int state;  /* -1: any; enum mseg_tcp_state */
 	int action; /* -1: any; enum mseg_action */
-	/* --rule ID joins here once sessions carry the id of their rule. */
+	long rule;  /* -1: any; the deciding rule's id, 0 the default */
 	int given;  /* selectors on the command line */
 };
 
@@ -76,6 +76,7 @@ struct sess_row {
 	__u8 action;
 	__u8 expired;
 	__u8 flags; /* MSEG_SESS_* */
+	__u32 rule_id; /* 0: the default action */
 	__u16 sport;
 	__u16 dport;
 	__u64 packets;
@@ -127,6 +128,7 @@ static void to_row(const struct mseg_session_key *k, const struct mseg_session *
 	r->state = s->state;
 	r->action = s->action;
 	r->flags = s->flags;
+	r->rule_id = s->rule_id;
 	r->packets = s->packets[MSEG_DIR_ORIG] + s->packets[MSEG_DIR_REPLY];
 	r->bytes = s->bytes[MSEG_DIR_ORIG] + s->bytes[MSEG_DIR_REPLY];
 	r->last_seen_ns = s->last_seen_ns;
@@ -141,7 +143,8 @@ static bool matches(const struct sess_filter *f, const struct sess_row *r)
 	       (f->sport < 0 || f->sport == r->sport) &&
 	       (f->dport < 0 || f->dport == r->dport) &&
 	       (f->state < 0 || f->state == r->state) &&
-	       (f->action < 0 || f->action == r->action);
+	       (f->action < 0 || f->action == r->action) &&
+	       (f->rule < 0 || f->rule == (long)r->rule_id);
 }
 
 /* --- walking the table ------------------------------------------------------- */
@@ -308,12 +311,12 @@ static __u64 tenths_since(__u64 now, __u64 then)
 }
 
 enum { COL_PROTO, COL_SRC, COL_SPORT, COL_DST, COL_DPORT, COL_STATE,
-       COL_PACKETS, COL_BYTES, COL_IDLE, COL_CONFIRMED, COL_ACTION,
+       COL_PACKETS, COL_BYTES, COL_IDLE, COL_CONFIRMED, COL_ACTION, COL_RULE,
        COL_EXPIRED, COL_MAX };
 
 static const char *const col_names[COL_MAX] = {
 	"PROTO", "SRC", "SPORT", "DST", "DPORT", "STATE",
-	"PACKETS", "BYTES", "IDLE_S", "CONFIRMED", "ACTION", "EXPIRED",
+	"PACKETS", "BYTES", "IDLE_S", "CONFIRMED", "ACTION", "RULE", "EXPIRED",
 };
 
 /*
@@ -426,6 +429,8 @@ static void print_table(struct mseg_out *out, const struct sess_row *rows,
 		w[COL_STATE] = l > w[COL_STATE] ? l : w[COL_STATE];
 		l = strlen(action_str(r->action, buf));
 		w[COL_ACTION] = l > w[COL_ACTION] ? l : w[COL_ACTION];
+		l = r->rule_id ? digits(r->rule_id) : strlen("default");
+		w[COL_RULE] = l > w[COL_RULE] ? l : w[COL_RULE];
 		max_pk = r->packets > max_pk ? r->packets : max_pk;
 		max_by = r->bytes > max_by ? r->bytes : max_by;
 		if (tenths_since(now, r->last_seen_ns) > max_idle)
@@ -478,9 +483,11 @@ static void print_table(struct mseg_out *out, const struct sess_row *rows,
 		s = p;
 		p = pad_to(put_str(p, confirmed_str(r)), s, w[COL_CONFIRMED]);
 		s = p;
-		p = put_str(p, action_str(r->action, buf));
+		p = pad_to(put_str(p, action_str(r->action, buf)), s, w[COL_ACTION]);
+		s = p;
+		p = r->rule_id ? put_u64(p, r->rule_id) : PUT_LIT(p, "default");
 		if (all) {
-			p = pad_to(p, s, w[COL_ACTION]);
+			p = pad_to(p, s, w[COL_RULE]);
 			p = r->expired ? PUT_LIT(p, "yes") : PUT_LIT(p, "no");
 		}
 		*p++ = '\n';
@@ -530,8 +537,16 @@ static void print_json(struct mseg_out *out, const struct sess_row **order,
 			    PUT_LIT(p, ",\"pickup\":false");
 		p = PUT_LIT(p, ",\"action\":\"");
 		p = put_str(p, action_str(r->action, buf));
-		p = r->expired ? PUT_LIT(p, "\",\"expired\":true}") :
-				 PUT_LIT(p, "\",\"expired\":false}");
+		/* the rule that decided it (docs/policy.md), or the default */
+		if (r->rule_id) {
+			p = PUT_LIT(p, "\",\"rule\":");
+			p = put_u64(p, r->rule_id);
+			p = PUT_LIT(p, ",");
+		} else {
+			p = PUT_LIT(p, "\",\"rule\":\"default\",");
+		}
+		p = r->expired ? PUT_LIT(p, "\"expired\":true}") :
+				 PUT_LIT(p, "\"expired\":false}");
 		mseg_out_commit(out, (size_t)(p - start));
 	}
 	mseg_out_str(out, "]\n");
@@ -648,12 +663,13 @@ static void usage(FILE *f)
 		"last packet (IDLE_S; JSON also age_s, since the first), whether the\n"
 		"responder has answered (CONFIRMED: yes, no, or pickup for a TCP\n"
 		"session picked up mid-stream in loose mode and not answered yet; JSON\n"
-		"confirmed and pickup) and the cached verdict; IPv4 first, sorted by\n"
-		"address, port and protocol. A session idle for longer than its timeout\n"
-		"(by TCP state or protocol; timeout_unconfirmed for an unconfirmed\n"
-		"pickup; flood_syn_timeout for unanswered ones while the table is under\n"
-		"a SYN flood or degraded, as the data path judges it) is not listed:\n"
-		"the data path treats it as absent and 'mseg gc' deletes it.\n"
+		"confirmed and pickup), the cached verdict and the rule that decided it\n"
+		"(RULE: its id, or default); IPv4 first, sorted by address, port and\n"
+		"protocol. A session idle for longer than its timeout (by TCP state or\n"
+		"protocol; timeout_unconfirmed for an unconfirmed pickup;\n"
+		"flood_syn_timeout for unanswered ones while the table is under a SYN\n"
+		"flood or degraded, as the data path judges it) is not listed: the data\n"
+		"path treats it as absent and 'mseg gc' deletes it.\n"
 		"\n"
 		"del deletes the sessions the filters select (expired or not), flush\n"
 		"every session; both print how many went. A deleted connection's next\n"
@@ -669,6 +685,8 @@ static void usage(FILE *f)
 		"                    FIN_WAIT2, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK,\n"
 		"                    CLOSING\n"
 		"  --action A        the cached verdict: allow, deny or log\n"
+		"  --rule ID         the rule that decided it (its id in 'mseg rule list'),\n"
+		"                    or default\n"
 		"options:\n"
 		"  --count           print the number of sessions selected, not them\n"
 		"  --all             list (or count) expired sessions too (EXPIRED column)\n"
@@ -699,6 +717,28 @@ static int parse_port(const char *s, const char *opt, int *out)
 		return 2;
 	}
 	*out = (int)v;
+	return 0;
+}
+
+/* --rule ID|default: a rule id as `mseg rule list` shows it. */
+static int parse_rule(const char *s, long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!strcmp(s, "default")) {
+		*out = 0;
+		return 0;
+	}
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || *s == '-' || *s == '+' || !v ||
+	    v >= MSEG_MAX_RULE_IDS) {
+		fprintf(stderr, "mseg: --rule wants a rule id 1..%u or default, not '%s'\n",
+			MSEG_MAX_RULE_IDS - 1, s);
+		return 2;
+	}
+	*out = (long)v;
 	return 0;
 }
 
@@ -770,6 +810,7 @@ static int parse_args(int argc, char **argv, struct sess_opts *o)
 		{ "dport", required_argument, NULL, 'D' },
 		{ "state", required_argument, NULL, 't' },
 		{ "action", required_argument, NULL, 'a' },
+		{ "rule", required_argument, NULL, 'r' },
 		{ "count", no_argument, NULL, 'c' },
 		{ "all", no_argument, NULL, 'A' },
 		{ "json", no_argument, NULL, 'j' },
@@ -818,6 +859,9 @@ static int parse_args(int argc, char **argv, struct sess_opts *o)
 		case 'a':
 			rc = parse_name(optarg, "action", action_names,
 					MSEG_ACT_MAX, &f->action);
+			break;
+		case 'r':
+			rc = parse_rule(optarg, &f->rule);
 			break;
 		case 'c':
 			o->count = true;
@@ -1009,7 +1053,7 @@ int main(int argc, char **argv)
 {
 	struct sess_opts o = {
 		.f = { .proto = -1, .sport = -1, .dport = -1, .state = -1,
-		       .action = -1 },
+		       .action = -1, .rule = -1 },
 	};
 	struct sess_maps m = { -1, -1, -1, -1, 0 };
 	struct sess_walk w = { .o = &o };

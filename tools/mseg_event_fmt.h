@@ -112,7 +112,9 @@ static inline bool mseg_event_has_flow(const struct mseg_event *e)
 
 /*
  * The JSON line of event e (with its newline) into buf; returns its length.
- * "rule" names the rule that decided once rules carry ids; null until then.
+ * "rule" is the id of the rule that decided a deny or log event (the data
+ * path puts it in value), "default" for the default action, null for the
+ * other kinds.
  */
 static inline int mseg_event_json(const struct mseg_event *e,
 				  long long boot_to_real_ns, char *buf,
@@ -125,11 +127,17 @@ static inline int mseg_event_json(const struct mseg_event *e,
 			sizeof(when));
 	n = snprintf(buf, len,
 		     "{\"time\":\"%s\",\"ts_ns\":%llu,\"event\":\"%s\","
-		     "\"action\":\"%s\",\"reason\":\"%s\",\"rule\":null",
+		     "\"action\":\"%s\",\"reason\":\"%s\",\"rule\":",
 		     when, (unsigned long long)e->ts_ns,
 		     mseg_event_kind_name(e->kind),
 		     mseg_event_action_name(e->action),
 		     mseg_event_reason_name(e->reason));
+	if (e->kind != MSEG_EV_DENY && e->kind != MSEG_EV_LOG)
+		n += snprintf(buf + n, len - (size_t)n, "null");
+	else if (e->value)
+		n += snprintf(buf + n, len - (size_t)n, "%u", e->value);
+	else
+		n += snprintf(buf + n, len - (size_t)n, "\"default\"");
 	if (mseg_event_has_flow(e)) {
 		mseg_addr_format(e->src, src);
 		mseg_addr_format(e->dst, dst);
@@ -140,7 +148,8 @@ static inline int mseg_event_json(const struct mseg_event *e,
 			      src, e->sport, dst, e->dport,
 			      (e->flags & MSEG_EVF_REJUDGED) ? "true" : "false");
 	}
-	/* an early drop (evict) carries the evicted session's idle seconds */
+	/* an early drop (evict) carries the evicted session's idle seconds;
+	 * deny and log events carry their rule's id in value, shown as "rule" */
 	if (e->kind == MSEG_EV_EVICT)
 		n += snprintf(buf + n, len - (size_t)n, ",\"idle_s\":%u",
 			      e->value);

@@ -1,20 +1,25 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The applied policy's fingerprint: one 64-bit hash of what the data path
- * judges new flows by (the default action and every rule of the active set),
- * read from the loaded maps, never from a file, so a rule added by hand on
- * one host changes that host's hash (docs/DESIGN.md, "Fleet").
+ * judges new flows by (the default action and the statements of the active
+ * rule set), read from the loaded maps, never from a file, so a rule added
+ * by hand on one host changes that host's hash (docs/DESIGN.md, "Fleet").
  *
- * Each rule is one record: its key with the rule-set byte and padding
- * zeroed, and its action (and priority); hit counters are left out, so the
- * hash moves with the policy and not with the traffic. The records'
- * hashes are added up (mod 2^64), so the result does not depend on the
- * order a hash map or trie is walked in: two hosts holding the same rules
- * get the same hash. It is a fingerprint for spotting drift, not a
- * cryptographic digest.
+ * The records are the canonical statements the active set's mseg_source
+ * holds (docs/policy.md, "where the policy lives"): the compiler derives
+ * mseg_ident and mseg_rules from exactly these, and every writer seals a
+ * set only once its compiled maps are theirs. Left out, so two hosts that
+ * applied the same file hash alike whatever their history:
+ *  - '#' lines (the seal names a digest of the statements, not the policy);
+ *  - rule ids (`--id N`): numbered per host, in the order rules arrived;
+ *  - how a segment's prefixes are split over lines: each (segment, prefix)
+ *    is one record.
+ * Hit counters are not statements, so the hash moves with the policy and
+ * not with the traffic. The records' hashes are added up (mod 2^64), so
+ * the result does not depend on the order the map is walked in. It is a
+ * fingerprint for spotting drift, not a cryptographic digest.
  *
- * This is the one place that decides what a policy's identity is: when the
- * policy gains new maps (segments, ...), their records are added here.
+ * This is the one place that decides what a policy's identity is.
  */
 #ifndef MSEG_POLICY_HASH_H
 #define MSEG_POLICY_HASH_H
@@ -30,8 +35,8 @@ struct mseg_policy_hash {
 	__u8 default_action;
 };
 
-/* Record kinds, so an exact rule and a CIDR rule never hash alike. */
-enum { MSEG_PH_EXACT = 1, MSEG_PH_CIDR = 2 };
+/* Record kinds, so a rule and a segment's prefix never hash alike. */
+enum { MSEG_PH_STATEMENT = 1, MSEG_PH_SEGMENT_PREFIX = 2 };
 
 /* FNV-1a over the bytes, then splitmix64's finaliser to spread them. */
 static inline __u64 mseg_ph_bytes(__u8 kind, const void *data, size_t len)
@@ -64,46 +69,53 @@ static inline void mseg_ph_add(struct mseg_policy_hash *ph, __u8 kind,
 	ph->count++;
 }
 
-/* An exact rule of the active set (mseg_policy). */
-static inline void mseg_ph_add_exact(struct mseg_policy_hash *ph,
-				     const struct mseg_rule_key *k,
-				     const struct mseg_rule_val *v)
+/*
+ * One mseg_source statement of the active set (NUL-terminated within
+ * MSEG_SOURCE_LINE). Statements are canonical: single spaces, options in
+ * one order, `--id N` where the rule's options end.
+ */
+static inline void mseg_ph_add_statement(struct mseg_policy_hash *ph,
+					 const char *line)
 {
-	struct {
-		struct mseg_rule_key key;
-		__u8 action;
-	} rec;
+	char rec[MSEG_SOURCE_LINE];
+	size_t n = strnlen(line, MSEG_SOURCE_LINE - 1), o = 0, i = 0;
 
-	memset(&rec, 0, sizeof(rec));
-	memcpy(rec.key.src, k->src, sizeof(k->src));
-	memcpy(rec.key.dst, k->dst, sizeof(k->dst));
-	rec.key.sport = k->sport;
-	rec.key.dport = k->dport;
-	rec.key.proto = k->proto;
-	rec.action = v->action;
-	mseg_ph_add(ph, MSEG_PH_EXACT, &rec, sizeof(rec));
-}
+	if (!n || line[0] == '#')
+		return;
+	if (!strncmp(line, "segment add ", 12)) {
+		/* "segment add NAME P1 P2 ...": one record "NAME P" per prefix */
+		const char *name = line + 12, *p = strchr(name, ' ');
+		size_t nl;
 
-/* A CIDR rule of the active set (mseg_cidr). */
-static inline void mseg_ph_add_cidr(struct mseg_policy_hash *ph,
-				    const struct mseg_cidr_key *k,
-				    const struct mseg_cidr_val *v)
-{
-	struct {
-		__u32 prefixlen;
-		__u32 priority;
-		__u8 family;
-		__u8 action;
-		__u8 addr[16];
-	} rec;
+		if (!p)
+			return;
+		nl = (size_t)(p - name);
+		while (*p == ' ') {
+			size_t pl;
 
-	memset(&rec, 0, sizeof(rec));
-	rec.prefixlen = k->prefixlen;
-	rec.priority = v->priority;
-	rec.family = k->family;
-	rec.action = v->action;
-	memcpy(rec.addr, k->addr, sizeof(k->addr));
-	mseg_ph_add(ph, MSEG_PH_CIDR, &rec, sizeof(rec));
+			p++;
+			pl = strcspn(p, " ");
+			if (!pl)
+				break;
+			memcpy(rec, name, nl);
+			rec[nl] = ' ';
+			memcpy(rec + nl + 1, p, pl);
+			mseg_ph_add(ph, MSEG_PH_SEGMENT_PREFIX, rec, nl + 1 + pl);
+			p += pl;
+		}
+		return;
+	}
+	/* the statement without its " --id N" */
+	while (i < n) {
+		if (!strncmp(line + i, " --id ", 6)) {
+			i += 6;
+			while (i < n && line[i] != ' ')
+				i++;
+			continue;
+		}
+		rec[o++] = line[i++];
+	}
+	mseg_ph_add(ph, MSEG_PH_STATEMENT, rec, o);
 }
 
 /* The fingerprint: the records' sum, their count and the default action. */

@@ -114,7 +114,7 @@ mseg_map_insert() {
 # Print how many entries of map NAME belong to rule set SET, without
 # decoding them: streamed like mseg_map_count, because a full trie dumps
 # far more JSON than jq takes quickly. Counts the BTF "set" field, which
-# only the keys of mseg_policy and mseg_cidr have.
+# only the keys of the rule-set maps (mseg_ident, mseg_rules, mseg_source) have.
 #######################################
 mseg_map_count_set() {
   local n
@@ -197,4 +197,59 @@ mseg_config_edit() {
 #######################################
 mseg_policy_gen_bump() {
   mseg_config_edit --bump-gen
+}
+
+#######################################
+# Change the policy by one statement (docs/policy.md), atomically: the
+# encoder (build/mseg-ruleset edit) validates it against the policy in
+# force and writes two `bpftool batch` scripts. The first makes the
+# inactive rule set hold the new policy, one config write switches to it
+# (with the default), the second brings the other set up to date, then a
+# policy_gen bump has open sessions judged again. Each script holds only
+# the entries that differ from what its set holds (both sets hold the
+# policy in force between commands), so an edit costs what it changes.
+# Arguments:
+#   a statement (rule add ..., segment del ..., ...), or --file FILE
+#   --prefix WORDS for a file of them
+# Outputs:
+#   the encoder's message (rule added: ..., segment web: ...)
+#######################################
+mseg_policy_edit() {
+  local set new dir out rc=0 def
+  [[ -x $MSEG_RULESET_BIN ]] || mseg_die "ruleset tool not found: $MSEG_RULESET_BIN: run 'make'"
+  # bad input is a usage error whatever is pinned
+  if [[ ${1:-} != --file ]]; then
+    "$MSEG_RULESET_BIN" parse "$@" >/dev/null || exit
+  fi
+  mseg_abi_load
+  mseg_require_maps mseg_ident mseg_rules mseg_source mseg_config
+  dir=$(mktemp -d) || mseg_die "mktemp failed"
+  # shellcheck disable=SC2064 # expand now: the path is local
+  trap "rm -rf -- '$dir'" EXIT
+  if [[ ${1:-} == --file && ${2:-} == - ]]; then
+    # stdin is read before the lock is taken: its writer may hold it
+    cat >"$dir/stdin" || mseg_die "cannot read stdin"
+    set -- --file "$dir/stdin" "${@:3}"
+  fi
+  mseg_lock
+  set=$(mseg_config_get active_set) || exit
+  new=$((1 - set))
+  out=$("$MSEG_RULESET_BIN" edit "$set" "$new" "$dir/write" "$dir/sync" "$@") || rc=$?
+  if ((rc == 3)); then
+    printf '%s\n' "${out%%$'\n'*}"
+    return 0
+  fi
+  ((rc == 0)) || exit "$rc"
+  bpftool batch file "$dir/write" >/dev/null 2>"$dir/err" ||
+    mseg_die "writing the new rule set failed: $(tail -n 1 "$dir/err")"
+  def=${out##*$'\n'default }
+  # New flows see the new set from this write on; open sessions are judged
+  # again at the one policy_gen bump below, once the old set holds the new
+  # policy too (a packet that raced the switch cannot cache an old verdict).
+  mseg_config_edit active_set "$new" default_action "$(mseg_action_num "$def")"
+  bpftool batch file "$dir/sync" >/dev/null 2>"$dir/serr" || echo failed >>"$dir/serr"
+  mseg_policy_gen_bump
+  [[ ! -s $dir/serr ]] ||
+    mseg_die "switched to the new rule set, but bringing the old one up to date failed: the next edit rewrites it"
+  printf '%s\n' "${out%%$'\n'*}"
 }

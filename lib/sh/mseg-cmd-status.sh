@@ -32,9 +32,8 @@ _mseg_status_json() {
   strict=$(mseg_buf_get_uint cfg config.strict) || exit
   set=$(mseg_buf_get_uint cfg config.active_set) || exit
   # Only the active rule set is in force; other sets are staged.
-  rules=$(mseg_map_dump mseg_policy |
-    jq --argjson s "$set" 'map(select(.formatted.key.set == $s)) | length') || exit
-  cidrs=$(mseg_map_count_set mseg_cidr "$set") || exit
+  rules=$("$MSEG_RULESET_BIN" list "$set" rules --json | jq length) || exit
+  cidrs=$("$MSEG_RULESET_BIN" list "$set" cidrs --json | jq length) || exit
   attached=$(mseg_tc_attached | jq -s '.') || exit
   jq -c -n --arg pin_dir "$MSEG_PIN_DIR" --argjson abi "$abi" \
     --argjson build_abi "$MSEG_ABI_VERSION" --argjson capacity "$capacity" \

@@ -38,9 +38,6 @@ def mseg_addr6:
 # 16 address bytes -> text: IPv4-mapped as a dotted quad, else RFC 5952.
 def mseg_addr: if mseg_is_v4 then mseg_addr4 else mseg_addr6 end;
 
-# By a stored family (mseg_cidr keys carry one): 4 is a dotted quad.
-def mseg_addr_family($family): if $family == 4 then mseg_addr4 else mseg_addr6 end;
-
 # {address bytes as JSON text: address text} for every address f yields
 # over the input array: a big table between few hosts decodes each once.
 def mseg_addr_names(f):
@@ -48,15 +45,6 @@ def mseg_addr_names(f):
 
 def mseg_proto:
   {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmpv6"}[tostring] // tostring;
-
-# A rule proto as the operator writes it: icmp for either family.
-def mseg_rule_proto($v4):
-  if . == 0 then "any"
-  elif . == 1 and $v4 then "icmp"
-  elif . == 58 and ($v4 | not) then "icmp"
-  elif . == 6 then "tcp"
-  elif . == 17 then "udp"
-  else tostring end;
 
 def mseg_name($names): $names[.] // tostring;
 

@@ -72,6 +72,8 @@ expand() {
 		          "cidrs": [{"segment": "ext", "action": "deny", "priority": 3}]}
 		lines = mseg_ruleset(policy, groups, hostvars)
 		open(sys.argv[3], "w").write("\n".join(lines) + "\n")
+		open(sys.argv[3] + ".segments", "w").write(
+		    "\n".join(mseg_ruleset(policy, groups, hostvars, "segments")) + "\n")
 		# A later rule for the same key replaces an earlier one (mseg apply).
 		print(len(want))
 	EOF
@@ -89,7 +91,49 @@ expand() {
 		[ "$got" -eq "$want" ] || { echo "seed $((seed + i)): $got rules, want $want" >&2; false; }
 		[ "$(grep -c '^cidr ' "$BATS_TEST_TMPDIR/rules")" -eq 2 ]
 		[ "$(grep -c '^default ' "$BATS_TEST_TMPDIR/rules")" -eq 1 ]
+		# the same policy in the policy language: mseg's parser takes it too
+		run mseg apply --check "$BATS_TEST_TMPDIR/rules.segments"
+		[ "$status" -eq 0 ] || { echo "seed $((seed + i)) (segments): $output" >&2; cat "$BATS_TEST_TMPDIR/rules.segments" >&2; false; }
 	done
+}
+
+# segments POLICY-PYTHON: the filter's "segments" ruleset for that policy
+# (hosts g1, g2 in group g, w1 in group w).
+segments() {
+	/usr/bin/python3 - "$ANSIBLE_DIR/roles/mseg/filter_plugins" "$1" <<-'EOF'
+		import sys
+		sys.path.insert(0, sys.argv[1])
+		from mseg_policy import mseg_ruleset
+		hv = {"g1": {"mseg_address": "10.0.0.1"}, "g2": {"mseg_address": "10.0.0.2", "mseg_address6": "fd00::2"},
+		      "w1": {"mseg_address": "10.0.1.1"}}
+		print("\n".join(mseg_ruleset(eval(sys.argv[2]), {"g": ["g1", "g2"], "w": ["w1"]}, hv, "segments")))
+	EOF
+}
+
+@test "ansible: format segments writes segments and rules between them, and prefixes where segments overlap" {
+	run segments '{"default": "deny", "segments": {"net": {"prefixes": ["10.1.0.0/16"]}, "h": {"groups": ["g"]}, "w": {"groups": ["w"]}},
+		"rules": [{"from": "h", "to": "net", "proto": "tcp", "port": 22, "action": "allow"},
+		          {"from": "w", "to": "h", "proto": "udp", "action": "deny"}]}'
+	[ "$status" -eq 0 ]
+	[ "$output" = "default deny
+segment add h 10.0.0.1/32 10.0.0.2/32 fd00::2/128
+segment add net 10.1.0.0/16
+segment add w 10.0.1.1/32
+rule add --src h --dst net --proto tcp --dport 22 --action allow
+rule add --src w --dst h --proto udp --action deny" ]
+	printf '%s\n' "$output" >"$BATS_TEST_TMPDIR/seg.rules"
+	run mseg apply --check "$BATS_TEST_TMPDIR/seg.rules"
+	[ "$status" -eq 0 ]
+	# "all" overlaps h and w (the same hosts): not a segment of mseg's; its
+	# rule is written per pair of prefixes, a wide one included
+	run segments '{"segments": {"all": {"groups": ["g", "w"]}, "h": {"groups": ["g"]}, "net": {"prefixes": ["10.1.0.0/16"]}},
+		"rules": [{"from": "net", "to": "all", "proto": "tcp", "port": 22, "action": "allow"}]}'
+	[ "$status" -eq 0 ]
+	[ "$output" = "default allow
+segment add net 10.1.0.0/16
+rule add --src 10.1.0.0/16 --dst 10.0.0.1 --proto tcp --dport 22 --action allow
+rule add --src 10.1.0.0/16 --dst 10.0.0.2 --proto tcp --dport 22 --action allow
+rule add --src 10.1.0.0/16 --dst 10.0.1.1 --proto tcp --dport 22 --action allow" ]
 }
 
 # filter_error POLICY-PYTHON: the filter's error for that policy.

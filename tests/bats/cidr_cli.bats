@@ -5,7 +5,7 @@
 # object: every test gets a private bpffs, its own netns with a veth pair
 # and `mseg attach` on one end. Every bad input must give one "mseg: ..."
 # line on stderr, the exit status of the other commands (2 for a bad
-# command line) and leave mseg_cidr and mseg_config exactly as they were.
+# command line) and leave the policy maps and mseg_config exactly as they were.
 # shellcheck disable=SC2030,SC2031,SC2154 # each @test is its own subshell; bats sets $stderr_lines
 
 bats_require_minimum_version 1.5.0
@@ -53,12 +53,17 @@ cfg() {
   bpftool -j map dump pinned "$PIN/mseg_config" | jq -e ".[0].formatted.value.$1"
 }
 
-# trie: every mseg_cidr entry as BTF sees it (compiler layout), sorted.
-trie() { bpftool -j map dump pinned "$PIN/mseg_cidr" | jq -c 'map(.formatted) | sort'; }
+# trie: every identity (mseg_ident, the prefixes' trie) of the rule set in
+# force as BTF sees it (compiler layout), sorted, without the set (each
+# edit switches it; the other set holds the same).
+trie() {
+  bpftool -j map dump pinned "$PIN/mseg_ident" |
+    jq -c --argjson s "$(cfg active_set)" 'map(.formatted | select(.key.set == $s) | del(.key.set)) | sort'
+}
 
 snapshot() {
   local map
-  for map in mseg_cidr mseg_config; do
+  for map in mseg_source mseg_ident mseg_rules mseg_config; do
     [[ -e $PIN/$map ]] && bpftool map dump pinned "$PIN/$map"
   done
   ls -R "$TC_BPF_MNT"
@@ -96,25 +101,22 @@ fails() {
   fi
 }
 
-# set_hits A.B.C.D/LEN N: write N into the hit counter of that IPv4
-# prefix's entry, as the data path would have counted (the value's layout
-# from mseg-abi, the key as bpftool dumps it).
+# set_hits A.B.C.D/LEN N: make the data path's per-CPU flow counter of
+# that prefix's rule id N, as if it had decided N flows.
 set_hits() {
-  local addr=${1%/*} len=${1#*/} off size key i
-  local -a v
-  read -r off size < <("$ABI_BIN" | awk '$1 == "field" && $2 == "cidr_val.hits" { print $3, $4 }')
-  key=$(bpftool -j map dump pinned "$PIN/mseg_cidr" | jq -r --arg a "$addr" --argjson plen $((112 + len)) '
-    .[] | select(.formatted.key | .family == 4 and .prefixlen == $plen
-      and (.addr[12:16] | map(tostring) | join(".")) == $a)
-    | .key | map(ltrimstr("0x")) | join(" ")')
-  [[ -n $key ]] || { echo "set_hits: no entry $1" >&2; return 1; }
-  # shellcheck disable=SC2086 # hex bytes as words
-  mapfile -t v < <(bpftool -j map lookup pinned "$PIN/mseg_cidr" key hex $key | jq -r '.value[] | ltrimstr("0x")')
-  for ((i = 0; i < size; i++)); do
-    printf -v "v[off + i]" '%02x' $((($2 >> (8 * i)) & 0xff))
-  done
-  # shellcheck disable=SC2086 # hex bytes as words
-  bpftool map update pinned "$PIN/mseg_cidr" key hex $key value hex "${v[@]}"
+  local id
+  id=$(c list --json | jq --arg c "$1" '.[] | select(.cidr == $c) | .id')
+  [[ -n $id ]] || { echo "set_hits: no entry $1" >&2; return 1; }
+  local -a k v
+  mapfile -t k < <(printf '%08x' "$id" | sed 's/../&\n/g' | grep . | tac)
+  mapfile -t v < <(printf '%016x' 0 | sed 's/../&\n/g' | grep .)
+  mapfile -t -O 8 v < <(printf '%016x' "$2" | sed 's/../&\n/g' | grep . | tac)
+  # bpftool writes the value to every CPU: N / CPUs each, summed when read
+  local cpus
+  cpus=$(nproc --all)
+  (($2 % cpus == 0)) || { echo "set_hits: $2 is not a multiple of $cpus CPUs" >&2; return 1; }
+  mapfile -t -O 8 v < <(printf '%016x' $(($2 / cpus)) | sed 's/../&\n/g' | grep . | tac)
+  bpftool map update pinned "$PIN/mseg_rule_hits" key hex "${k[@]}" value hex "${v[@]}"
 }
 
 @test "mseg-cidr, mseg cidr and mseg ip-range print their usage with --help" {
@@ -244,16 +246,25 @@ set_hits() {
   [[ $status == 0 && $output == "cidr added: 10.20.0.0/16: deny" ]]
   [[ $(cfg policy_gen) == $((gen + 1)) ]]
   # prefixlen = 16 header bits + 96 mapped bits + 16; IPv4-mapped address
-  [[ $(trie) == '[{"key":{"prefixlen":128,"set":0,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"hits":0,"priority":100,"action":1,"pad":[0,0,0]}}]' ]]
+  # flags: keys (src, any) and (any, dst) exist (the CIDR's two arms), no (any, any)
+  [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":28}}]' ]]
+  # the identity's number (a hash of the prefix) is what the two arms' keys name
+  local id
+  id=$(trie | jq '.[0].value.id')
+  bpftool -j map dump pinned "$PIN/mseg_rules" |
+    jq -e --argjson s "$(cfg active_set)" --argjson id "$id" \
+      'map(.formatted.key | select(.set == $s) | [.src_id, .dst_id]) | sort == [[0, $id], [$id, 0]]'
   run --separate-stderr c list --json
   [[ $status == 0 ]]
-  [[ $(jq -c . <<<"$output") == '[{"cidr":"10.20.0.0/16","family":4,"action":"deny","priority":100,"hits":0}]' ]]
+  [[ $(jq -c . <<<"$output") == '[{"id":1,"cidr":"10.20.0.0/16","family":4,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
   run m cidr list
   [[ $status == 0 && ${lines[0]} == "CIDR"*ACTION*PRIORITY*HITS && ${lines[1]} == "10.20.0.0/16"*deny*100*0 ]]
   c add 10.20.30.40/32 --action log --priority 7 >/dev/null
   c add 0.0.0.0/0 --action allow >/dev/null
-  [[ $(trie | jq -c 'map([.key.prefixlen, .key.family, .key.addr[12:16], .value.action, .value.priority])') == \
-    '[[112,4,[0,0,0,0],0,100],[128,4,[10,20,0,0],1,100],[144,4,[10,20,30,40],2,7]]' ]]
+  [[ $(trie | jq -c 'map([.key.prefixlen, .key.family, .key.addr[12:16]])') == \
+    '[[112,4,[0,0,0,0]],[128,4,[10,20,0,0]],[144,4,[10,20,30,40]]]' ]]
+  [[ $(c list --json | jq -c 'map([.cidr, .action, .priority])') == \
+    '[["0.0.0.0/0","allow",100],["10.20.0.0/16","deny",100],["10.20.30.40/32","log",7]]' ]]
   [[ $(cfg policy_gen) == $((gen + 3)) ]]
   run --separate-stderr c del 10.20.0.0/16
   [[ $status == 0 && $output == "cidr deleted: 10.20.0.0/16" ]]
@@ -273,8 +284,8 @@ set_hits() {
   c add fe80::/10 --action log >/dev/null
   c add 2001:db8:0:1:1:0:0:1/128 --action deny >/dev/null
   [[ $(cfg policy_gen) == $((gen + 4)) ]]
-  [[ $(trie | jq -c 'map([.key.prefixlen, .key.family, .key.addr[0:4], .value.action]) | sort') == \
-    '[[16,6,[0,0,0,0],1],[26,6,[254,128,0,0],2],[48,6,[32,1,13,184],0],[144,6,[32,1,13,184],1]]' ]]
+  [[ $(trie | jq -c 'map([.key.prefixlen, .key.family, .key.addr[0:4]]) | sort') == \
+    '[[16,6,[0,0,0,0]],[26,6,[254,128,0,0]],[48,6,[32,1,13,184]],[144,6,[32,1,13,184]]]' ]]
   [[ $(c list --json | jq -c 'map([.cidr, .family, .action])') == \
     '[["::/0",6,"deny"],["2001:db8::/32",6,"allow"],["2001:db8:0:1:1::1/128",6,"deny"],["fe80::/10",6,"log"]]' ]]
   c del 2001:db8::/32 >/dev/null
@@ -292,15 +303,15 @@ set_hits() {
   [[ $status == 0 && $output == "cidr unchanged: 10.0.0.0/8: deny" ]]
   # Nothing changed: nothing to judge again.
   [[ $(cfg policy_gen) == "$gen" && $(trie | jq length) == 1 ]]
-  set_hits 10.0.0.0/8 41
+  set_hits 10.0.0.0/8 42
   run --separate-stderr c add 10.0.0.0/8 --action allow
   [[ $status == 0 && $output == "cidr updated: 10.0.0.0/8: allow" ]]
   [[ $(cfg policy_gen) == $((gen + 1)) ]]
-  [[ $(c list --json | jq -c .) == '[{"cidr":"10.0.0.0/8","family":4,"action":"allow","priority":100,"hits":41}]' ]]
+  [[ $(c list --json | jq -c 'map({cidr, family, action, priority, hits})') == '[{"cidr":"10.0.0.0/8","family":4,"action":"allow","priority":100,"hits":42}]' ]]
   # a priority change alone is a change; without --priority it is kept
   c add 10.0.0.0/8 --action allow --priority 5 >/dev/null
   c add 10.0.0.0/8 --action log >/dev/null
-  [[ $(c list --json | jq -c 'map([.action, .priority, .hits])') == '[["log",5,41]]' ]]
+  [[ $(c list --json | jq -c 'map([.action, .priority, .hits])') == '[["log",5,42]]' ]]
   [[ $(cfg policy_gen) == $((gen + 3)) ]]
   # A longer prefix inside an existing one is a new entry, although a
   # lookup of it finds 10.0.0.0/8.
@@ -339,29 +350,28 @@ set_hits() {
     0.0.0.0/0:allow fe80::/10:deny 10.1.0.0/32:log 2001:db8::1/128:deny 10.0.0.0/32:allow; do
     c add "${x%:*}" --action "${x##*:}" >/dev/null
   done
-  set_hits 10.1.0.0/16 3
-  set_hits 0.0.0.0/0 12345678901
+  set_hits 10.1.0.0/16 4
+  set_hits 0.0.0.0/0 12345678902
   run --separate-stderr c list --json
   [[ $status == 0 ]]
   [[ $(jq -c 'map(.cidr)' <<<"$output") == \
     '["0.0.0.0/0","9.0.0.0/8","10.0.0.0/8","10.0.0.0/32","10.1.0.0/16","10.1.0.0/24","10.1.0.0/32","192.168.0.0/16","::/0","2001:db8::/32","2001:db8::/48","2001:db8::1/128","fe80::/10"]' ]]
-  [[ $(jq -c 'map(select(.hits > 0) | [.cidr, .hits])' <<<"$output") == '[["0.0.0.0/0",12345678901],["10.1.0.0/16",3]]' ]]
+  [[ $(jq -c 'map(select(.hits > 0) | [.cidr, .hits])' <<<"$output") == '[["0.0.0.0/0",12345678902],["10.1.0.0/16",4]]' ]]
   [[ $(jq -c 'map(.family) | unique' <<<"$output") == '[4,6]' ]]
   run c list
   [[ $status == 0 && ${#lines[@]} == 14 ]]
-  [[ ${lines[1]} == "0.0.0.0/0 "*allow*100*12345678901 && ${lines[13]} == "fe80::/10 "*deny* ]]
+  [[ ${lines[1]} == "0.0.0.0/0 "*allow*100*12345678902 && ${lines[13]} == "fe80::/10 "*deny* ]]
 }
 
 @test "entries of another rule set are neither listed, counted, touched nor updated" {
   c add 10.0.0.0/8 --action deny >/dev/null
-  # Copy the entry into set 1 by hand, as a staged rule set would hold it.
-  local off
-  off=$("$ABI_BIN" | awk '$1 == "field" && $2 == "cidr_key.set" { print $3 }')
-  local -a k v
-  mapfile -t k < <(bpftool -j map dump pinned "$PIN/mseg_cidr" | jq -r '.[0].key[] | ltrimstr("0x")')
-  mapfile -t v < <(bpftool -j map dump pinned "$PIN/mseg_cidr" | jq -r '.[0].value[] | ltrimstr("0x")')
-  k[off]=01
-  bpftool map update pinned "$PIN/mseg_cidr" key hex "${k[@]}" value hex "${v[@]}"
+  # Put a statement into the other set by hand, as a staged rule set would hold it.
+  local -a v
+  local other
+  other=$((1 - $(cfg active_set)))
+  mapfile -t v < <(printf 'cidr add 12.0.0.0/8 --action deny --id 7' | od -An -v -tx1 | tr ' ' '\n' | grep .)
+  while ((${#v[@]} < 512)); do v+=(00); done
+  bpftool map update pinned "$PIN/mseg_source" key hex "0$other" 00 00 00 07 00 00 00 value hex "${v[@]}"
   [[ $(c list --json | jq length) == 1 ]]
   [[ $(m status --json | jq .cidrs) == 1 ]]
   run m status
@@ -372,7 +382,9 @@ set_hits() {
   c del 10.0.0.0/8 >/dev/null
   c del 11.0.0.0/8 >/dev/null
   [[ $(c list --json) == "[]" && $(m status --json | jq .cidrs) == 0 ]]
-  [[ $(trie | jq -c 'map([.key.set, .value.action])') == "[[1,1]]" ]]
+  # every edit compiled into the inactive set and emptied it first: the
+  # staged statement of an interrupted edit is gone, no identity is left
+  [[ $(trie) == "[]" ]]
 }
 
 @test "without pinned maps every cidr command says to attach first" {

@@ -47,15 +47,7 @@ cidr() { "$MSEG_SCRIPTS/mseg-cidr" "$@"; }
 # add CIDR ACTION
 add() { cidr add "$1" --action "$2" >/dev/null; }
 
-# cidr_flush: delete every entry of mseg_cidr, whatever set, in one batch.
-cidr_flush() {
-	local batch=$BATS_TEST_TMPDIR/flush.batch
-	map_dump mseg_cidr | jq -r --arg p "$(pin mseg_cidr)" \
-		'.[] | "map delete pinned \($p) key hex \(.key | map(ltrimstr("0x")) | join(" "))"' >"$batch"
-	if [[ -s $batch ]]; then
-		bpftool batch file "$batch" >/dev/null
-	fi
-}
+cidr_flush() { policy_flush; }
 
 set_default() {
 	touch "$BATS_TEST_TMPDIR/default-changed"
@@ -346,13 +338,12 @@ rejudge() {
 	# printed with the failure, so a failing draw can be replayed
 	echo "seed $seed (replay: MSEG_FUZZ_SEED=$seed)"
 	set_default deny
-	"$MSEG_BUILD/mseg-abi" >"$dir/abi"
-	run "$MSEG_PYTHON" "$MSEG_HELPERS/cidr-fuzz.py" gen --abi "$dir/abi" \
-		--pin "$(pin mseg_cidr)" --dir "$dir" --seed "$seed" --prefixes 1000 --packets 10000
+	run "$MSEG_PYTHON" "$MSEG_HELPERS/cidr-fuzz.py" gen --dir "$dir" --seed "$seed" \
+		--prefixes 1000 --packets 10000
 	echo "$output"
 	[[ $status == 0 ]]
-	# one bpftool process loads every prefix
-	bpftool batch file "$dir/load.batch" >/dev/null
+	# one mseg apply loads every prefix, as `cidr add` statements
+	"$MSEG_SCRIPTS/mseg" apply "$dir/load.rules" >/dev/null
 	[[ $(cidr list --json | jq length) == 1000 ]]
 	stats_save
 	# one process runs every frame (BPF_PROG_TEST_RUN, one syscall each)

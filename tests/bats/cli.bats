@@ -4,7 +4,7 @@
 # The operator commands (scripts/mseg, scripts/mseg-rule) against the real
 # object: every test gets a private bpffs, its own netns with a veth pair
 # and `mseg attach` on one end. Every error must be one "mseg: ..." line on
-# stderr with a non-zero exit, and leave mseg_policy and mseg_config exactly
+# stderr with a non-zero exit, and leave the policy maps and mseg_config exactly
 # as they were.
 # shellcheck disable=SC2030,SC2031,SC2154 # each @test is its own subshell; bats sets $stderr_lines
 
@@ -61,10 +61,17 @@ cfg() {
   bpftool -j map dump pinned "$PIN/mseg_config" | jq -e ".[0].formatted.value.$1"
 }
 
+# active MAP: MAP's entries of the rule set in force, as bpftool -j dumps
+# them (both sets hold the policy in force: each is checked alone).
+active() {
+  bpftool -j map dump pinned "$PIN/$1" |
+    jq --argjson s "$(cfg active_set)" 'map(select(.formatted.key.set == $s))'
+}
+
 # snapshot: the maps every failing command must leave untouched.
 snapshot() {
   local map
-  for map in mseg_policy mseg_config; do
+  for map in mseg_source mseg_ident mseg_rules mseg_config; do
     [[ -e $PIN/$map ]] && bpftool map dump pinned "$PIN/$map"
   done
   ls -R "$TC_BPF_MNT"
@@ -148,13 +155,13 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   [[ $(filters "$DEV" ingress) == 1 && $(filters "$DEV" egress) == 1 ]]
   r add --src 10.0.0.1 --dst 10.0.0.2 --action deny
   local ino
-  ino=$(stat -c %i "$PIN/mseg_policy")
+  ino=$(stat -c %i "$PIN/mseg_source")
   run m attach "$DEV"
   [[ $status == 0 ]]
   run m attach "$DEV" --both
   [[ $status == 0 ]]
   [[ $(filters "$DEV" ingress) == 1 && $(filters "$DEV" egress) == 1 ]]
-  [[ $(stat -c %i "$PIN/mseg_policy") == "$ino" ]]
+  [[ $(stat -c %i "$PIN/mseg_source") == "$ino" ]]
   [[ $(r list --json | jq length) == 1 ]]
   [[ $(cfg abi_version) == "$(abi abi_version)" ]]
 }
@@ -184,7 +191,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   [[ $status == 1 && -z $output ]]
   [[ $stderr == "mseg: mseg is not attached to $DEV (ingress egress): nothing to detach" ]]
   # The maps stay pinned for the next attach.
-  [[ -e $PIN/mseg_policy && -e $PIN/mseg_sessions ]]
+  [[ -e $PIN/mseg_source && -e $PIN/mseg_sessions ]]
 }
 
 @test "detach leaves clsact and other filters alone" {
@@ -319,12 +326,13 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   run --separate-stderr r list --json
   [[ $status == 0 ]]
   [[ $(jq -c . <<<"$output") == \
-    '[{"src":"10.1.2.3","dst":"10.4.5.6","proto":"tcp","sport":0,"dport":443,"action":"deny","hits":0}]' ]]
-  # The key as the compiler laid it out (BTF), not as lib/sh thinks it is.
-  local k
-  k=$(bpftool -j map dump pinned "$PIN/mseg_policy" | jq -c '.[0].formatted.key | del(.pad)')
-  [[ $k == '{"src":[0,0,0,0,0,0,0,0,0,0,255,255,10,1,2,3],"dst":[0,0,0,0,0,0,0,0,0,0,255,255,10,4,5,6],"sport":0,"dport":443,"proto":6,"set":0}' ]]
-  [[ $(bpftool -j map dump pinned "$PIN/mseg_policy" | jq '.[0].formatted.value.action') == 1 ]]
+    '[{"id":1,"src":"10.1.2.3","dst":"10.4.5.6","proto":"tcp","sport":0,"dport":443,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
+  # What the compiler laid out (BTF): the two hosts are identities, the
+  # rule one entry of their key on tcp/443 with the rule's id and action.
+  active mseg_ident | jq -e 'map(.formatted.key.addr[12:16]) | sort == [[10,1,2,3],[10,4,5,6]]'
+  active mseg_rules | jq -e 'length == 1 and
+    (.[0].formatted | .key.proto == 6 and .key.dport == [1,187] and .key.prefixlen == 120
+      and .value.c[0].rule_id == 1 and .value.c[0].action == 1)'
   run m rule list
   [[ $status == 0 && $output == *10.1.2.3*10.4.5.6*tcp*443*deny* ]]
   r del --src 10.1.2.3 --dst 10.4.5.6 --proto tcp --dport 443
@@ -338,12 +346,11 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   run --separate-stderr r list --json
   [[ $status == 0 ]]
   [[ $(jq -c 'map(select(.src == "2001:db8::1"))' <<<"$output") == \
-    '[{"src":"2001:db8::1","dst":"2001:db8::2","proto":"icmp","sport":0,"dport":0,"action":"log","hits":0}]' ]]
+    '[{"id":1,"src":"2001:db8::1","dst":"2001:db8::2","proto":"icmp","sport":0,"dport":0,"action":"log","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
   [[ $(jq -c 'map(select(.src == "fe80::1")) | .[0] | [.proto, .sport, .dport, .action]' <<<"$output") == \
     '["udp",546,547,"allow"]' ]]
   # ICMP is ICMPv6 (58) for IPv6 addresses.
-  bpftool -j map dump pinned "$PIN/mseg_policy" |
-    jq -e 'map(.formatted.key | select(.dst[0] == 32) | .proto) == [58]'
+  active mseg_rules | jq -e 'map(.formatted | select(.value.c[0].rule_id == 1) | .key.proto) == [58]'
   r del --src 2001:db8::1 --dst 2001:db8::2 --proto icmp
   r del --src fe80::1 --dst fe80::2 --proto udp --sport 546 --dport 547
   [[ $(r list --json) == "[]" ]]
@@ -356,9 +363,10 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   r add --src 10.0.0.1 --dst 10.0.0.2 --action log
   r add --src 10.0.0.1 --dst 10.0.0.3 --proto any --action allow
   [[ $(r list --json | jq length) == 5 ]]
-  bpftool -j map dump pinned "$PIN/mseg_policy" |
-    jq -e '[.[].formatted.key | [.proto, .sport, .dport]] | sort ==
-      [[0, 0, 0], [0, 0, 0], [1, 0, 0], [6, 1234, 80], [17, 0, 53]]'
+  r list --json | jq -e 'map([.proto, .sport, .dport]) | sort ==
+      [["any", 0, 0], ["any", 0, 0], ["icmp", 0, 0], ["tcp", 1234, 80], ["udp", 0, 53]]'
+  # ICMP of IPv4 hosts is protocol 1 in the compiled trie
+  active mseg_rules | jq -e '[.[].formatted.key | select(.prefixlen == 104) | .proto] == [1]'
 }
 
 @test "adding a rule twice leaves one; a new action replaces the old" {
@@ -377,28 +385,38 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
 
 @test "rules of another rule set are neither listed nor touched" {
   r add --src 10.0.0.1 --dst 10.0.0.2 --action deny
-  # Copy the rule into set 1 by hand, as a staged rule set would hold it.
-  local off
-  off=$("$ABI_BIN" | awk '$1 == "field" && $2 == "rule_key.set" { print $3 }')
-  local -a k v
-  mapfile -t k < <(bpftool -j map dump pinned "$PIN/mseg_policy" | jq -r '.[0].key[] | ltrimstr("0x")')
-  mapfile -t v < <(bpftool -j map dump pinned "$PIN/mseg_policy" | jq -r '.[0].value[] | ltrimstr("0x")')
-  k[off]=01
-  bpftool map update pinned "$PIN/mseg_policy" key hex "${k[@]}" value hex "${v[@]}"
+  # Put a statement into set 1 by hand, as a staged rule set would hold it.
+  local -a v
+  mapfile -t v < <(printf 'rule add --src 10.0.0.1 --dst 10.0.0.2 --action deny --id 1' |
+    od -An -v -tx1 | tr ' ' '\n' | grep .)
+  while ((${#v[@]} < 512)); do v+=(00); done
+  bpftool map update pinned "$PIN/mseg_source" key hex 01 00 00 00 07 00 00 00 value hex "${v[@]}"
   [[ $(r list --json | jq length) == 1 ]]
   [[ $(m status --json | jq .rules) == 1 ]]
   r del --src 10.0.0.1 --dst 10.0.0.2
   [[ $(r list --json) == "[]" ]]
-  [[ $(bpftool -j map dump pinned "$PIN/mseg_policy" | jq -c 'map(.formatted.key.set)') == "[1]" ]]
+  # A set whose statements no longer match its seal (a hand edit, an
+  # interrupted edit) is rewritten whole: the statement written by hand is
+  # gone, the rule with it, and both sets hold the same (empty) policy.
+  local src
+  src=$(bpftool -j map dump pinned "$PIN/mseg_source" |
+    jq -c 'map(.formatted | [.key.set, .key.index, .value.line]) | sort')
+  [[ $(jq -c 'map(select(.[2] | startswith("#") | not))' <<<"$src") == '[]' ]]
+  [[ $(jq -c 'map(select(.[0] == 0) | .[1:])' <<<"$src") == "$(jq -c 'map(select(.[0] == 1) | .[1:])' <<<"$src")" ]]
 }
 
 @test "rule errors: bad addresses, one line, nothing written" {
   local a
-  for a in 10.0.0 10.0.0.256 10.0.0.01 010.0.0.1 " 10.0.0.1" 10.0.0.1/32 \
+  # (a side may now be a prefix too: 10.0.0.1/32 is the host, docs/policy.md)
+  for a in 10.0.0 10.0.0.256 10.0.0.01 010.0.0.1 " 10.0.0.1" \
     10.0.0.1.2 host.example 1::2::3 :1::2 1::2: 12345::1 1:2:3:4:5:6:7:8:9 \
-    1:2:3:4:5:6:7::8 fe80::1%eth0 ::ffff:1.2.3.04 "[::1]" g::1 ::1/128; do
+    1:2:3:4:5:6:7::8 fe80::1%eth0 ::ffff:1.2.3.04 "[::1]" g::1; do
     fails 2 "invalid address for --src: '$a'" r add --src "$a" --dst 10.0.0.2 --action allow
   done
+  fails 2 "invalid CIDR '10.0.0.1/33': an IPv4 prefix length is 0..32" \
+    r add --src 10.0.0.1/33 --dst 10.0.0.2 --action allow
+  fails 2 "invalid CIDR '::1/129': an IPv6 prefix length is 0..128" \
+    r add --src ::1/129 --dst ::2 --action allow
   fails 2 "invalid address for --dst" r add --src 10.0.0.1 --dst 10.0.0.x --action allow
   fails 2 "--src and --dst must be the same address family" \
     r add --src 10.0.0.1 --dst 2001:db8::1 --action allow
@@ -414,7 +432,9 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   done
   fails 2 "invalid --sport: '70000'" \
     r add --src 10.0.0.1 --dst 10.0.0.2 --proto tcp --sport 70000 --dport 80 --action allow
-  fails 2 "unknown --proto: 'sctp'" r add --src 10.0.0.1 --dst 10.0.0.2 --proto sctp --action allow
+  # (protocols by name or number now: sctp is 132, docs/policy.md)
+  fails 2 "unknown --proto: 'frob'" r add --src 10.0.0.1 --dst 10.0.0.2 --proto frob --action allow
+  fails 2 "unknown --proto: '256'" r add --src 10.0.0.1 --dst 10.0.0.2 --proto 256 --action allow
   fails 2 "invalid --action: 'drop'" r add --src 10.0.0.1 --dst 10.0.0.2 --action drop
   fails 2 "add: missing --src" r add --dst 10.0.0.2 --action allow
   fails 2 "add: missing --src" r add --src "" --dst 10.0.0.2 --action allow
@@ -488,8 +508,8 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   export TC_BPF_MNT=$WORK/empty
   PIN=$TC_BPF_MNT/tc/globals
   mkdir -p "$PIN"
-  bpftool map create "$PIN/mseg_policy" type hash key 8 value 8 entries 16 name mseg_policy
-  fails 1 "pinned map mseg_policy (key/value/max 8 8 16) does not match this build" \
+  bpftool map create "$PIN/mseg_source" type hash key 8 value 8 entries 16 name mseg_source
+  fails 1 "pinned map mseg_source (key/value/max 8 8 16) does not match this build" \
     m attach "$PEER"
   [[ $(filters "$PEER" ingress) == 0 ]]
 }
@@ -546,7 +566,9 @@ for i in range(20):
   jq -e 'map(select(.src == "10.99.0.1" and .sport == 40002 and .dst == "10.99.0.2"
     and .dport == 9998 and .packets == 2)) | length == 1' <<<"$s"
   jq -e 'map(keys) | unique == [["action","age_s","bytes","confirmed","dport","dst",
-    "expired","idle_s","packets","pickup","proto","sport","src","state"]]' <<<"$s"
+    "expired","idle_s","packets","pickup","proto","rule","sport","src","state"]]' <<<"$s"
+  # no rule: the default action decided both
+  jq -e 'map(.rule) == ["default","default"]' <<<"$s"
   [[ $(m sessions --json --state none | jq length) == 2 ]]
   [[ $(m sessions --json --state ESTABLISHED) == "[]" ]]
   run m sessions

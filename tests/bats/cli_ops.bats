@@ -75,7 +75,7 @@ teardown() {
 	make -s -C "$MSEG_ROOT" BUILD="$b" man >/dev/null
 	local page
 	for page in mseg mseg-attach mseg-sessions mseg-log mseg-gc mseg-config mseg-rule \
-		mseg-apply mseg-eventd mseg-textfile; do
+		mseg-segment mseg-explain mseg-apply mseg-eventd mseg-textfile; do
 		test -s "$b/man/$page.8"
 		run --separate-stderr env MANWIDTH=80 man --warnings -l "$b/man/$page.8"
 		[[ $status == 0 && -z $stderr ]] || { echo "$page: $stderr" >&2; return 1; }
@@ -103,7 +103,8 @@ complete_words() {
 }
 
 @test "bash completion offers commands, subcommands, options and their values" {
-	[ "$(complete_words mseg se)" = "sessions" ]
+	[ "$(complete_words mseg se)" = "segment sessions" ]
+	[ "$(complete_words mseg ses)" = "sessions" ]
 	[ "$(complete_words mseg sessions "")" = "del flush list" ]
 	[[ " $(complete_words mseg sessions --) " == *" --dport "*" --src "* ]]
 	[ "$(complete_words mseg sessions --state ESTA)" = "ESTABLISHED" ]
@@ -111,6 +112,9 @@ complete_words() {
 	[ "$(complete_words mseg config set flood_)" = "flood_half_open flood_syn_rate flood_syn_timeout" ]
 	[ "$(complete_words mseg attach lo)" = "lo" ]
 	[ "$(complete_words mseg log --f)" = "--follow" ]
+	[ "$(complete_words mseg seg)" = "segment" ]
+	[ "$(complete_words mseg segment "")" = "--help add del list show" ]
+	[ "$(complete_words mseg explain --d)" = "--dport --dst" ]
 }
 
 @test "make install ships what an operator runs, not the test tools; make uninstall removes it all" {

@@ -130,7 +130,8 @@ evlimit() { map_dump mseg_evlimit | jq -r ".[0].formatted.value.$1"; }
   [ "$(verdict --proto udp --src fd00::a --dst fd00::b --sport 1234 --dport 53)" = "$TC_ACT_SHOT" ]
   run mseg log
   [ "$status" -eq 0 ]
-  [[ $output =~ ^20[0-9-]+T[0-9:.]+Z\ deny\ +udp\ \[fd00::a\]:1234\ -\>\ \[fd00::b\]:53\ reason=exact-rule$ ]]
+  # (the deciding rule's id, docs/policy.md, before the reason)
+  [[ $output =~ ^20[0-9-]+T[0-9:.]+Z\ deny\ +udp\ \[fd00::a\]:1234\ -\>\ \[fd00::b\]:53\ rule=1\ reason=exact-rule$ ]]
 
   # --follow sees an event that arrives while it waits, and --count ends it.
   local out="$BATS_TEST_TMPDIR/follow"
@@ -210,8 +211,8 @@ bg_wait_all() {
   [ "$(log_json | jq -r .sport | xargs)" = "1 2 3 4 5" ]
   [ "$(log_json | jq -r .sport | xargs)" = "1 2 3 4 5" ]
   [ "$(mseg log --json --count 2 | jq -r .sport | xargs)" = "4 5" ]
-  # every event names the rule field (null until rules have ids)
-  log_json | jq -e 'has("rule") and .rule == null' >/dev/null
+  # every deny event names the rule that decided it: the only rule, id 1
+  log_json | jq -e -s 'length == 5 and all(.[]; .rule == 1)' >/dev/null
 }
 
 @test "mseg-eventd drains for every reader, alone (a second one exits 1), and rotates its log" {

@@ -176,7 +176,8 @@ pending_drift_is() {
 	fleet_ssh 1 mseg boot >/dev/null
 	[ "$(host_hash 1)" = "$h" ]
 	fleet_ssh 1 mseg save | grep -qx 'default deny'
-	fleet_ssh 1 mseg save | grep -qx "rule --src $a1 --dst $a2 --proto tcp --dport 5001 --action allow"
+	# (save prints canonical statements, each rule with its id: docs/policy.md)
+	fleet_ssh 1 mseg save | grep -qxE "rule add --src $a1 --dst $a2 --proto tcp --dport 5001 --action allow --id [0-9]+"
 
 	# web -> db on 5001, db -> web on 5003; nothing else.
 	fleet_tcp 1 "$a2" 5001

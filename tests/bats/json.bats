@@ -40,6 +40,9 @@ declare -gA SHAPE=(
 	["cidr list --json"]=pretty-list
 	["ip-range list --json"]=pretty-list
 	["sessions flush --json"]=object
+	["segment list --json"]=list
+	["segment show web --json"]=object
+	["explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 22"]=object
 )
 
 # keys_ok JSON: every object's own keys are snake_case (tcp_states maps
@@ -80,6 +83,7 @@ check() {
 	# something in every table
 	mseg_rule add --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 22 --action deny
 	"$MSEG_SCRIPTS/mseg-cidr" add 10.4.0.0/16 --action log >/dev/null
+	"$MSEG_SCRIPTS/mseg" segment add web 10.5.0.0/24 fd00:5::/64 >/dev/null
 	"$MSEG_BUILD/mseg-fill" --count 20 --expired 5 --idle 150 >/dev/null
 	printf '17 fd00::1 53 fd00::2 5353 0 0 1 0\n' | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null
 	[ "$(verdict --proto tcp --src 10.3.0.1 --dst 10.3.0.2 --sport 5 --dport 22 --flags S)" = "$TC_ACT_SHOT" ]
@@ -102,7 +106,8 @@ check() {
 		"sessions --json --all" "sessions --count --json" "gc --json" "monitor --once --json" \
 		"monitor --json --count 2" "log --json" "log --json --count 1" "rule list --json" \
 		"cidr list --json" "ip-range list --json" "sessions del --json --sport 10001" \
-		"sessions flush --json"; do
+		"sessions flush --json" "segment list --json" "segment show web --json" \
+		"explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 22"; do
 		check "$c" "${SHAPE[$c]}"
 	done
 	# streams: follow prints lines too
@@ -112,8 +117,8 @@ check() {
 	mseg_fill_one() { printf '6 10.9.9.1 1 10.9.9.2 2 3 0 1 0\n' | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null; }
 	mseg_fill_one
 	[ "$(mseg sessions --json | jq -c '.[0] | keys')" = \
-		'["action","age_s","bytes","confirmed","dport","dst","expired","idle_s","packets","pickup","proto","sport","src","state"]' ]
-	# events name the rule field, null until rules carry ids
+		'["action","age_s","bytes","confirmed","dport","dst","expired","idle_s","packets","pickup","proto","rule","sport","src","state"]' ]
+	# events name the rule field (an id or "default" for deny and log, null for the others)
 	mseg log --json | jq -e -s 'all(.[]; .event == "lost" or has("rule"))' >/dev/null
 	# an empty list is []
 	mseg sessions flush >/dev/null

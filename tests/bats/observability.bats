@@ -126,12 +126,18 @@ syn() {
   verdict --proto tcp --src 10.9.0.1 --dst 10.9.0.2 --sport "$1" --dport 80 --flags S
 }
 
-# cidr_pin SET: a CIDR rule 192.0.2.0/24 allow in rule set SET, written
-# straight into the trie (mseg_cidr_key: prefixlen, set, family, addr).
+# cidr_pin SET: a CIDR rule 192.0.2.0/24 allow in rule set SET: through the
+# command for the active set 0, else written straight into mseg_source as
+# the statement a staged set holds (mseg_source_key: set, pad, index).
 cidr_pin() {
-  bpftool map update pinned "$(pin mseg_cidr)" \
-    key hex 78 00 00 00 "0$1" 04 00 00 00 00 00 00 00 00 00 00 ff ff c0 00 02 00 00 00 \
-    value hex 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+  if [[ $1 == 0 ]]; then
+    "$MSEG_SCRIPTS/mseg-cidr" add 192.0.2.0/24 --action allow >/dev/null
+    return
+  fi
+  local -a v
+  mapfile -t v < <(printf 'cidr add 192.0.2.0/24 --action allow --id 9' | od -An -v -tx1 | tr ' ' '\n' | grep .)
+  while ((${#v[@]} < 512)); do v+=(00); done
+  bpftool map update pinned "$(pin mseg_source)" key hex "0$1" 00 00 00 09 00 00 00 value hex "${v[@]}"
 }
 
 # --- the command line -----------------------------------------------------------
@@ -288,7 +294,7 @@ cidr_pin() {
   [ "$(prom_get "$m" mseg_rules '{"kind":"cidr"}')" = 0 ]
   # One build_info sample: this build's version and ABI.
   jq -e --arg v "$("$TEXTFILE" --version | sed -E 's/^mseg-textfile (.*) \(abi [0-9]+\)$/\1/')" \
-    --arg a "$("$MSEG_BUILD/mseg-abi" | sed -n 's/^abi_version //p')" '
+    --arg a "$("$MSEG_BUILD/mseg-abi" | awk '$1 == "abi_version" { print $2 }')" '
     [.[] | select(.name == "mseg_build_info")]
     | length == 1 and .[0].value == 1 and .[0].labels == {version: $v, abi_version: $a}' <<<"$m"
 
@@ -338,7 +344,9 @@ cidr_pin() {
   [ "$(prom_get "$m" mseg_syn_rate_per_second)" -ge 0 ]
   [ "$(prom_get "$m" mseg_rules '{"kind":"exact"}')" = 1 ]
   [ "$(prom_get "$m" mseg_rules '{"kind":"cidr"}')" = 1 ]
-  [ "$(prom_get "$m" mseg_map_entries '{"map":"mseg_cidr"}')" = 2 ]
+  # Both sets hold the policy in force (docs/policy.md): the rule, the
+  # cidr statement and the set's seal, 3 entries each; set 1 the staged one too.
+  [ "$(prom_get "$m" mseg_map_entries '{"map":"mseg_source"}')" = 7 ]
   [ "$(prom_get "$m" mseg_gc_last_run_timestamp_seconds)" = 0 ]
   [ "$(prom_get "$m" mseg_gc_runs_total)" = 0 ]
 

@@ -10,7 +10,10 @@
 
 load helpers/common
 
-REQUIRED_MAPS=(mseg_sessions mseg_policy mseg_cidr mseg_config mseg_stats)
+REQUIRED_MAPS=(mseg_sessions mseg_ident mseg_rules mseg_rule_hits mseg_source mseg_config mseg_stats)
+# Pinned with the object but read by user space alone: the policy's
+# statements (docs/policy.md), which the data path never looks at.
+USER_ONLY_MAPS=(mseg_source)
 
 setup() {
 	require_build
@@ -37,10 +40,12 @@ plain_attach() {
 # map_id NAME: id of the pinned map NAME.
 map_id() { bpftool -j map show pinned "$(pin "$1")" | jq .id; }
 
-# pinned_ids: ids of every map pinned under $TC_BPF_MNT/tc/globals.
+# pinned_ids: ids of every map pinned under $TC_BPF_MNT/tc/globals that
+# the data path uses (USER_ONLY_MAPS aside).
 pinned_ids() {
 	local p
 	for p in "$TC_BPF_MNT"/tc/globals/*; do
+		[[ " ${USER_ONLY_MAPS[*]} " == *" ${p##*/} "* ]] && continue
 		bpftool -j map show pinned "$p" | jq .id
 	done | jq -s -c sort
 }
@@ -77,9 +82,11 @@ handshake() {
 		name=${m##*/}
 		[[ $name == mseg_* && ${#name} -le 15 ]] || { echo "unexpected pin: $name" >&2; return 1; }
 	done
-	# and the program uses exactly the pinned maps
+	# and the program uses exactly the pinned maps (those user space alone
+	# reads aside)
 	PROG_ID=$(prog_id mp0 "$NS")
 	for m in "${REQUIRED_MAPS[@]}"; do
+		[[ " ${USER_ONLY_MAPS[*]} " == *" $m "* ]] && continue
 		jq -e --argjson id "$(map_id "$m")" 'index($id) != null' <<<"$(prog_maps "$PROG_ID")" >/dev/null ||
 			{ echo "program $PROG_ID does not use pinned $m" >&2; return 1; }
 	done
@@ -94,13 +101,27 @@ handshake() {
 	mseg_rule add --src 10.50.0.1 --dst 10.50.0.9 --proto tcp --dport 22 --action deny >/dev/null
 	"$MSEG_SCRIPTS/mseg-cidr" add 10.51.0.0/16 --action deny >/dev/null
 
+	# dump_of MAP [-j]: its dump; for the 262,144 per-CPU rule counters only
+	# the default's (id 0), in the same form
+	dump_of() {
+		local -a j=()
+		[[ -n ${2:-} ]] && j=(-j)
+		if [[ $1 == mseg_rule_hits ]]; then
+			bpftool "${j[@]}" map lookup pinned "$(pin "$1")" key hex 00 00 00 00 |
+				if ((${#j[@]})); then jq -c '[.]'; else cat; fi
+		else
+			bpftool "${j[@]}" map dump pinned "$(pin "$1")"
+		fi
+	}
 	# Every field of every map (bpf/mseg_abi.h), keys and values.
 	local -A fields=(
 		[mseg_sessions]="addr_lo addr_hi port_lo port_hi proto family created_ns last_seen_ns
 			packets bytes tcp seq_end max_end ack max_win fin_seq flags wscale policy_gen state
-			action orig_is_hi"
-		[mseg_policy]="src dst sport dport proto set hits action"
-		[mseg_cidr]="prefixlen set family addr hits priority action"
+			action orig_is_hi rule_id"
+		[mseg_ident]="prefixlen set family addr id flags"
+		[mseg_rules]="prefixlen set src_id dst_id proto dport c rank rule_id sport action by"
+		[mseg_rule_hits]="packets flows"
+		[mseg_source]="set index line"
 		[mseg_frags]="src dst id proto family seen_ns sport dport"
 		[mseg_config]="abi_version policy_gen default_action strict active_set to_syn_sent
 			to_syn_recv to_established to_fin_wait to_close_wait to_last_ack to_time_wait
@@ -129,7 +150,7 @@ handshake() {
 	done
 	for m in "${!fields[@]}"; do
 		[[ -e $(pin "$m") ]] || { echo "not pinned: $m" >&2; return 1; }
-		text=$(bpftool map dump pinned "$(pin "$m")")
+		text=$(dump_of "$m")
 		[[ -n $text ]] || { echo "empty dump of $m" >&2; return 1; }
 		for f in ${fields[$m]}; do
 			grep -q "\"$f\":" <<<"$text" || {
@@ -141,7 +162,7 @@ handshake() {
 		# and the JSON form carries them under "formatted": those and no
 		# others (padding aside), so a field added to the layout is seen
 		want=$(tr -s ' \t\n' '\n' <<<"${fields[$m]}" | grep . | LC_ALL=C sort -u | paste -sd ' ')
-		got=$(bpftool -j map dump pinned "$(pin "$m")" | jq -r '
+		got=$(dump_of "$m" -j | jq -r '
 			[.[0].formatted | .. | objects | keys[]] | unique
 			| map(select(. != "key" and . != "value" and . != "values" and . != "cpu"
 				and (startswith("pad") | not))) | join(" ")')

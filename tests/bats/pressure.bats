@@ -86,7 +86,7 @@ pins_snapshot() {
     bpftool -j map show pinned "$p" | jq -c '[.name, .id, .type, .max_entries]'
   done
   map_dump mseg_config | jq -c .
-  map_dump mseg_policy | jq -c .
+  map_dump mseg_source | jq -c .
   map_dump mseg_sessions | jq -c '[.[].key] | sort'
 }
 

@@ -48,7 +48,7 @@ spec() { printf '%s\n' "$@" | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null; }
 		"6 10.0.0.9 999 10.0.0.1 80 1 2 1 0"
 	run --separate-stderr mseg sessions
 	[ "$status" -eq 0 ]
-	[[ ${lines[0]} =~ ^PROTO\ +SRC\ +SPORT\ +DST\ +DPORT\ +STATE\ +PACKETS\ +BYTES\ +IDLE_S\ +CONFIRMED\ +ACTION$ ]]
+	[[ ${lines[0]} =~ ^PROTO\ +SRC\ +SPORT\ +DST\ +DPORT\ +STATE\ +PACKETS\ +BYTES\ +IDLE_S\ +CONFIRMED\ +ACTION\ +RULE$ ]]
 	[ "${#lines[@]}" -eq 6 ]
 	local got
 	got=$(printf '%s\n' "${lines[@]:1}" | awk '{ print $2 ":" $3 }' | xargs)

@@ -2,15 +2,14 @@
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 """Random CIDR rules and packets, and a reference longest-prefix match.
 
-  cidr-fuzz.py gen --abi FILE --pin PATH --dir DIR [--seed N]
+  cidr-fuzz.py gen --dir DIR [--seed N]
                    [--prefixes N] [--packets N]
       Draws N prefixes of both families (nested on purpose, so that longest
       prefix matters) and N packets (src and dst of one family, mostly
       inside some prefix, some IPv6 ones IPv4-mapped, which the classifier
       drops). Writes into DIR:
-        load.batch     `bpftool batch file` lines that put the prefixes in
-                       the trie at PATH (key/value layout read from the
-                       output of build/mseg-abi in FILE, not from lib/sh)
+        load.rules     a ruleset for `mseg apply`: default deny and one
+                       `cidr add PREFIX --action A` per prefix
         prefixes.json  [{"cidr", "action"}] as `mseg-cidr list` should show
         frames.hex     one Ethernet/IP/UDP frame per line, in hex
         expect.json    per frame: the expected verdict and deciding prefix
@@ -36,48 +35,6 @@ TC_ACT_OK, TC_ACT_SHOT = 0, 2
 VERDICT = {"allow": TC_ACT_OK, "log": TC_ACT_OK, "deny": TC_ACT_SHOT}
 DEFAULT = "deny"
 MAPPED = ipaddress.ip_network("::ffff:0:0/96")
-
-
-def read_abi(path):
-    fields, consts, maps = {}, {}, {}
-    with open(path) as f:
-        for line in f:
-            w = line.split()
-            if w[0] == "field":
-                fields[w[1]] = (int(w[2]), int(w[3]))
-            elif w[0] == "const":
-                consts[w[1]] = int(w[2])
-            elif w[0] == "map":
-                maps[w[1]] = (int(w[2]), int(w[3]))
-    return fields, consts, maps
-
-
-def put(buf, field, fields, value):
-    off, size = fields[field]
-    if isinstance(value, bytes):
-        assert len(value) == size, field
-        buf[off:off + size] = value
-    else:
-        buf[off:off + size] = value.to_bytes(size, "little")
-
-
-def entry_hex(net, action, abi):
-    fields, consts, maps = abi
-    ksz, vsz = maps["mseg_cidr"]
-    key, val = bytearray(ksz), bytearray(vsz)
-    if net.version == 4:
-        addr = bytes(10) + b"\xff\xff" + net.network_address.packed
-        bits = consts["cidr_v4_base_bits"] + net.prefixlen
-    else:
-        addr = net.network_address.packed
-        bits = consts["cidr_hdr_bits"] + net.prefixlen
-    put(key, "cidr_key.prefixlen", fields, bits)
-    put(key, "cidr_key.set", fields, 0)
-    put(key, "cidr_key.family", fields, net.version)
-    put(key, "cidr_key.addr", fields, addr)
-    put(val, "cidr_val.action", fields, ACTIONS.index(action))
-    put(val, "cidr_val.priority", fields, 100)
-    return " ".join("%02x" % b for b in key), " ".join("%02x" % b for b in val)
 
 
 def random_inside(rng, net):
@@ -200,16 +157,15 @@ def frame(src, dst, sport, dport):
 
 def gen(args):
     rng = random.Random(args.seed)
-    abi = read_abi(args.abi)
     nets = draw_prefixes(rng, args.prefixes)
     rules = {}
-    with open(args.dir + "/load.batch", "w") as batch:
+    with open(args.dir + "/load.rules", "w") as batch:
+        batch.write("default %s\n" % DEFAULT)
         for fam in (4, 6):
             for net in nets[fam]:
                 action = rng.choice(ACTIONS)
                 rules[net] = action
-                key, val = entry_hex(net, action, abi)
-                batch.write("map update pinned %s key hex %s value hex %s\n" % (args.pin, key, val))
+                batch.write("cidr add %s --action %s\n" % (net, action))
     with open(args.dir + "/prefixes.json", "w") as f:
         json.dump([{"cidr": str(n), "action": a} for n, a in rules.items()], f)
     ref = Reference(rules)
@@ -287,8 +243,6 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("gen")
-    g.add_argument("--abi", required=True)
-    g.add_argument("--pin", required=True)
     g.add_argument("--dir", required=True)
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--prefixes", type=int, default=1000)

@@ -316,9 +316,17 @@ session_count() {
 	jq -s "[.[] | select($cond)] | length" <<<"$all"
 }
 
-# rules_raw: the exact-rule table decoded from the map, one object per line.
+# rules_raw: the rules in force, one object per line (mseg-rule list --json:
+# the statements of mseg_source with their per-CPU hits summed).
 rules_raw() {
-	map_dump mseg_policy | "$MSEG_PYTHON" "$MSEG_HELPERS/mapdecode.py" rules
+	"$MSEG_SCRIPTS/mseg-rule" list --json | jq -c '.[]'
+}
+
+# policy_flush: delete every rule, CIDR rule and segment, keep the default.
+policy_flush() {
+	local def
+	def=$("$MSEG_SCRIPTS/mseg" status --json | jq -r .default_action)
+	printf 'default %s\n' "$def" | "$MSEG_SCRIPTS/mseg" apply - >/dev/null
 }
 
 # stats_save: remember the current stats for stat_delta.

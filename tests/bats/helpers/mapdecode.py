@@ -3,7 +3,6 @@
 """mapdecode: decode `bpftool -j map dump` of an mseg map (stdin) into JSON lines.
 
     mapdecode.py sessions   # shape of `mseg sessions --json`
-    mapdecode.py rules      # shape of `mseg-rule list --json`
 
 The tests' own reading of the maps, independent of lib/sh, so the suites can
 cross-check the scripts and run before they exist. Uses the BTF field names

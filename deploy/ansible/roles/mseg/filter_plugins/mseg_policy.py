@@ -13,13 +13,21 @@ The policy (group_vars/all.yml, variable mseg_policy):
       - {segment: SEG, action: allow|deny|log, priority: N}
 
 A segment's addresses are its prefixes plus mseg_address (and mseg_address6)
-of every host in its inventory groups. Today's ruleset format ("save", what
-`mseg save` prints and `mseg apply` reads) has no segments, so a rule
-between two segments becomes one exact rule for each pair of host
-addresses (/32, /128) of the same family; a segment rule whose segment
-holds a wider prefix is refused with its name, since only the policy
-language of 3/6 can say it. Format "segments" adds the `segment add NAME
-PREFIX...` lines that language reads, ahead of the same rules.
+of every host in its inventory groups. Format "save" (the seed's ruleset
+lines) has no segments, so a rule between two segments becomes one exact
+rule for each pair of host addresses (/32, /128) of the same family; a
+segment rule whose segment holds a wider prefix is refused with its name.
+
+Format "segments" writes mseg's policy language (docs/policy.md): a
+`segment add NAME PREFIX...` line per segment that mseg can hold as one,
+and a rule between two such segments as one `rule add --src A --dst B`
+line. In mseg an address belongs to the segment of its longest matching
+prefix, so a segment here is written as an mseg segment only when none of
+its prefixes overlaps a prefix of another segment (a host in both "fleet"
+and "web" is in two of this policy's segments, in one of mseg's); a rule
+with a side that is not is written per pair of prefixes, of the same
+family, as `rule add --src PREFIX --dst PREFIX` lines (wider prefixes
+included).
 """
 import ipaddress
 
@@ -66,8 +74,23 @@ def _is_host(net):
     return net.prefixlen == net.max_prefixlen
 
 
-def _rule_lines(policy, segs):
+def _exclusive(segs):
+    """The segments none of whose prefixes overlaps another segment's."""
+    out = set()
+    for name, nets in segs.items():
+        others = [n for other, ns in segs.items() if other != name for n in ns]
+        if nets and not any(a.version == b.version and a.overlaps(b) for a in nets for b in others):
+            out.add(name)
+    return out
+
+
+def _sel(net):
+    return str(net.network_address) if _is_host(net) else str(net)
+
+
+def _rule_lines(policy, segs, fmt="save"):
     lines = []
+    whole = _exclusive(segs) if fmt == "segments" else set()
     for i, rule in enumerate(policy.get("rules") or [], 1):
         where = "rule %d (%s -> %s)" % (i, rule.get("from"), rule.get("to"))
         for key in ("from", "to"):
@@ -82,6 +105,21 @@ def _rule_lines(policy, segs):
         port = rule.get("port")
         if port is not None and (proto not in ("tcp", "udp") or not 1 <= int(port) <= 65535):
             _err("%s: a port needs proto tcp or udp and 1..65535" % where)
+        opts = []
+        if proto != "any":
+            opts += ["--proto", proto]
+        if port is not None:
+            opts += ["--dport", str(int(port))]
+        opts += ["--action", action]
+        if fmt == "segments":
+            if rule["from"] in whole and rule["to"] in whole:
+                lines.append(" ".join(["rule", "add", "--src", rule["from"], "--dst", rule["to"]] + opts))
+                continue
+            for src in segs[rule["from"]]:
+                for dst in segs[rule["to"]]:
+                    if src.version == dst.version and not (src == dst and _is_host(src)):
+                        lines.append(" ".join(["rule", "add", "--src", _sel(src), "--dst", _sel(dst)] + opts))
+            continue
         for seg in (rule["from"], rule["to"]):
             wide = [str(n) for n in segs[seg] if not _is_host(n)]
             if wide:
@@ -93,12 +131,7 @@ def _rule_lines(policy, segs):
                 if src.version != dst.version or src == dst:
                     continue
                 words = ["rule", "--src", str(src.network_address), "--dst", str(dst.network_address)]
-                if proto != "any":
-                    words += ["--proto", proto]
-                if port is not None:
-                    words += ["--dport", str(int(port))]
-                words += ["--action", action]
-                lines.append(" ".join(words))
+                lines.append(" ".join(words + opts))
     return lines
 
 
@@ -129,11 +162,12 @@ def mseg_ruleset(policy, groups, hostvars, fmt="save"):
     segs = segment_prefixes(policy, groups, hostvars)
     lines = ["default " + default]
     if fmt == "segments":
+        whole = _exclusive(segs)
         for name, nets in sorted(segs.items()):
-            if nets:
+            if name in whole:
                 lines.append("segment add %s %s" % (name, " ".join(str(n) for n in nets)))
     seen = set()
-    for line in _rule_lines(policy, segs) + _cidr_lines(policy, segs):
+    for line in _rule_lines(policy, segs, fmt) + _cidr_lines(policy, segs):
         if line not in seen:
             seen.add(line)
             lines.append(line)

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Benchmark: the per-packet cost of a packet of an established session (the
+# path most packets take) in this tree's build against another revision's
+# build (default: main), side by side in one run: the two classifiers and
+# the floor program of bench/pkt.sh take turns on the same frame, RUNS
+# times, and each figure is a median. A change that adds work to the
+# established path shows here as a ratio above 1.
+#
+# Usage: bench/ab-session.sh [REV]   (REV: a git revision of this repository)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly ROOT
+readonly REPEAT="${MSEG_BENCH_REPEAT:-1000000}"
+readonly RUNS="${MSEG_BENCH_RUNS:-9}"
+readonly REF="${1:-main}"
+
+# shellcheck source=bench/lib.bash
+source "${ROOT}/bench/lib.bash"
+
+NS2=""
+cleanup() {
+  [[ -n "${NS2}" ]] && ip netns del "${NS2}" 2>/dev/null
+  [[ -n "${WORK}" ]] && umount "${WORK}/bpffs-ref" 2>/dev/null
+  bench_cleanup
+}
+
+run_ns() {
+  # shellcheck disable=SC2086 # WHAT is two words on purpose
+  bpftool -j prog run ${1} data_in "${2}" repeat "${REPEAT}" | jq -e .duration
+}
+
+# attach TREE BPFFS NS: TREE's classifier on a veth in NS, its maps in
+# BPFFS, one allow rule for the probe; prints the program id.
+attach() {
+  local tree=$1 mnt=$2 ns=$3
+  # the edit lock cannot live on a bpffs
+  mkdir -p "${mnt}.lock"
+  ip netns add "${ns}"
+  ip -n "${ns}" link add b0 type veth peer name b1
+  TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" ip netns exec "${ns}" "${tree}/scripts/mseg" attach b0 --ingress >/dev/null
+  printf '%s\n' "default deny" \
+    "rule --src 192.0.2.1 --dst 198.51.100.1 --proto udp --dport 9 --action allow" \
+    "rule --src fd00:1::1 --dst fd00:2::1 --proto udp --dport 9 --action allow" |
+    TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" "${tree}/scripts/mseg" apply - >/dev/null
+  ip netns exec "${ns}" tc -j filter show dev b0 ingress | jq -r '[.[] | .options.prog.id // empty] | first'
+}
+
+main() {
+  local a b fam src dst i ra rb rf va vb vf
+  trap cleanup EXIT
+  make -s -C "${ROOT}" >/dev/null
+  WORK="$(mktemp -d /tmp/mseg-bench-ab.XXXXXX)"
+  NS="msegbaba$$"
+  NS2="msegbabb$$"
+  mkdir "${WORK}/bpffs" "${WORK}/bpffs-ref" "${WORK}/ref"
+  mount -t bpf bpf "${WORK}/bpffs"
+  mount -t bpf bpf "${WORK}/bpffs-ref"
+  git -C "${ROOT}" archive "${REF}" | tar -x -C "${WORK}/ref"
+  make -s -C "${WORK}/ref" >/dev/null
+  clang -O2 -g -target bpf -mcpu=v3 -Wall -Werror -I "/usr/include/$(uname -m)-linux-gnu" \
+    -c "${ROOT}/bench/bpf/mseg-ref.bpf.c" -o "${WORK}/floor.o"
+  bpftool prog loadall "${WORK}/floor.o" "${WORK}/bpffs/floor" type tc
+  a=$(attach "${ROOT}" "${WORK}/bpffs" "${NS}")
+  b=$(attach "${WORK}/ref" "${WORK}/bpffs-ref" "${NS2}")
+  echo "ab-session: a packet of an established UDP session, this tree against ${REF} ($(git -C "${ROOT}" rev-parse --short "${REF}")), BPF_PROG_TEST_RUN repeat ${REPEAT}, median of ${RUNS} turns (this, ${REF}, floor)"
+  for fam in 4 6; do
+    if [[ ${fam} == 4 ]]; then src=192.0.2.1 dst=198.51.100.1; else src=fd00:1::1 dst=fd00:2::1; fi
+    "${ROOT}/build/mseg-pkt" --src "${src}" --dst "${dst}" --proto udp --sport 40000 --dport 9 \
+      --payload 18 -o "${WORK}/frame${fam}"
+    # the first run of each creates the session the others find
+    bpftool prog run id "${a}" data_in "${WORK}/frame${fam}" repeat 1 >/dev/null
+    bpftool prog run id "${b}" data_in "${WORK}/frame${fam}" repeat 1 >/dev/null
+    ra="" rb="" rf=""
+    for ((i = 0; i < RUNS; i++)); do
+      ra+="$(run_ns "id ${a}" "${WORK}/frame${fam}")"$'\n'
+      rb+="$(run_ns "id ${b}" "${WORK}/frame${fam}")"$'\n'
+      rf+="$(run_ns "pinned ${WORK}/bpffs/floor/ref_floor" "${WORK}/frame${fam}")"$'\n'
+    done
+    va=$(median <<<"${ra}") vb=$(median <<<"${rb}") vf=$(median <<<"${rf}")
+    printf 'ab-session: IPv%s  this %4d ns (x%s floor)  %s %4d ns (x%s floor)  floor %4d ns  this/%s x%s\n' \
+      "${fam}" "${va}" "$(ratio "${va}" "${vf}")" "${REF}" "${vb}" "$(ratio "${vb}" "${vf}")" "${vf}" \
+      "${REF}" "$(ratio "${va}" "${vb}")"
+  done
+  echo "ab-session: command: bpftool -j prog run id PROG data_in FRAME repeat ${REPEAT} (.duration); frame: build/mseg-pkt --src S --dst D --proto udp --sport 40000 --dport 9 --payload 18"
+}
+
+main "$@"

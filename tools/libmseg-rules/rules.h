@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * libmseg-rules: the one grammar, parser, validator, compiler and encoder
+ * of mseg's policy (docs/policy.md). Linked into build/mseg-ruleset (which
+ * the operator commands call) and every other program that reads rules.
+ */
+#ifndef MSEG_RULES_H
+#define MSEG_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <linux/types.h>
+
+#include "mseg_abi.h"
+
+#define MR_NAME_MAX 48
+#define MR_COMMENT_MAX 200
+#define MR_PORTS_MAX 64
+#define MR_DEFAULT_PRIORITY 100
+#define MR_PROTO_ANY (-1)
+#define MR_PROTO_ICMP 256 /* ICMP for IPv4 flows, ICMPv6 for IPv6 flows */
+/*
+ * The compiler's version, named in every set's seal (maps.c): a change to
+ * what a policy compiles to must bump it, so a set sealed by an older
+ * compiler is rewritten whole rather than patched.
+ */
+#define MR_COMPILER_VERSION 1
+
+struct mr_pfx {
+	__u8 addr[16]; /* as stored: IPv4 as ::ffff:a.b.c.d */
+	__u8 len;      /* in the family's own bits: 0..32 or 0..128 */
+	__u8 family;   /* 4 or 6 */
+};
+
+enum mr_sel_kind { MR_SEL_ANY, MR_SEL_PFX, MR_SEL_SEG };
+
+struct mr_sel {
+	int kind;
+	struct mr_pfx p;
+	char name[MR_NAME_MAX]; /* a segment's */
+};
+
+struct mr_range {
+	__u16 lo, hi;
+};
+
+enum mr_kind { MR_RULE, MR_CIDR };
+
+struct mr_rule {
+	__u32 id;      /* 1..MSEG_MAX_RULE_IDS-1; 0 while unassigned */
+	int kind;      /* enum mr_kind; a CIDR has dst = its prefix */
+	struct mr_sel src, dst;
+	int proto;     /* MR_PROTO_ANY, 1..255, MR_PROTO_ICMP */
+	int nports;    /* destination ports: sorted, disjoint ranges */
+	struct mr_range ports[MR_PORTS_MAX];
+	__u16 sport;   /* 0: any */
+	__u8 action;   /* enum mseg_action */
+	bool prio_given, comment_given;
+	__u32 priority;
+	char comment[MR_COMMENT_MAX + 1];
+	long line;     /* where it was written, for messages */
+};
+
+struct mr_segment {
+	char name[MR_NAME_MAX];
+	struct mr_pfx *p;
+	size_t n, cap;
+	long line;
+};
+
+struct mr_policy {
+	int def; /* MSEG_ACT_ALLOW or MSEG_ACT_DENY */
+	struct mr_rule *r;
+	size_t nr, capr;
+	struct mr_segment *s;
+	size_t ns, caps;
+	/* indexes, rebuilt when stale: rules by selectors, by id; segments by name */
+	long *kidx, *sidx;
+	size_t kcap, scap;
+	bool kstale, sstale;
+	long *ididx; /* MSEG_MAX_RULE_IDS entries: rule index + 1, 0 none */
+	long long *pxidx; /* segment prefixes: segment << 32 | prefix, -1 empty */
+	size_t pxcap, pxn;
+	bool pxstale;
+	bool replace; /* a ruleset file: a later line replaces an earlier one whole */
+};
+
+/* Errors: the first one is kept; mr_failed() tells, mr_error() says. */
+void mr_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+bool mr_failed(void);
+const char *mr_error(void);
+void mr_err_reset(void);
+void *mr_grow(void *p, size_t *cap, size_t n, size_t sz);
+
+/* text.c: addresses, prefixes, names */
+bool mr_addr_parse(const char *s, __u8 out[16], int *family);
+const char *mr_addr_text(const __u8 a[16], int family, char *buf);
+const char *mr_pfx_text(const struct mr_pfx *p, char *buf);
+bool mr_pfx_parse(const char *text, struct mr_pfx *p); /* mr_err on failure */
+void mr_mask(__u8 a[16], int bits);
+bool mr_pfx_contains(const struct mr_pfx *outer, const struct mr_pfx *inner);
+bool mr_pfx_has_addr(const struct mr_pfx *p, const __u8 a[16], int family);
+int mr_pfx_score(const struct mr_pfx *p); /* docs/policy.md specificity */
+const char *mr_proto_text(int proto, char *buf);
+int mr_proto_parse(const char *s); /* -2 if unknown */
+const char *mr_ports_text(const struct mr_rule *r, char *buf, size_t len);
+bool mr_uint(const char *s, unsigned long long max, unsigned long long *out);
+extern const char *const mr_action_names[MSEG_ACT_MAX];
+int mr_action_num(const char *s);
+
+/* parse.c: statements into a policy */
+int mr_split(char *line, char **argv, int max); /* words, quotes, '#' */
+void mr_policy_init(struct mr_policy *p);
+void mr_policy_free(struct mr_policy *p);
+/* One statement (argv[0] is default|segment|rule|cidr); `line` for messages. */
+void mr_statement(struct mr_policy *p, int argc, char **argv, long line,
+		  char *msg, size_t msglen);
+/* A file of statements; prefix ("rule add", "cidr add" or NULL) goes before every line. */
+bool mr_parse_file(struct mr_policy *p, const char *path, const char *prefix);
+extern size_t mr_file_statements; /* statements mr_parse_file read */
+bool mr_policy_check(struct mr_policy *p); /* whole-policy validation */
+void mr_assign_ids(struct mr_policy *p, const struct mr_policy *old);
+void mr_rule_match_key(const struct mr_rule *r, char *buf, size_t len);
+void mr_rule_text(const struct mr_rule *r, bool with_id, char *buf, size_t len);
+const char *mr_sel_text(const struct mr_sel *s, char *buf);
+const char *mr_rule_proto_text(const struct mr_rule *r, char *buf);
+/* Canonical statements with their mseg_source index, one per call of fn; false if one is too long. */
+bool mr_policy_lines(const struct mr_policy *p,
+		     void (*fn)(void *ctx, __u32 index, const char *line), void *ctx);
+struct mr_segment *mr_segment_find(const struct mr_policy *p, const char *name);
+const struct mr_rule *mr_rule_by_id(const struct mr_policy *p, __u32 id); /* NULL: none */
+
+/* compile.c */
+struct mr_ident_ent {
+	struct mseg_ident_key k;
+	struct mseg_ident_val v;
+};
+struct mr_rule_ent {
+	struct mseg_rule_key k;
+	struct mseg_rule_val v;
+};
+struct mr_compiled {
+	struct mr_ident_ent *id;
+	size_t nid, capid;
+	struct mr_rule_ent *re;
+	size_t nre, capre;
+	size_t expansion; /* (rule, src identity, dst identity) triples */
+};
+bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c);
+void mr_compiled_free(struct mr_compiled *c);
+__u64 mr_rank(const struct mr_rule *r, int dscore, int sscore);
+
+/* explain.c */
+struct mr_flow {
+	__u8 src[16], dst[16];
+	int family;
+	int proto;
+	__u16 sport, dport;
+};
+struct mr_decision {
+	__u32 rule_id;
+	__u8 action;
+	__u64 rank;
+};
+bool mr_flow_parse(int argc, char **argv, struct mr_flow *f); /* --src --dst --proto --sport --dport */
+void mr_lookup(const struct mr_compiled *c, const struct mr_flow *f, int def,
+	       struct mr_decision *d);
+/* Every rule that matches f, best first; returns the count (caller frees *out). */
+size_t mr_matching(const struct mr_policy *p, const struct mr_flow *f,
+		   struct mr_decision **out);
+
+#endif /* MSEG_RULES_H */
