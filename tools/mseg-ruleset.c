@@ -3,11 +3,15 @@
  * mseg-ruleset: the policy's one parser, compiler and encoder, for every
  * operator command (docs/policy.md). The callers hold the edit lock.
  *
- *   check FILE                  validate a ruleset file, write nothing
- *   apply SET ACTIVE FILE       validate FILE, write it compiled into SET
+ *   check [--stats] [--allow-empty] [--lines] [--copy OUT] FILE
+ *                               validate a ruleset file, write nothing but
+ *                               its copy (the whole input, once valid)
+ *   apply [--allow-empty] SET ACTIVE FILE
+ *                               validate FILE, write it compiled into SET
  *                               (ids kept from the policy of set ACTIVE),
  *                               switch mseg_config to SET, then make
  *                               ACTIVE hold the same
+ *   copy FILE OUT               FILE read whole (bounded, as check does) into OUT
  *   clear SET                   empty rule set SET
  *   save SET                    print set SET's statements
  *   edit SET NEW WRITE SYNC [--file FILE --prefix WORDS | STATEMENT...]
@@ -26,8 +30,11 @@
  * Bad input: "mseg: ..." (with the line for files), exit 2, nothing written.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
 
 #include <bpf/bpf.h>
 
@@ -93,12 +100,32 @@ static void build(struct mr_policy *p, const struct mr_policy *old, struct mr_co
 	if (mr_failed() || !mr_policy_check(p) || !mr_compile(p, 0, c) || !mr_target_lines(p, t))
 		fail();
 	t->c = c;
-	/* the stored statements must fit beside the other set's */
-	if (t->n + 1 > MSEG_MAX_SOURCE / 2) {
+	/* every map holds both sets: each fits in half, checked before any write */
+	if (t->n + 1 > MSEG_MAX_SOURCE / 2)
 		mr_err("the policy has %zu statements; at most %d fit beside the ruleset in force",
 		       t->n, MSEG_MAX_SOURCE / 2 - 1);
+	else if (c->nid > MSEG_MAX_IDENTS / 2)
+		mr_err("the policy has %zu identities; at most %d fit beside the ruleset in force",
+		       c->nid, MSEG_MAX_IDENTS / 2);
+	else if (c->nre > MSEG_MAX_RULE_ENTRIES / 2)
+		mr_err("the policy compiles to %zu rule entries; at most %d fit beside the ruleset in force",
+		       c->nre, MSEG_MAX_RULE_ENTRIES / 2);
+	if (mr_failed())
 		fail();
-	}
+}
+
+/*
+ * An input with no `default` line and no rule is most likely a failed
+ * read or an empty pipe (`mseg save | mseg apply -` once wiped a policy
+ * so): applying it would put default allow in force.
+ */
+static void refuse_empty(const struct mr_policy *p, bool allow_empty)
+{
+	if (allow_empty || p->stated_default || count(p, MR_RULE) || count(p, MR_CIDR))
+		return;
+	mr_err("the input has no 'default' line and no rule: refusing to apply an empty policy "
+	       "(--allow-empty applies it)");
+	fail();
 }
 
 /* The default lives in mseg_config: `mseg default` writes it there. */
@@ -170,7 +197,7 @@ static int write_error(const struct mr_writer *w, const char *what)
  * the same way and policy_gen is bumped again: a packet that raced the
  * switch and cached a verdict of the old set is judged again.
  */
-static int cmd_apply(__u8 set, __u8 active, const char *file)
+static int cmd_apply(__u8 set, __u8 active, const char *file, bool allow_empty)
 {
 	struct mr_policy p, old;
 	struct mr_compiled c;
@@ -184,6 +211,7 @@ static int cmd_apply(__u8 set, __u8 active, const char *file)
 	mr_policy_init(&p);
 	if (!mr_parse_file(&p, file, NULL))
 		return 2;
+	refuse_empty(&p, allow_empty);
 	open_maps();
 	if (set == active || !mr_read_sets(&maps, s) || !mr_set_policy(&s[active], &old))
 		return 1;
@@ -671,7 +699,9 @@ static void print_line(void *ctx, __u32 index, const char *line)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mseg-ruleset check [--stats] FILE | apply SET ACTIVE FILE | clear SET | save SET\n"
+	fprintf(f, "usage: mseg-ruleset check [--stats] [--allow-empty] [--lines] [--copy OUT] FILE\n"
+		   "       mseg-ruleset apply [--allow-empty] SET ACTIVE FILE | clear SET | save SET\n"
+		   "       mseg-ruleset copy FILE OUT\n"
 		   "       mseg-ruleset edit SET NEW WRITE SYNC STATEMENT...\n"
 		   "       mseg-ruleset list SET rules|cidrs|segments [--json] | show SET SEGMENT\n"
 		   "       mseg-ruleset explain SET [--json] --src A --dst B [--proto P] [--sport N] [--dport N]\n"
@@ -679,25 +709,83 @@ static void usage(FILE *f)
 		   "The grammar is docs/policy.md's. FILE '-' is stdin.\n");
 }
 
+/*
+ * check's options, then FILE: the summary (and the config lines, with
+ * their line numbers for --lines); --copy writes the input, once valid, to
+ * OUT (the bash commands read stdin so, before they take the edit lock).
+ */
+static int cmd_check(int argc, char **argv)
+{
+	bool stats = false, allow_empty = false, lines = false;
+	const char *copy = NULL;
+	struct mr_policy p;
+	struct mr_compiled c;
+	struct mr_target t;
+	struct mr_input in;
+	int i;
+
+	for (i = 0; i < argc - 1; i++) {
+		if (!strcmp(argv[i], "--stats")) {
+			stats = true;
+		} else if (!strcmp(argv[i], "--allow-empty")) {
+			allow_empty = true;
+		} else if (!strcmp(argv[i], "--lines")) {
+			lines = true;
+		} else if (!strcmp(argv[i], "--copy") && i + 2 < argc) {
+			copy = argv[++i];
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	mr_policy_init(&p);
+	if (!mr_input_read(argv[argc - 1], &in))
+		return 1;
+	if (!mr_parse_input(&p, &in, NULL))
+		return 2;
+	refuse_empty(&p, allow_empty);
+	build(&p, NULL, &c, &t);
+	if (copy && !mr_input_write(&in, copy))
+		return 1;
+	check_summary(&p, &c, stats);
+	for (size_t k = 0; k < p.ncfg; k++) {
+		if (lines)
+			printf("config %s %s %ld\n", p.cfg[k].key, p.cfg[k].value, p.cfg[k].line);
+		else
+			printf("config %s %s\n", p.cfg[k].key, p.cfg[k].value);
+	}
+	mr_input_free(&in);
+	return fflush(stdout) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
+	pid_t parent = getppid();
+
+	/*
+	 * Die with the command that runs us: a killed `mseg apply` must not
+	 * leave its writer running, holding the edit lock it inherited.
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+		return 1;
 
 	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
 		usage(stdout);
 		return 0;
 	}
-	if (!strcmp(cmd, "check") && (argc == 3 || (argc == 4 && !strcmp(argv[2], "--stats")))) {
-		struct mr_policy p;
-		struct mr_compiled c;
-		struct mr_target t;
+	if (!strcmp(cmd, "check") && argc >= 3)
+		return cmd_check(argc - 2, argv + 2);
+	if (!strcmp(cmd, "copy") && argc == 4) {
+		/* a --batch input read whole and bounded, before the lock */
+		struct mr_input in;
+		bool ok;
 
-		mr_policy_init(&p);
-		if (!mr_parse_file(&p, argv[argc - 1], NULL))
-			return 2;
-		build(&p, NULL, &c, &t);
-		check_summary(&p, &c, argc == 4);
-		return 0;
+		if (!mr_input_read(argv[2], &in))
+			return 1;
+		ok = mr_input_write(&in, argv[3]);
+		mr_input_free(&in);
+		return ok ? 0 : 1;
 	}
 	if (!strcmp(cmd, "parse") && argc >= 3) {
 		/* one statement's own checks, before any map is opened */
@@ -709,8 +797,10 @@ int main(int argc, char **argv)
 			fail();
 		return 0;
 	}
+	if (!strcmp(cmd, "apply") && argc == 6 && !strcmp(argv[2], "--allow-empty"))
+		return cmd_apply(set_arg(argv[3]), set_arg(argv[4]), argv[5], true);
 	if (!strcmp(cmd, "apply") && argc == 5)
-		return cmd_apply(set_arg(argv[2]), set_arg(argv[3]), argv[4]);
+		return cmd_apply(set_arg(argv[2]), set_arg(argv[3]), argv[4], false);
 	if (!strcmp(cmd, "clear") && argc == 3) {
 		__u8 set = set_arg(argv[2]);
 

@@ -226,10 +226,11 @@ mseg_policy_edit() {
   dir=$(mktemp -d) || mseg_die "mktemp failed"
   # shellcheck disable=SC2064 # expand now: the path is local
   trap "rm -rf -- '$dir'" EXIT
-  if [[ ${1:-} == --file && ${2:-} == - ]]; then
-    # stdin is read before the lock is taken: its writer may hold it
-    cat >"$dir/stdin" || mseg_die "cannot read stdin"
-    set -- --file "$dir/stdin" "${@:3}"
+  if [[ ${1:-} == --file ]]; then
+    # read whole (and bounded) before the lock is taken: stdin's writer
+    # may hold it, and what is applied is what was read
+    "$MSEG_RULESET_BIN" copy "$2" "$dir/input" || exit
+    set -- --file "$dir/input" "${@:3}"
   fi
   mseg_lock
   set=$(mseg_config_get active_set) || exit
@@ -240,14 +241,16 @@ mseg_policy_edit() {
     return 0
   fi
   ((rc == 0)) || exit "$rc"
-  bpftool batch file "$dir/write" >/dev/null 2>"$dir/err" ||
+  mseg_child bpftool batch file "$dir/write" >/dev/null 2>"$dir/err" ||
     mseg_die "writing the new rule set failed: $(tail -n 1 "$dir/err")"
   def=${out##*$'\n'default }
-  # New flows see the new set from this write on; open sessions are judged
-  # again at the one policy_gen bump below, once the old set holds the new
-  # policy too (a packet that raced the switch cannot cache an old verdict).
-  mseg_config_edit active_set "$new" default_action "$(mseg_action_num "$def")"
-  bpftool batch file "$dir/sync" >/dev/null 2>"$dir/serr" || echo failed >>"$dir/serr"
+  # New flows see the new set from this write on, and open sessions are
+  # judged again: the generation moves in the same write, so an edit killed
+  # after it is a rule every session sees. Once the old set holds the new
+  # policy too, a second bump catches a packet that raced the switch (read
+  # the new generation, then the old set) and cached an old verdict.
+  mseg_config_edit --bump-gen active_set "$new" default_action "$(mseg_action_num "$def")"
+  mseg_child bpftool batch file "$dir/sync" >/dev/null 2>"$dir/serr" || echo failed >>"$dir/serr"
   mseg_policy_gen_bump
   [[ ! -s $dir/serr ]] ||
     mseg_die "switched to the new rule set, but bringing the old one up to date failed: the next edit rewrites it"

@@ -115,61 +115,90 @@ _mseg_config_align() {
     | mseg_table(["KEY", "VALUE"])' -R -s -r
 }
 
-mseg_cmd_config_set() {
-  (($# == 2)) || mseg_usage_die "config set needs KEY VALUE (see 'mseg config --help')"
+#######################################
+# Check one setting, without writing it: on success MSEG_CFG_FIELD and
+# MSEG_CFG_VALUE hold the mseg_config field and its value; on failure
+# MSEG_CFG_ERROR says why. Used by `config set` and by `apply` for the
+# `config KEY VALUE` lines of a ruleset (one checker for both).
+# Arguments:
+#   KEY VALUE
+# Returns:
+#   0 valid, 1 not
+#######################################
+mseg_config_resolve() {
   local key=$1 value=$2 entry k field="" kind max size
+  MSEG_CFG_FIELD="" MSEG_CFG_VALUE="" MSEG_CFG_ERROR=""
   for entry in "${MSEG_CONFIG_KEYS[@]}"; do
     IFS=: read -r k field kind <<<"$entry"
     [[ $k == "$key" ]] && break
     field=""
   done
-  [[ -n $field ]] || mseg_usage_die "unknown config key: '$key' (see 'mseg config --help')"
+  if [[ -z $field ]]; then
+    MSEG_CFG_ERROR="unknown config key: '$key' (see 'mseg config --help')"
+    return 1
+  fi
   mseg_abi_load
   case $kind in
     bool)
       case $value in
         on | 1) value=1 ;;
         off | 0) value=0 ;;
-        *) mseg_usage_die "invalid value for $key: '$value' (expected on, off, 1 or 0)" ;;
+        *) MSEG_CFG_ERROR="invalid value for $key: '$value' (expected on, off, 1 or 0)" ;;
       esac
       ;;
     pct)
       mseg_is_uint "$value" 100 ||
-        mseg_usage_die "invalid value for $key: '$value' (expected a percentage 0..100)"
+        MSEG_CFG_ERROR="invalid value for $key: '$value' (expected a percentage 0..100)"
       ;;
     num)
       size=${MSEG_FIELD_SIZE[config.$field]}
       max=$(((1 << (8 * size)) - 1))
       mseg_is_uint "$value" "$max" ||
-        mseg_usage_die "invalid value for $key: '$value' (expected an integer 0..$max)"
+        MSEG_CFG_ERROR="invalid value for $key: '$value' (expected an integer 0..$max)"
       ;;
     count)
       # "more than N" can only happen for N below the pinned table's size
       mseg_require_maps mseg_sessions
       max=$(mseg_map_show mseg_sessions | jq -r .max_entries) || exit
       mseg_is_uint "$value" $((max - 1)) ||
-        mseg_usage_die "invalid value for $key: '$value' (the session table holds $max: expected 0..$((max - 1)), a count it can exceed)"
+        MSEG_CFG_ERROR="invalid value for $key: '$value' (the session table holds $max: expected 0..$((max - 1)), a count it can exceed)"
       ;;
   esac
+  [[ -z $MSEG_CFG_ERROR ]] || return 1
+  MSEG_CFG_FIELD=$field MSEG_CFG_VALUE=$value
+}
+
+mseg_cmd_config_set() {
+  (($# == 2)) || mseg_usage_die "config set needs KEY VALUE (see 'mseg config --help')"
+  mseg_config_resolve "$1" "$2" || mseg_usage_die "$MSEG_CFG_ERROR"
+  local field=$MSEG_CFG_FIELD value=$MSEG_CFG_VALUE
   mseg_require_maps mseg_config
   mseg_lock
-  [[ $kind == pct ]] && _mseg_config_check_levels "$field" "$value"
+  mseg_config_check_levels "$field" "$value"
   mseg_config_edit "$field" "$value"
 }
 
 #######################################
-# Die unless the pressure levels stay in order once FIELD is VALUE:
+# Die unless the pressure levels stay in order once every FIELD is VALUE:
 # warn_pct < crit_pct < degrade_pct, as effective values (0 = default).
 # Call under mseg_lock, before the edit.
+# Arguments:
+#   FIELD VALUE pairs (any fields: only the three levels count)
 #######################################
-_mseg_config_check_levels() {
-  local field=$1 value=$2 f v
+mseg_config_check_levels() {
+  local f v said=""
   local -a cfg
-  local -A eff=()
+  local -A eff=() new=()
+  while (($# >= 2)); do
+    new[$1]=$2
+    [[ $1 == *_pct ]] && said+="${said:+, }$1 $2"
+    shift 2
+  done
+  [[ -n $said ]] || return 0
   mseg_config_read cfg
   for f in warn_pct crit_pct degrade_pct; do
-    if [[ $f == "$field" ]]; then
-      v=$value
+    if [[ -n ${new[$f]:-} ]]; then
+      v=${new[$f]}
     else
       v=$(mseg_buf_get_uint cfg "config.$f") || exit
     fi
@@ -177,8 +206,26 @@ _mseg_config_check_levels() {
     eff[$f]=$v
   done
   if ((eff[warn_pct] >= eff[crit_pct] || eff[crit_pct] >= eff[degrade_pct])); then
-    mseg_die "the pressure levels must rise: warn_pct < crit_pct < degrade_pct, not ${eff[warn_pct]}, ${eff[crit_pct]}, ${eff[degrade_pct]} (${field%_pct}_pct $value)"
+    mseg_die "the pressure levels must rise: warn_pct < crit_pct < degrade_pct, not ${eff[warn_pct]}, ${eff[crit_pct]}, ${eff[degrade_pct]} ($said)"
   fi
+}
+
+#######################################
+# The settings an operator made, as ruleset lines (`config KEY VALUE`; a
+# key never set, or reset to 0, left out): what `mseg save` adds, so that
+# `mseg save | mseg apply -` reproduces them.
+#######################################
+mseg_config_lines() {
+  local entry key field kind v
+  local -a cfg
+  mseg_config_read cfg
+  for entry in "${MSEG_CONFIG_KEYS[@]}"; do
+    IFS=: read -r key field kind <<<"$entry"
+    v=$(mseg_buf_get_uint cfg "config.$field") || exit
+    ((v != 0)) || continue
+    [[ $kind == bool ]] && v=on
+    printf 'config %s %s\n' "$key" "$v"
+  done
 }
 
 mseg_cmd_config() {

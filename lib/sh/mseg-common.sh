@@ -133,6 +133,17 @@ mseg_lock() {
 }
 
 #######################################
+# Run a writer under the edit lock so that it dies with this command: a
+# killed `mseg` must not leave a child writing maps while holding the lock
+# it inherited (build/mseg-ruleset does the same for itself).
+# Arguments:
+#   the command and its arguments
+#######################################
+mseg_child() {
+  setpriv --pdeathsig KILL -- "$@"
+}
+
+#######################################
 # Die with a usage error unless $1 names a plausible network device.
 #######################################
 mseg_check_devname() {

@@ -244,7 +244,7 @@ set_hits() {
   gen=$(cfg policy_gen)
   run --separate-stderr c add 10.20.0.0/16 --action deny
   [[ $status == 0 && $output == "cidr added: 10.20.0.0/16: deny" ]]
-  [[ $(cfg policy_gen) == $((gen + 1)) ]]
+  [[ $(cfg policy_gen) == $((gen + 2)) ]]
   # prefixlen = 16 header bits + 96 mapped bits + 16; IPv4-mapped address
   # flags: keys (src, any) and (any, dst) exist (the CIDR's two arms), no (any, any)
   [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":28}}]' ]]
@@ -265,14 +265,14 @@ set_hits() {
     '[[112,4,[0,0,0,0]],[128,4,[10,20,0,0]],[144,4,[10,20,30,40]]]' ]]
   [[ $(c list --json | jq -c 'map([.cidr, .action, .priority])') == \
     '[["0.0.0.0/0","allow",100],["10.20.0.0/16","deny",100],["10.20.30.40/32","log",7]]' ]]
-  [[ $(cfg policy_gen) == $((gen + 3)) ]]
+  [[ $(cfg policy_gen) == $((gen + 6)) ]]
   run --separate-stderr c del 10.20.0.0/16
   [[ $status == 0 && $output == "cidr deleted: 10.20.0.0/16" ]]
-  [[ $(cfg policy_gen) == $((gen + 4)) ]]
+  [[ $(cfg policy_gen) == $((gen + 8)) ]]
   c del 10.20.30.40/32 >/dev/null
   c del 0.0.0.0/0 >/dev/null
   [[ $(c list --json) == "[]" && $(trie) == "[]" ]]
-  [[ $(cfg policy_gen) == $((gen + 6)) ]]
+  [[ $(cfg policy_gen) == $((gen + 12)) ]]
 }
 
 @test "add/list/del round trip, IPv6: RFC 5952 text, family 6, prefixlen 16 + len" {
@@ -283,7 +283,7 @@ set_hits() {
   c add ::/0 --action deny >/dev/null
   c add fe80::/10 --action log >/dev/null
   c add 2001:db8:0:1:1:0:0:1/128 --action deny >/dev/null
-  [[ $(cfg policy_gen) == $((gen + 4)) ]]
+  [[ $(cfg policy_gen) == $((gen + 8)) ]]
   [[ $(trie | jq -c 'map([.key.prefixlen, .key.family, .key.addr[0:4]]) | sort') == \
     '[[16,6,[0,0,0,0]],[26,6,[254,128,0,0]],[48,6,[32,1,13,184]],[144,6,[32,1,13,184]]]' ]]
   [[ $(c list --json | jq -c 'map([.cidr, .family, .action])') == \
@@ -292,7 +292,7 @@ set_hits() {
   c del ::/0 >/dev/null
   c del FE80::/10 >/dev/null
   c del 2001:db8:0:1:1::1/128 >/dev/null
-  [[ $(trie) == "[]" && $(cfg policy_gen) == $((gen + 8)) ]]
+  [[ $(trie) == "[]" && $(cfg policy_gen) == $((gen + 16)) ]]
 }
 
 @test "adding twice leaves one entry; a new action updates it and keeps its hits" {
@@ -306,13 +306,13 @@ set_hits() {
   set_hits 10.0.0.0/8 42
   run --separate-stderr c add 10.0.0.0/8 --action allow
   [[ $status == 0 && $output == "cidr updated: 10.0.0.0/8: allow" ]]
-  [[ $(cfg policy_gen) == $((gen + 1)) ]]
+  [[ $(cfg policy_gen) == $((gen + 2)) ]]
   [[ $(c list --json | jq -c 'map({cidr, family, action, priority, hits})') == '[{"cidr":"10.0.0.0/8","family":4,"action":"allow","priority":100,"hits":42}]' ]]
   # a priority change alone is a change; without --priority it is kept
   c add 10.0.0.0/8 --action allow --priority 5 >/dev/null
   c add 10.0.0.0/8 --action log >/dev/null
   [[ $(c list --json | jq -c 'map([.action, .priority, .hits])') == '[["log",5,42]]' ]]
-  [[ $(cfg policy_gen) == $((gen + 3)) ]]
+  [[ $(cfg policy_gen) == $((gen + 6)) ]]
   # A longer prefix inside an existing one is a new entry, although a
   # lookup of it finds 10.0.0.0/8.
   run --separate-stderr c add 10.1.0.0/16 --action log
@@ -332,7 +332,7 @@ set_hits() {
   "$MSEG" ip-range add --cidr=10.0.0.0/8 --action=deny >/dev/null
   "$MSEG" ip-range add --cidr 172.16.0.0/12 --action allow >/dev/null
   "$MSEG" ip-range add --cidr 2001:db8::/32 --action log >/dev/null
-  [[ $(cfg policy_gen) == $((gen + 4)) ]]
+  [[ $(cfg policy_gen) == $((gen + 8)) ]]
   [[ $("$MSEG" ip-range list --json) == "$(c list --json)" ]]
   [[ $("$MSEG" ip-range list) == "$(c list)" ]]
   [[ $("$MSEG" ip-range list --json | jq -c 'map(.cidr)') == \
@@ -402,7 +402,7 @@ set_hits() {
   [[ ! -e $TC_BPF_MNT/tc ]]
 }
 
-@test "concurrent cidr edits serialise on the lock: every add lands, one bump each" {
+@test "concurrent cidr edits serialise on the lock: every add lands, two bumps each" {
   local gen i
   gen=$(cfg policy_gen)
   (for ((i = 0; i < 15; i++)); do c add "10.$i.0.0/16" --action deny >/dev/null; done) 3>&- &
@@ -412,5 +412,5 @@ set_hits() {
   wait "$a"
   wait "$b"
   [[ $(c list --json | jq length) == 30 ]]
-  [[ $(cfg policy_gen) == $((gen + 30)) ]]
+  [[ $(cfg policy_gen) == $((gen + 60)) ]]
 }

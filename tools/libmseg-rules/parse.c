@@ -33,6 +33,7 @@ void mr_policy_free(struct mr_policy *p)
 		free(p->s[i].p);
 	free(p->s);
 	free(p->r);
+	free(p->cfg);
 	mr_policy_init(p);
 }
 
@@ -963,53 +964,86 @@ void mr_statement(struct mr_policy *p, int argc, char **argv, long line,
 
 size_t mr_file_statements;
 
+/* `config KEY VALUE`: words the config command checks; here only their shape. */
+static void config_stmt(struct mr_policy *p, int argc, char **argv, long line)
+{
+	struct mr_config *c;
+	size_t i;
+
+	if (argc != 3)
+		return mr_err("expected 'config KEY VALUE'");
+	if (strlen(argv[1]) >= MR_CONFIG_KEY_MAX || strspn(argv[1], "abcdefghijklmnopqrstuvwxyz_") !=
+								 strlen(argv[1]))
+		return mr_err("invalid config key '%s'", argv[1]);
+	if (strlen(argv[2]) >= MR_CONFIG_VALUE_MAX ||
+	    strspn(argv[2], "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(argv[2]))
+		return mr_err("invalid config value '%s' for %s", argv[2], argv[1]);
+	for (i = 0; i < p->ncfg; i++)
+		if (!strcmp(p->cfg[i].key, argv[1]))
+			return mr_err("a second 'config %s' line", argv[1]);
+	p->cfg = mr_grow(p->cfg, &p->capcfg, p->ncfg + 1, sizeof(*p->cfg));
+	c = &p->cfg[p->ncfg++];
+	snprintf(c->key, sizeof(c->key), "%s", argv[1]);
+	snprintf(c->value, sizeof(c->value), "%s", argv[2]);
+	c->line = line;
+}
+
 bool mr_parse_file(struct mr_policy *p, const char *path, const char *prefix)
 {
-	bool have_default = false;
+	struct mr_input in;
+	bool ok;
+
+	/* unreadable input is not bad input: exit 1, as a missing file */
+	if (!mr_input_read(path, &in))
+		exit(1);
+	ok = mr_parse_input(p, &in, prefix);
+	mr_input_free(&in);
+	return ok;
+}
+
+bool mr_parse_input(struct mr_policy *p, struct mr_input *in, const char *prefix)
+{
+	char *line, *argv[80], buf[MR_LINE_MAX + 1 + 64];
+	long lineno = 0;
+	size_t len;
 
 	p->replace = !prefix;
-
-	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-	char *line = NULL, *argv[80], buf[8192];
-	size_t cap = 0;
-	ssize_t len;
-	long lineno = 0;
-
-	if (!f) {
-		fprintf(stderr, "mseg: cannot read %s: %s\n", path, strerror(errno));
-		exit(1);
-	}
-	while ((len = getline(&line, &cap, f)) >= 0) {
+	in->pos = 0;
+	while ((line = mr_input_line(in, &len))) {
 		int argc;
 
 		lineno++;
-		if (memchr(line, 0, (size_t)len)) {
+		if (len > MR_LINE_MAX) {
+			mr_err("longer than %d bytes", MR_LINE_MAX);
+			break;
+		}
+		if (memchr(line, 0, len)) {
 			mr_err("a NUL byte");
 			break;
 		}
-		snprintf(buf, sizeof(buf), "%s%s%s", prefix ? prefix : "", prefix ? " " : "",
-			 line);
+		snprintf(buf, sizeof(buf), "%s%s%.*s", prefix ? prefix : "", prefix ? " " : "",
+			 (int)len, line);
 		argc = mr_split(buf, argv, 80);
 		if (argc < 0)
 			break;
 		if (!argc || (prefix && argc == 2))
 			continue;
 		if (!strcmp(argv[0], "default")) {
-			if (have_default) {
+			if (p->stated_default) {
 				mr_err("a second 'default' line");
 				break;
 			}
-			have_default = true;
+			p->stated_default = true;
 		}
-		mr_statement(p, argc, argv, lineno, NULL, 0);
+		if (!prefix && !strcmp(argv[0], "config"))
+			config_stmt(p, argc, argv, lineno);
+		else
+			mr_statement(p, argc, argv, lineno, NULL, 0);
 		mr_file_statements++;
 		if (mr_failed())
 			break;
 	}
-	free(line);
 	p->replace = false;
-	if (f != stdin)
-		fclose(f);
 	if (mr_failed()) {
 		fprintf(stderr, "mseg: line %ld: %s\n", lineno, mr_error());
 		return false;

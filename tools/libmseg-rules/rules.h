@@ -84,7 +84,38 @@ struct mr_policy {
 	size_t pxcap, pxn;
 	bool pxstale;
 	bool replace; /* a ruleset file: a later line replaces an earlier one whole */
+	bool stated_default; /* a ruleset file had a `default` line */
+	/* `config KEY VALUE` lines of a ruleset file: checked and written by the
+	 * caller (mseg's config command knows the keys), never stored as rules */
+	struct mr_config *cfg;
+	size_t ncfg, capcfg;
 };
+
+#define MR_CONFIG_KEY_MAX 32
+#define MR_CONFIG_VALUE_MAX 24
+
+struct mr_config {
+	char key[MR_CONFIG_KEY_MAX];
+	char value[MR_CONFIG_VALUE_MAX];
+	long line;
+};
+
+/*
+ * input.c: a ruleset input read whole. The bound is far above any policy
+ * the maps hold (262,144 statements per set) and keeps endless input out.
+ */
+#define MR_INPUT_MAX (64u << 20)
+#define MR_LINE_MAX 8191
+
+struct mr_input {
+	char *buf; /* NUL-terminated */
+	size_t len, pos;
+};
+
+bool mr_input_read(const char *path, struct mr_input *in);
+char *mr_input_line(struct mr_input *in, size_t *len); /* NULL at the end */
+bool mr_input_write(const struct mr_input *in, const char *path);
+void mr_input_free(struct mr_input *in);
 
 /* Errors: the first one is kept; mr_failed() tells, mr_error() says. */
 void mr_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -118,6 +149,7 @@ void mr_statement(struct mr_policy *p, int argc, char **argv, long line,
 		  char *msg, size_t msglen);
 /* A file of statements; prefix ("rule add", "cidr add" or NULL) goes before every line. */
 bool mr_parse_file(struct mr_policy *p, const char *path, const char *prefix);
+bool mr_parse_input(struct mr_policy *p, struct mr_input *in, const char *prefix);
 extern size_t mr_file_statements; /* statements mr_parse_file read */
 bool mr_policy_check(struct mr_policy *p); /* whole-policy validation */
 void mr_assign_ids(struct mr_policy *p, const struct mr_policy *old);
