@@ -9,7 +9,7 @@
 #
 # Crafted setup (common.bash): the classifier loaded on a veth, maps pinned
 # in a private bpffs. Every test ends with an empty ruleset and default allow.
-# shellcheck disable=SC2030,SC2031,SC2154 # each @test is its own subshell; bats sets $status, $stderr
+# shellcheck disable=SC2030,SC2031,SC2154,SC2016 # each @test is its own subshell; bats sets $status, $stderr; bash -c scripts expand their own $1
 
 bats_require_minimum_version 1.5.0
 
@@ -167,7 +167,7 @@ for s in range(4):
 	for i in $(seq 1 30); do
 		gen=$(cfg policy_gen)
 		delay=$(printf '0.%03d' $((RANDOM % 400)))
-		setsid "$MSEG_SCRIPTS/mseg" rule add --src 10.6.0.1 --dst 10.6.0.$i --action deny \
+		setsid "$MSEG_SCRIPTS/mseg" rule add --src 10.6.0.1 --dst "10.6.0.$i" --action deny \
 			>/dev/null 2>&1 &
 		pid=$!
 		sleep "$delay"
@@ -183,7 +183,7 @@ for s in range(4):
 				fail_msg "kill $i (after ${delay}s): rule in force, policy_gen still $gen"
 		fi
 		# retrying says the rule is there, or adds it
-		run m rule add --src 10.6.0.1 --dst 10.6.0.$i --action deny
+		run m rule add --src 10.6.0.1 --dst "10.6.0.$i" --action deny
 		[[ $status == 0 ]] || fail_msg "retry $i: $output"
 		m rule list --json | jq -e --arg d "10.6.0.$i" 'map(select(.dst == $d)) | length == 1' >/dev/null
 	done
@@ -222,7 +222,7 @@ for i in range(60000):
 	grep -qx 'config timeout_established 1234' "$d/saved" || fail_msg "$(cat "$d/saved")"
 	grep -qx 'config strict on' "$d/saved"
 	# a key never set is not written
-	! grep -q '^config timeout_udp ' "$d/saved"
+	run ! grep -q "^config timeout_udp " "$d/saved"
 	m config set timeout_established 0 >/dev/null
 	m config set strict off >/dev/null
 	m apply "$d/saved" >/dev/null
