@@ -450,13 +450,18 @@ static int cmd_list(__u8 set, const char *what, bool json)
 					printf("\"cidr\":\"%s\",\"family\":%u,", mr_pfx_text(&r[i].dst.p, a),
 					       r[i].dst.p.family);
 				} else {
-					printf("\"src\":\"%s\",\"dst\":\"%s\",\"proto\":\"%s\",\"sport\":%u,\"dport\":",
+					/* a port left out is "any" (docs/json.md rule 6) */
+					printf("\"src\":\"%s\",\"dst\":\"%s\",\"proto\":\"%s\",\"sport\":",
 					       mr_sel_text(&r[i].src, a), mr_sel_text(&r[i].dst, b),
-					       mr_rule_proto_text(&r[i], pb), r[i].sport);
+					       mr_rule_proto_text(&r[i], pb));
+					if (r[i].sport)
+						printf("%u,\"dport\":", r[i].sport);
+					else
+						printf("\"any\",\"dport\":");
 					if (r[i].nports == 1 && r[i].ports[0].lo == r[i].ports[0].hi)
 						printf("%u,", r[i].ports[0].lo);
 					else if (!r[i].nports)
-						printf("0,");
+						printf("\"any\",");
 					else
 						printf("\"%s\",", mr_ports_text(&r[i], ports, sizeof(ports)));
 				}

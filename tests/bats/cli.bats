@@ -326,7 +326,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   run --separate-stderr r list --json
   [[ $status == 0 ]]
   [[ $(jq -c . <<<"$output") == \
-    '[{"id":1,"src":"10.1.2.3","dst":"10.4.5.6","proto":"tcp","sport":0,"dport":443,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
+    '[{"id":1,"src":"10.1.2.3","dst":"10.4.5.6","proto":"tcp","sport":"any","dport":443,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
   # What the compiler laid out (BTF): the two hosts are identities, the
   # rule one entry of their key on tcp/443 with the rule's id and action.
   active mseg_ident | jq -e 'map(.formatted.key.addr[12:16]) | sort == [[10,1,2,3],[10,4,5,6]]'
@@ -346,7 +346,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   run --separate-stderr r list --json
   [[ $status == 0 ]]
   [[ $(jq -c 'map(select(.src == "2001:db8::1"))' <<<"$output") == \
-    '[{"id":1,"src":"2001:db8::1","dst":"2001:db8::2","proto":"icmp","sport":0,"dport":0,"action":"log","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
+    '[{"id":1,"src":"2001:db8::1","dst":"2001:db8::2","proto":"icmp","sport":"any","dport":"any","action":"log","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
   [[ $(jq -c 'map(select(.src == "fe80::1")) | .[0] | [.proto, .sport, .dport, .action]' <<<"$output") == \
     '["udp",546,547,"allow"]' ]]
   # ICMP is ICMPv6 (58) for IPv6 addresses.
@@ -364,7 +364,8 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   r add --src 10.0.0.1 --dst 10.0.0.3 --proto any --action allow
   [[ $(r list --json | jq length) == 5 ]]
   r list --json | jq -e 'map([.proto, .sport, .dport]) | sort ==
-      [["any", 0, 0], ["any", 0, 0], ["icmp", 0, 0], ["tcp", 1234, 80], ["udp", 0, 53]]'
+      [["any", "any", "any"], ["any", "any", "any"], ["icmp", "any", "any"], ["tcp", 1234, 80],
+       ["udp", "any", 53]]'
   # ICMP of IPv4 hosts is protocol 1 in the compiled trie
   active mseg_rules | jq -e '[.[].formatted.key | select(.prefixlen == 104) | .proto] == [1]'
 }
