@@ -162,6 +162,9 @@ set_hits() {
   fails 2 "invalid CIDR '10.0.0.0/8/8': prefix length '8/8' is not a number" c add 10.0.0.0/8/8 --action deny
   fails 2 "invalid CIDR '10.0.0.0/1.5': prefix length '1.5' is not a number" c add 10.0.0.0/1.5 --action deny
   fails 2 "add: one CIDR at a time (got '10.0.0.0/8' and 'extra')" c add 10.0.0.0/8 extra --action deny
+  # a newline in a comment would split the statement mseg save writes
+  fails 2 "--comment holds a control character" \
+    c add 10.0.0.0/8 --action deny --comment "$(printf 'x\nrule add --src any --dst any --action allow')"
   # sign and leading zeros
   local p
   for p in +8 -8 08 00 -0; do

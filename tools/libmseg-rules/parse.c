@@ -547,6 +547,48 @@ static int sel_family(const struct mr_sel *s)
 	return s->kind == MR_SEL_PFX ? s->p.family : 0;
 }
 
+/* The options rules and CIDR rules share: action, priority, comment, id. */
+static bool parse_common_opts(struct mr_rule *r, const char *action, const char *prio,
+			      const char *comment, const char *id)
+{
+	unsigned long long n;
+
+	if (*action) {
+		int a = mr_action_num(action);
+
+		if (a < 0)
+			return mr_err("invalid --action: '%s' (expected allow, deny or log)", action),
+			       false;
+		r->action = (__u8)a;
+	}
+	if (prio) {
+		if (!mr_uint(prio, 4294967295ULL, &n))
+			return mr_err("invalid --priority: '%s' (expected an integer 0..4294967295)", prio),
+			       false;
+		r->priority = (__u32)n;
+		r->prio_given = true;
+	}
+	if (comment) {
+		if (strlen(comment) > MR_COMMENT_MAX)
+			return mr_err("--comment is longer than %d characters", MR_COMMENT_MAX),
+			       false;
+		/* a newline would split the statement `mseg save` writes */
+		for (const char *c = comment; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				return mr_err("--comment holds a control character"), false;
+		snprintf(r->comment, sizeof(r->comment), "%s", comment);
+		r->comment_given = true;
+	}
+	if (id) {
+		if (!mr_uint(id, MSEG_MAX_RULE_IDS - 1, &n) || !n)
+			return mr_err("invalid --id: '%s' (expected an integer 1..%d)", id,
+				      MSEG_MAX_RULE_IDS - 1),
+			       false;
+		r->id = (__u32)n;
+	}
+	return true;
+}
+
 /* rule add|del options. del takes only selectors. */
 static bool parse_rule_opts(int argc, char **argv, const char *cmd, struct mr_rule *r)
 {
@@ -622,39 +664,7 @@ static bool parse_rule_opts(int argc, char **argv, const char *cmd, struct mr_ru
 	if ((r->sport || r->nports) && r->proto != 6 && r->proto != 17)
 		return mr_err("ports need --proto tcp or udp (not %s): %s", proto, rule_shapes),
 		       false;
-	if (*action) {
-		int a = mr_action_num(action);
-
-		if (a < 0)
-			return mr_err("invalid --action: '%s' (expected allow, deny or log)", action),
-			       false;
-		r->action = (__u8)a;
-	}
-	if (prio) {
-		if (!mr_uint(prio, 4294967295ULL, &n))
-			return mr_err("invalid --priority: '%s' (expected an integer 0..4294967295)", prio),
-			       false;
-		r->priority = (__u32)n;
-		r->prio_given = true;
-	}
-	if (comment) {
-		if (strlen(comment) > MR_COMMENT_MAX)
-			return mr_err("--comment is longer than %d characters", MR_COMMENT_MAX),
-			       false;
-		for (const char *c = comment; *c; c++)
-			if ((unsigned char)*c < 0x20 || *c == 0x7f)
-				return mr_err("--comment holds a control character"), false;
-		snprintf(r->comment, sizeof(r->comment), "%s", comment);
-		r->comment_given = true;
-	}
-	if (id) {
-		if (!mr_uint(id, MSEG_MAX_RULE_IDS - 1, &n) || !n)
-			return mr_err("invalid --id: '%s' (expected an integer 1..%d)", id,
-				      MSEG_MAX_RULE_IDS - 1),
-			       false;
-		r->id = (__u32)n;
-	}
-	return true;
+	return parse_common_opts(r, action, prio, comment, id);
 }
 
 /* cidr add|del: the seed's prefix rule (docs/policy.md: two arms). */
@@ -666,8 +676,6 @@ static bool parse_cidr_opts(int argc, char **argv, const char *cmd, struct mr_ru
 	const char *cidr = NULL, *action = "", *prio = NULL, *comment = NULL,
 		   *id = NULL, *opt, *val;
 	char optbuf[64];
-	unsigned long long n;
-	int a;
 
 	memset(r, 0, sizeof(*r));
 	r->kind = MR_CIDR;
@@ -704,34 +712,7 @@ static bool parse_cidr_opts(int argc, char **argv, const char *cmd, struct mr_ru
 		return false;
 	r->dst.kind = MR_SEL_PFX;
 	r->src = r->dst;
-	if (*action) {
-		a = mr_action_num(action);
-		if (a < 0)
-			return mr_err("invalid --action: '%s' (expected allow, deny or log)", action),
-			       false;
-		r->action = (__u8)a;
-	}
-	if (prio) {
-		if (!mr_uint(prio, 4294967295ULL, &n))
-			return mr_err("invalid --priority: '%s' (expected an integer 0..4294967295)", prio),
-			       false;
-		r->priority = (__u32)n;
-		r->prio_given = true;
-	}
-	if (comment) {
-		if (strlen(comment) > MR_COMMENT_MAX)
-			return mr_err("--comment is longer than %d characters", MR_COMMENT_MAX), false;
-		snprintf(r->comment, sizeof(r->comment), "%s", comment);
-		r->comment_given = true;
-	}
-	if (id) {
-		if (!mr_uint(id, MSEG_MAX_RULE_IDS - 1, &n) || !n)
-			return mr_err("invalid --id: '%s' (expected an integer 1..%d)", id,
-				      MSEG_MAX_RULE_IDS - 1),
-			       false;
-		r->id = (__u32)n;
-	}
-	return true;
+	return parse_common_opts(r, action, prio, comment, id);
 }
 
 static void say(char *msg, size_t len, const char *fmt, ...)
