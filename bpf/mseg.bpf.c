@@ -708,7 +708,8 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
  * and mseg_tcp.h, none of their rare cases. Everything else (a state
  * change, a first answer, a side not seen yet, a SYN, anything the tracker
  * does not simply accept, an idle or a dying session) goes there:
- * MSEG_SLOW_VERDICT, nothing written.
+ * MSEG_SLOW_VERDICT, nothing written. No entry at all: MSEG_NEW_VERDICT,
+ * so a new flow does not pay for the same key and lookup twice.
  */
 static __always_inline int mseg_fast(struct __sk_buff *skb,
 				     struct mseg_scratch *x,
@@ -726,7 +727,7 @@ static __always_inline int mseg_fast(struct __sk_buff *skb,
 	sender_hi = mseg_session_key(&p->t, &x->key);
 	s = bpf_map_lookup_elem(&mseg_sessions, &x->key);
 	if (!s)
-		return MSEG_SLOW_VERDICT;
+		return MSEG_NEW_VERDICT;
 	last = *(volatile __u64 *)&s->last_seen_ns;
 	if (last == MSEG_SESSION_DYING ||
 	    mseg_older_than(now, last, MSEG_NSEC_PER_SEC) ||
@@ -823,9 +824,8 @@ int mseg_classifier(struct __sk_buff *skb)
 
 	if (ports) {
 		r = mseg_fast(skb, x, cfg, st, now);
-		if (r != MSEG_SLOW_VERDICT)
-			return r;
-		r = mseg_conntrack(skb, p, now, &old_last);
+		if (r == MSEG_SLOW_VERDICT)
+			r = mseg_conntrack(skb, p, now, &old_last);
 		if (r != MSEG_REPLACE_VERDICT && r != MSEG_NEW_VERDICT)
 			return r;
 		if (r == MSEG_REPLACE_VERDICT)
