@@ -317,6 +317,9 @@ loaded_hash_is() { [ "$(loaded_hash "$1")" = "$2" ]; }
 		{ echo "$st" >&2; false; }
 	[ "$(fleet_exec 1 md5sum /etc/mseg/mseg.rules)" = "${rules[1]}" ]
 	wait_until 100 fleet_ssh 1 true
+	# Its metrics still show the policy it went back from: its collector
+	# writes them again (mseg-textfile.service would within 15 s).
+	fleet_ssh 1 /usr/lib/mseg/build/mseg-textfile
 	# The others never did anything.
 	for i in 2 3 4; do
 		[ -z "$(recap "h$i")" ] || { recap "h$i" >&2; false; }
