@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mseg-cmd-status.sh: `mseg status`.
-# Requires mseg-common.sh, mseg-layout.sh, mseg-bpftool.sh, mseg-tc.sh and
-# mseg-jq.sh.
+# Requires mseg-common.sh, mseg-layout.sh, mseg-bpftool.sh, mseg-tc.sh,
+# mseg-jq.sh and mseg-confirm.sh.
 # shellcheck disable=SC2034 # globals and namerefs serve the sourcing scripts
 
 mseg_status_usage() {
@@ -10,8 +10,11 @@ usage: mseg status [--json]
 
 Show the pin directory, the ABI version stamped in the pinned maps and this
 build's, the session table's capacity and use, the number of rules, the
-default action, the policy generation, strict mode, and the devices of the
-current network namespace that run mseg with these maps.
+default action, the policy generation, strict mode, the devices of the
+current network namespace that run mseg with these maps, and the
+confirmation of 'mseg apply --confirm': pending (its deadline, its rollback
+process), else how the last one ended (confirmed, rolled_back, superseded,
+rollback_failed), else none.
 EOF
 }
 
@@ -19,7 +22,7 @@ EOF
 # Print the status JSON object.
 #######################################
 _mseg_status_json() {
-  local capacity sessions rules cidrs attached
+  local capacity sessions rules cidrs attached confirm
   local -a cfg
   capacity=$(mseg_map_show mseg_sessions | jq '.max_entries') || exit
   # The kernel's own count of entries: no walk of the table.
@@ -35,12 +38,13 @@ _mseg_status_json() {
   rules=$("$MSEG_RULESET_BIN" list "$set" rules --json | jq length) || exit
   cidrs=$("$MSEG_RULESET_BIN" list "$set" cidrs --json | jq length) || exit
   attached=$(mseg_tc_attached | jq -s '.') || exit
+  confirm=$(mseg_confirm_status_json) || exit
   jq -c -n --arg pin_dir "$MSEG_PIN_DIR" --argjson abi "$abi" \
     --argjson build_abi "$MSEG_ABI_VERSION" --argjson capacity "$capacity" \
     --argjson sessions "$sessions" --argjson rules "$rules" \
     --argjson cidrs "$cidrs" --arg dflt "${MSEG_ACTION_NAMES[def]:-$def}" \
     --argjson gen "$gen" --argjson strict "$strict" --argjson set "$set" \
-    --argjson attached "$attached" '{
+    --argjson attached "$attached" --argjson confirm "$confirm" '{
       pin_dir: $pin_dir,
       abi_version: $abi,
       build_abi_version: $build_abi,
@@ -52,7 +56,8 @@ _mseg_status_json() {
       policy_gen: $gen,
       strict: ($strict != 0),
       active_set: $set,
-      attached: $attached
+      attached: $attached,
+      confirm: $confirm
     }'
 }
 
@@ -74,7 +79,7 @@ mseg_cmd_status() {
     printf '%s\n' "$out"
     return 0
   fi
-  jq -r '
+  jq -r --arg confirm "$(mseg_confirm_status_text "$(jq -c .confirm <<<"$out")")" '
     def dirs: [if .ingress then "ingress" else empty end,
                if .egress then "egress" else empty end] | join(",");
     "pin dir:         \(.pin_dir)",
@@ -86,6 +91,7 @@ mseg_cmd_status() {
     "policy gen:      \(.policy_gen)",
     "strict:          \(if .strict then "on" else "off" end)",
     "attached:        \(if .attached == [] then "none in this netns"
-                        else .attached | map("\(.dev) (\(dirs))") | join(", ") end)"
+                        else .attached | map("\(.dev) (\(dirs))") | join(", ") end)",
+    "confirm:         \($confirm)"
   ' <<<"$out"
 }

@@ -105,6 +105,17 @@ _mseg_lock_dir() {
 }
 
 #######################################
+# Print the name this pin set's locks and state take in $MSEG_LOCK_DIR
+# (default /run/mseg), without the suffix: DIR/DEV-INO of the bpffs
+# instance that holds the pins (see mseg_lock). Checks nothing of DIR.
+#######################################
+mseg_lock_key() {
+  local base=${MSEG_LOCK_DIR:-/run/mseg} mnt=${TC_BPF_MNT:-/sys/fs/bpf} id
+  id=$(stat -L -c '%d-%i' -- "$mnt") || mseg_die "cannot stat $mnt"
+  printf '%s/%s\n' "$base" "$id"
+}
+
+#######################################
 # Take the edit lock of this pin set; held until the process exits.
 # The lock is a directory in $MSEG_LOCK_DIR (default /run/mseg, mode 0700)
 # named after the bpffs instance that holds the pins (its device-inode), so
@@ -112,16 +123,19 @@ _mseg_lock_dir() {
 # on each other, and commands in other netns agree (/run is not remounted
 # by `ip netns exec`). Only root can open it; it is opened read-only and
 # checked to be the very directory that was checked, never a link's target.
-# tools/mseg_lock.h takes the gc and events locks the same way.
+# tools/mseg_lock.h takes the gc and events locks the same way. A command
+# that runs another mseg command while it holds the lock passes it on:
+# MSEG_LOCK_FD=$MSEG_LOCK_FD CMD (the child inherits the descriptor, and its
+# mseg_lock returns at once).
 # Globals:
 #   MSEG_LOCK_FD, MSEG_LOCK_FILE
 #######################################
 mseg_lock() {
   [[ -n ${MSEG_LOCK_FD:-} ]] && return 0
-  local base=${MSEG_LOCK_DIR:-/run/mseg} mnt=${TC_BPF_MNT:-/sys/fs/bpf} id
-  id=$(stat -L -c '%d-%i' -- "$mnt") || mseg_die "cannot stat $mnt"
-  _mseg_lock_dir "$base"
-  MSEG_LOCK_FILE="$base/$id.edit"
+  local key
+  key=$(mseg_lock_key) || exit
+  _mseg_lock_dir "${key%/*}"
+  MSEG_LOCK_FILE="$key.edit"
   _mseg_lock_dir "$MSEG_LOCK_FILE"
   exec {MSEG_LOCK_FD}<"$MSEG_LOCK_FILE" || mseg_die "cannot open the lock $MSEG_LOCK_FILE"
   if [[ $(stat -L -c '%d:%i' "/proc/self/fd/$MSEG_LOCK_FD") != \

@@ -14,9 +14,13 @@
 #      one host changed by hand (h4) makes the MsegPolicyDrift expression
 #      true for that host alone, and the rule goes pending in Prometheus.
 #   3. A policy that breaks the canary's health probe stops at the canary:
-#      the canary is back on the previous policy, the other hosts never
-#      applied anything (their policy generation did not move).
-#   4. The fleet's policy rolled out again repairs h4's drift and changes
+#      the canary is back on the previous policy (the role's `mseg confirm
+#      --rollback`), the other hosts never applied anything (their policy
+#      generation did not move).
+#   4. A policy that cuts the canary's SSH: the role loses the host in the
+#      middle of `mseg apply --confirm` and stops; nobody confirms, so the
+#      host puts its previous policy back by itself and SSH answers again.
+#   5. The fleet's policy rolled out again repairs h4's drift and changes
 #      nothing anywhere else; the drift expression is empty again.
 #
 # The tests share one fleet, in this order. On this 2-core machine with other
@@ -82,6 +86,21 @@ lab_policy() {
 	EOF
 	echo 'mseg_health_probes: [{to: h2, port: 5001}]' >"$gv/web.yml"
 	echo 'mseg_health_probes: [{to: h1, port: 5003}]' >"$gv/db.yml"
+	# The policy that cuts SSH: the management rule for port 22 is gone.
+	cat >"$FLEET_DIR/no-ssh.yml" <<-EOF
+		mseg_confirm_seconds: 40
+		mseg_policy:
+		  default: deny
+		  segments:
+		    mgmt: {prefixes: [$FLEET_CTL_ADDR/32]}
+		    fleet: {groups: [mseg]}
+		    web: {groups: [web]}
+		    db: {groups: [db]}
+		  rules:
+		    - {from: mgmt, to: fleet, proto: tcp, port: 9100, action: allow}
+		    - {from: web, to: db, proto: tcp, port: 5001, action: allow}
+		    - {from: db, to: web, proto: tcp, port: 5003, action: allow}
+	EOF
 	# The broken policy: someone "tightens" it and drops web -> db.
 	cat >"$FLEET_DIR/broken.yml" <<-EOF
 		mseg_policy:
@@ -251,11 +270,13 @@ for g in yaml.safe_load(open(sys.argv[1]))["groups"]:
 	[ "$status" -ne 0 ]
 	grep -q 'the new policy failed the health check on h1' "$BATS_TEST_TMPDIR/ansible.log" ||
 		{ cat "$BATS_TEST_TMPDIR/ansible.log" >&2; false; }
-	# The canary applied it, failed its probe (h1 -> h2:5001) and put the
-	# previous policy back, in the maps and in /etc/mseg/mseg.rules.
+	# The canary applied it (mseg apply --confirm), failed its probe
+	# (h1 -> h2:5001) and the role rolled it back at once; its boot policy,
+	# /etc/mseg/mseg.rules, was never touched.
 	(($(policy_gen 1) > gens[1]))
 	[ "$(host_hash 1)" = "$good" ]
-	fleet_ssh 1 mseg apply --check /etc/mseg/mseg.rules >/dev/null
+	fleet_ssh 1 mseg status --json | jq -e '.confirm | .state == "rolled_back" and .reason == "mseg confirm --rollback"'
+	[ "$(fleet_ssh 1 md5sum /etc/mseg/mseg.rules)" = "${rules[1]}" ]
 	fleet_ssh 1 grep -q -- "--dport 5001" /etc/mseg/mseg.rules
 	# The others never did anything.
 	for i in 2 3 4; do
@@ -267,6 +288,44 @@ for g in yaml.safe_load(open(sys.argv[1]))["groups"]:
 	# And the traffic the probe stands for still flows.
 	fleet_tcp 1 "$(fleet_addr 2)" 5001
 	fleet_tcp 3 "$(fleet_addr 4)" 5001
+}
+
+# loaded_hash I: host I's loaded policy's fingerprint, read from its pins
+# here (no SSH: the policy may have cut it).
+loaded_hash() { TC_BPF_MNT=$(fleet_pins "$1") "$MSEG_BUILD/mseg-textfile" --policy-hash; }
+
+loaded_hash_is() { [ "$(loaded_hash "$1")" = "$2" ]; }
+
+@test "fleet: a policy that cuts the canary's SSH stops the rollout; unconfirmed, the canary goes back by itself" {
+	local i good gens=() rules=() st
+	good=$(loaded_hash 1)
+	for i in 1 2 3 4; do
+		gens[i]=$(policy_gen "$i")
+		rules[i]=$(fleet_exec "$i" md5sum /etc/mseg/mseg.rules)
+	done
+
+	run rollout -e "@$FLEET_DIR/no-ssh.yml"
+	[ "$status" -ne 0 ]
+	recap h1 | grep -qE 'unreachable=[1-9]|failed=[1-9]' || { cat "$BATS_TEST_TMPDIR/ansible.log" >&2; false; }
+	# The canary applied it: its policy moved on, SSH went with it.
+	(($(policy_gen 1) > gens[1]))
+	# Nobody confirms: within mseg_confirm_seconds (40) of the apply the
+	# host itself puts the previous policy back (bounded: 1200 looks).
+	wait_until 1200 loaded_hash_is 1 "$good" || { fleet_exec 1 mseg status --json >&2; false; }
+	st=$(fleet_exec 1 mseg status --json | jq -c .confirm)
+	jq -e '.state == "rolled_back" and (.reason | startswith("no '"'mseg confirm'"' within 40 s"))' <<<"$st" ||
+		{ echo "$st" >&2; false; }
+	[ "$(fleet_exec 1 md5sum /etc/mseg/mseg.rules)" = "${rules[1]}" ]
+	wait_until 100 fleet_ssh 1 true
+	# Its metrics still show the policy it went back from: its collector
+	# writes them again (mseg-textfile.service would within 15 s).
+	fleet_ssh 1 /usr/lib/mseg/build/mseg-textfile
+	# The others never did anything.
+	for i in 2 3 4; do
+		[ -z "$(recap "h$i")" ] || { recap "h$i" >&2; false; }
+		[ "$(policy_gen "$i")" = "${gens[i]}" ]
+		[ "$(fleet_exec "$i" md5sum /etc/mseg/mseg.rules)" = "${rules[i]}" ]
+	done
 }
 
 @test "fleet: rolling the policy out again repairs the hand-edited host and changes nothing elsewhere" {

@@ -187,6 +187,8 @@ configmap_mount() {
 	configmap_mount "$cm" "$p/good"
 	wait_until 600 saved_has 'rule .*--dport 5001' || { cat "$log" >&2; false; }
 	mseg save | grep -qx 'default deny'
+	# through mseg apply --confirm, confirmed once the probe passed
+	wait_until 300 confirm_state_is confirmed || { mseg status --json >&2; cat "$log" >&2; false; }
 	lab_tcp_connect "$LAB_S4" 5001
 	run ! lab_tcp_connect "$LAB_S4" 5002 1
 	local good
@@ -202,6 +204,7 @@ configmap_mount() {
 	wait_until 900 grep -q 'rolled back: the new policy failed a probe' "$log" || { cat "$log" >&2; false; }
 	grep -q "probe $LAB_S4:5001 failed" "$log"
 	[ "$(mseg save)" = "$good" ]
+	confirm_state_is rolled_back
 	lab_tcp_connect "$LAB_S4" 5001
 
 	# SIGTERM: it stops, the policy stays in force.
@@ -211,4 +214,26 @@ configmap_mount() {
 	grep -q 'stopping; the policy in force stays' "$log"
 	[ "$(mseg save)" = "$good" ]
 	run ! lab_tcp_connect "$LAB_S4" 5002 1
+
+	# A watcher that stopped between its apply and its confirm, and whose
+	# rollback process ended with its container: the next watcher rolls
+	# back before anything else.
+	configmap_mount "$cm" "$p/good"
+	mseg apply --confirm 600 "$p/cuts-probe" >/dev/null
+	local pid
+	pid=$(mseg status --json | jq -r .confirm.pid)
+	kill "$pid"
+	wait_until 100 confirm_timer_dead || { mseg status --json >&2; false; }
+	ip netns exec "$LAB_R" env MSEG_RULES="$cm/mseg.rules" MSEG_INTERFACES="$LAB_RS" \
+		MSEG_PROBES="$LAB_S4:5001" MSEG_PROBE_TIMEOUT=2 MSEG_STATE_DIR="$state" \
+		MSEG_CMD="$MSEG_SCRIPTS/mseg" timeout -k 5 300 "$K8S/mseg-watch" --once >"$log" 2>&1 3>&-
+	grep -q 'left pending by a watcher that stopped' "$log" || { cat "$log" >&2; false; }
+	[ "$(mseg save)" = "$good" ]
+	lab_tcp_connect "$LAB_S4" 5001
 }
+
+# confirm_state_is STATE: mseg status names STATE for apply --confirm.
+confirm_state_is() { [ "$(mseg status --json | jq -r .confirm.state)" = "$1" ]; }
+
+# confirm_timer_dead: a confirmation is pending, its rollback process gone.
+confirm_timer_dead() { mseg status --json | jq -e '.confirm | .state == "pending" and .timer_alive == false' >/dev/null; }
