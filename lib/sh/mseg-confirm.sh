@@ -202,16 +202,24 @@ mseg_confirm_timer() {
     [[ $(jq -r .token <<<"$rec") == "$token" ]] || exit 0
     deadline=$(jq -r .deadline_epoch <<<"$rec")
     now=$(date +%s)
-    ((now < deadline)) || break
+    if ((now >= deadline)); then
+      MSEG_LOCK_TIMEOUT=$MSEG_CONFIRM_MAX mseg_lock
+      # Confirmed, rolled back or ended while the lock was awaited: nothing to do.
+      rec=$(_mseg_confirm_pending "$dir") || exit 0
+      [[ $(jq -r .token <<<"$rec") == "$token" ]] || exit 0
+      # The apply that started us held the lock until FILE was in force and
+      # its deadline final: a slow apply moves it past the first one.
+      deadline=$(jq -r .deadline_epoch <<<"$rec")
+      (($(date +%s) < deadline)) || break
+      exec {MSEG_LOCK_FD}<&-
+      unset MSEG_LOCK_FD
+      continue
+    fi
     sleep $((deadline - now)) &
     sleeper=$!
     wait "$sleeper" || true
     sleeper=""
   done
-  MSEG_LOCK_TIMEOUT=$MSEG_CONFIRM_MAX mseg_lock
-  # Confirmed, rolled back or ended while the lock was awaited: nothing to do.
-  rec=$(_mseg_confirm_pending "$dir") || exit 0
-  [[ $(jq -r .token <<<"$rec") == "$token" ]] || exit 0
   secs=$(jq -r .seconds <<<"$rec")
   if [[ -f $dir/applied.rules ]] && cur=$(_mseg_confirm_mseg save) &&
     [[ $cur != "$(cat -- "$dir/applied.rules")" ]]; then
