@@ -232,7 +232,7 @@ segment_ports() {
 	[[ $(mseg save) == "$before" ]]
 }
 
-@test "randomized: 1,000 rules over segments, prefixes, ranges and priorities; 10,000 flows of both families; classifier and explain equal the model of docs/policy.md" {
+@test "randomized: 1,000 rules over segments, prefixes, ranges and priorities, and failsafes; 10,000 flows of both families; classifier and explain equal the model of docs/policy.md" {
 	local dir=$BATS_TEST_TMPDIR/model seed=${MSEG_FUZZ_SEED:-$((RANDOM * 32768 + RANDOM))} try
 	mkdir -p "$dir"
 	# A draw whose compiled form outgrows mseg_rules (the identity pairs of
@@ -263,4 +263,7 @@ segment_ports() {
 	jq -e '[.[] | select(.rule > 0)] | length > 2000' "$dir/expect.json" >/dev/null
 	jq -e '[.[] | .rule] | unique | length > 100' "$dir/expect.json" >/dev/null
 	jq -e '[.[] | select(.rule == 0)] | length > 100' "$dir/expect.json" >/dev/null
+	# failsafes decided flows too, unless the draw turned them off
+	grep -qx 'failsafe off' "$dir/policy.rules" ||
+		jq -e '[.[] | select(.rule >= 262112)] | length > 0' "$dir/expect.json" >/dev/null
 }
