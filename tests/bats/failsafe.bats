@@ -303,7 +303,7 @@ fs_ids() { mseg failsafe list --json | jq -c 'map([.id, .proto, .port])'; }
 	[[ $output == usage:\ mseg\ failsafe* && $output == *tcp/22* ]]
 	run -0 mseg failsafe list
 	[[ ${lines[0]} =~ ^ID\ +PROTO\ +PORT\ +SERVICE\ +PACKETS\ +HITS$ ]]
-	[[ ${lines[1]} =~ ^$FS_BASE\ +tcp\ +22\ +ssh\ +0\ +0$ ]]
+	[[ ${lines[1]} =~ ^$FS_BASE\ +tcp\ +22\ +ssh\ +[0-9]+\ +[0-9]+$ ]]
 	[ "${#lines[@]}" = 7 ]
 	local listed=$output
 	run -0 mseg failsafe

@@ -87,8 +87,9 @@ client_echo() {
 	run ! lab_tcp_connect "$LAB_S4" 22 1
 	mseg failsafe default >/dev/null
 	lab_tcp_connect "$LAB_S4" 22
-	# the operator's own rule for SSH keeps it when the failsafes go
-	mseg rule add --src "$LAB_C4" --dst "$LAB_S4" --proto tcp --dport 22 --action allow >/dev/null
+	# the operator's own rule for SSH (beating deny-all by specificity at
+	# priority 0) keeps it when the failsafes go
+	mseg rule add --src "$LAB_C4" --dst "$LAB_S4" --proto tcp --dport 22 --action allow --priority 0 >/dev/null
 	lab_conn_open ssh2 "$LAB_S4" 22
 	mseg failsafe off >/dev/null
 	lab_conn_send ssh2

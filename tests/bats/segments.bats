@@ -167,7 +167,7 @@ segment_ports() {
 	# (a deny opens no session; earlier tests' sessions may carry an id 1)
 	[[ $(mseg sessions --json --rule 1 --dst 10.50.0.0/24) == '[]' ]]
 	run --separate-stderr mseg sessions --rule 0
-	[[ $status == 2 && $stderr == "mseg: --rule wants a rule id 1..262143 or default, not '0'" ]]
+	[[ $status == 2 && $stderr == "mseg: --rule wants a rule id 1..262143, default or failsafe, not '0'" ]]
 	# a second packet of the allowed session counts a packet, not a flow
 	assert_eq "second packet" $PASS "$(verdict --src fd00:9::9 --dst fd00:50::1 --proto udp --sport "$NEXT_PORT" --dport 8)"
 	NEXT_PORT=$((NEXT_PORT - 1))
