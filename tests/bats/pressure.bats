@@ -144,7 +144,7 @@ pins_snapshot() {
   [ "$(stat_get pressure_drop)" = 1 ]
 }
 
-@test "degraded: failsafe flows open sessions in the slots kept for the flows a rule allows; off, they are refused" {
+@test "degraded: failsafe flows open sessions in the slots kept for the flows a rule allows (DNS only recycles); off, they are refused" {
   crafted_setup
   printf 'default deny\n' | mseg apply - >/dev/null
   fill 980
@@ -153,6 +153,10 @@ pins_snapshot() {
   [ "$(verdict --proto udp --src 10.9.0.1 --dst 10.9.0.2 --sport 2101 --dport 123)" = 0 ]
   [ "$(entries)" = 982 ]
   [ "$(mseg sessions --json --rule failsafe | jq -c 'map(.dport) | sort')" = '[22,123]' ]
+  # DNS a failsafe allows is DNS: above the line it only recycles an
+  # unanswered non-TCP session; there is none: it passes without one
+  [ "$(verdict --proto udp --src 10.9.0.1 --dst 10.9.0.2 --sport 2106 --dport 53)" = 0 ]
+  [ "$(entries)" = 982 ]
   [ "$(syn 2102 80)" = "$TC_ACT_SHOT" ]    # default deny
   mseg failsafe off >/dev/null
   [ "$(syn 2103 22)" = "$TC_ACT_SHOT" ]

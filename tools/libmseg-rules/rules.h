@@ -31,12 +31,13 @@
  * Failsafes (docs/policy.md, "failsafes"): flows that pass whatever the
  * rules and the default say. Each entry of the list in force compiles into
  * a rule between any and any, with an id of the top band of rule ids (the
- * entries in the list's order, from MR_FAILSAFE_ID0) and a rank below any
- * rule's: a rule's rank is at least 126 << 24 (its specificity fields are
- * 255 minus at most 129), whatever its priority.
+ * entries in the list's order, from MR_FAILSAFE_ID0; the data path knows
+ * the band, bpf/mseg_abi.h) and a rank below any rule's: a rule's rank is
+ * at least 126 << 24 (its specificity fields are 255 minus at most 129),
+ * whatever its priority.
  */
-#define MR_FAILSAFE_MAX 32
-#define MR_FAILSAFE_ID0 (MSEG_MAX_RULE_IDS - MR_FAILSAFE_MAX) /* 262112 */
+#define MR_FAILSAFE_MAX MSEG_FAILSAFE_MAX
+#define MR_FAILSAFE_ID0 MSEG_FAILSAFE_ID0 /* 262112 */
 #define MR_RULE_ID_MAX (MR_FAILSAFE_ID0 - 1) /* a rule's or cidr's id: 1..262111 */
 #define MR_FAILSAFE_RANK 0ULL
 /* The failsafe statement's mseg_source index: after the segments, before the rules. */
