@@ -17,8 +17,9 @@
  *                               caller's switch) into SET. Each holds only
  *                               what differs from what its set holds.
  *                               Exit 3: nothing changed (no scripts).
- *   list SET rules|cidrs|segments|failsafes [--json]
- *                               (rules: the failsafes too, after the rules)
+ *   list SET rules|cidrs|segments|failsafes [--json] [--all]
+ *                               (rules --all: the failsafes too, after
+ *                               the rules, each object with "failsafe")
  *   status SET                  one JSON object: rule and cidr counts,
  *                               the failsafe mode and list
  *   show SET SEGMENT
@@ -338,7 +339,7 @@ static void table(char **cells, int cols, size_t rows)
 	}
 }
 
-static int cmd_list(__u8 set, const char *what, bool json)
+static int cmd_list(__u8 set, const char *what, bool json, bool all)
 {
 	struct mr_policy p;
 	char **cells = NULL;
@@ -391,7 +392,7 @@ static int cmd_list(__u8 set, const char *what, bool json)
 	{
 		int kind = !strcmp(what, "cidrs") ? MR_CIDR : MR_RULE;
 		const struct mr_rule *fs;
-		int nfs = kind == MR_RULE ? mr_failsafe_rules(&p, &fs) : 0;
+		int nfs = kind == MR_RULE && all ? mr_failsafe_rules(&p, &fs) : 0;
 		struct mr_rule *r = calloc(p.nr + (size_t)nfs + 1, sizeof(*r));
 		size_t n = 0;
 		bool first = true;
@@ -449,7 +450,7 @@ static int cmd_list(__u8 set, const char *what, bool json)
 				printf(",\"hits\":%llu,\"packets\":%llu,\"comment\":",
 				       (unsigned long long)flows, (unsigned long long)packets);
 				json_str(r[i].comment);
-				if (kind == MR_RULE)
+				if (all)
 					printf(",\"failsafe\":%s", r[i].kind == MR_FAILSAFE ? "true" : "false");
 				putchar('}');
 				first = false;
@@ -778,7 +779,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: mseg-ruleset check [--stats] FILE | apply SET ACTIVE FILE | clear SET | save SET\n"
 		   "       mseg-ruleset edit SET NEW WRITE SYNC STATEMENT...\n"
-		   "       mseg-ruleset list SET rules|cidrs|segments|failsafes [--json] | show SET SEGMENT\n"
+		   "       mseg-ruleset list SET rules|cidrs|segments|failsafes [--json] [--all] | show SET SEGMENT\n"
 		   "       mseg-ruleset status SET\n"
 		   "       mseg-ruleset explain SET [--json] --src A --dst B [--proto P] [--sport N] [--dport N]\n"
 		   "       mseg-ruleset explain SET --batch FILE | diff SET FILE\n"
@@ -838,13 +839,20 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "edit") && argc >= 7)
 		return cmd_edit(argc - 2, argv + 2);
-	if (!strcmp(cmd, "list") && (argc == 4 || argc == 5) &&
-	    (!strcmp(argv[3], "rules") || !strcmp(argv[3], "cidrs") ||
-	     !strcmp(argv[3], "segments")))
-		return cmd_list(set_arg(argv[2]), argv[3], argc == 5 && !strcmp(argv[4], "--json"));
-	if (!strcmp(cmd, "list") && (argc == 4 || (argc == 5 && !strcmp(argv[4], "--json"))) &&
-	    !strcmp(argv[3], "failsafes"))
-		return cmd_failsafes(set_arg(argv[2]), argc == 5);
+	if (!strcmp(cmd, "list") && argc >= 4 && argc <= 6) {
+		bool json = false, all = false, ok = true;
+
+		for (int i = 4; i < argc; i++) {
+			json |= !strcmp(argv[i], "--json");
+			all |= !strcmp(argv[i], "--all") && !strcmp(argv[3], "rules");
+			ok &= !strcmp(argv[i], "--json") || !strcmp(argv[i], "--all");
+		}
+		if (ok && !strcmp(argv[3], "failsafes") && !all)
+			return cmd_failsafes(set_arg(argv[2]), json);
+		if (ok && (!strcmp(argv[3], "rules") || !strcmp(argv[3], "cidrs") ||
+			   !strcmp(argv[3], "segments")))
+			return cmd_list(set_arg(argv[2]), argv[3], json, all);
+	}
 	if (!strcmp(cmd, "status") && argc == 3)
 		return cmd_status(set_arg(argv[2]));
 	if (!strcmp(cmd, "explain") && argc >= 3)

@@ -115,7 +115,8 @@ R
 	# default allow comes back as default allow
 	printf 'default allow\ncidr 10.0.0.0/8 --action deny\n' | apply - >/dev/null
 	# the prefix keeps the id it had in the policy in force
-	local saved_re=$'^default allow\ncidr add 10\\.0\\.0\\.0/8 --action deny --id [0-9]+$'
+	# (and the failsafes, no line for them in the file: the default list)
+	local saved_re=$'^default allow\nfailsafe default\ncidr add 10\\.0\\.0\\.0/8 --action deny --id [0-9]+$'
 	[[ $(save) =~ $saved_re ]]
 	[[ $(cfg default_action) == 0 ]]
 }
@@ -316,6 +317,6 @@ R
 		"cidr 10.4.0.0/16 --action allow" >"$BATS_TEST_TMPDIR/dup"
 	run apply "$BATS_TEST_TMPDIR/dup"
 	[[ $output == "applied: 1 rules, 1 cidr rules, default allow" ]] || fail_msg "$output"
-	[[ $(save) == $'default allow\nrule add --src 10.3.0.1 --dst 10.3.0.2 --action log --id 1\ncidr add 10.4.0.0/16 --action allow --id 2' ]] ||
+	[[ $(save) == $'default allow\nfailsafe default\nrule add --src 10.3.0.1 --dst 10.3.0.2 --action log --id 1\ncidr add 10.4.0.0/16 --action allow --id 2' ]] ||
 		fail_msg "$(save)"
 }

@@ -250,7 +250,7 @@ fs_ids() { mseg failsafe list --json | jq -c 'map([.id, .proto, .port])'; }
 	[ "$(mseg status --json | jq -c '.failsafe')" = '"set"' ]
 }
 
-@test "mseg explain shows a failsafe deciding and the rules it beat; rule list shows the failsafes" {
+@test "mseg explain shows a failsafe deciding and the rules it beat; rule list --all shows the failsafes" {
 	lockdown
 	run -0 mseg explain --src "$S4" --dst "$D4" --proto tcp --sport 40022 --dport 22
 	[ "${lines[0]}" = "verdict: allow" ]
@@ -288,13 +288,18 @@ fs_ids() { mseg failsafe list --json | jq -c 'map([.id, .proto, .port])'; }
 	done < <(paste -d '|' "$flows" "$BATS_TEST_TMPDIR/explained")
 	[ "$(grep -c "^allow $FS_BASE$" "$BATS_TEST_TMPDIR/explained")" = 2 ]
 	[ "$(grep -c '^allow ' "$BATS_TEST_TMPDIR/explained")" = 12 ]
-	# rule list: the failsafes after the rules, recognisable in text and JSON
-	run -0 mseg rule list
+	# rule list --all: the failsafes after the rules, recognisable in text
+	# and JSON; without --all, the operator's rules as before
+	run -0 mseg rule list --all
 	[[ ${lines[4]} =~ ^$FS_BASE\ +any\ +any\ +tcp\ +any\ +22\ +allow\ +failsafe\ +failsafe:\ ssh\ + ]]
-	[ "$(mseg rule list --json | jq -c 'map(select(.failsafe)) | length')" = 6 ]
-	[ "$(mseg rule list --json | jq -c "map(select(.id == $FS_BASE))[0] | [.src, .dst, .proto, .dport, .action, .priority, .failsafe]")" = \
+	[ "${#lines[@]}" = 10 ]
+	[ "$(mseg rule list --all --json | jq -c 'map(select(.failsafe)) | length')" = 6 ]
+	[ "$(mseg rule list --json --all | jq -c "map(select(.id == $FS_BASE))[0] | [.src, .dst, .proto, .dport, .action, .priority, .failsafe]")" = \
 		'["any","any","tcp",22,"allow",null,true]' ]
-	[ "$(mseg rule list --json | jq -c 'map(select(.failsafe | not) | .id)')" = '[1,2,3]' ]
+	[ "$(mseg rule list --all --json | jq -c 'map(select(.failsafe | not) | .id)')" = '[1,2,3]' ]
+	[ "$(mseg rule list --json | jq -c 'map(.id)')" = '[1,2,3]' ]
+	run -0 mseg rule list
+	[ "${#lines[@]}" = 4 ]
 }
 
 @test "mseg failsafe: --help, list text and JSON, unknown subcommands" {

@@ -9,6 +9,7 @@
 # default deny lets SSH in from the first SYN.
 
 # shellcheck disable=SC2154,SC2153 # bats sets $output; lab.bash sets LAB_*
+# shellcheck disable=SC2034 # LAB_TCP_PORTS, LAB_UDP_PORTS: lab_start_servers reads them
 bats_require_minimum_version 1.5.0
 
 load helpers/common
@@ -25,10 +26,10 @@ teardown() {
 	return 0
 }
 
-# lockdown [LINE...]: default deny, a deny-all rule at priority 0, LINEs.
+# lockdown: default deny and a deny-all rule at priority 0.
 lockdown() {
 	printf '%s\n' 'default deny' \
-		'rule add --src any --dst any --action deny --priority 0 --comment deny-all' "$@" |
+		'rule add --src any --dst any --action deny --priority 0 --comment deny-all' |
 		mseg apply - >/dev/null
 }
 

@@ -116,9 +116,9 @@ segment_ports() {
 		"rule add --src fd00:30::/64 --dst db6 --action allow --priority 50"
 	expect $DENY "the subnet" tcp 10.30.3.5 10.31.0.1 5432
 	expect $PASS "the host inside it" tcp 10.30.3.4 10.31.0.1 5432
-	expect $DENY "the host on another port" tcp 10.30.3.4 10.31.0.1 22
-	expect $DENY "the IPv6 subnet" tcp fd00:30:1::1 fd00:31::1 22
-	expect $PASS "the IPv6 exception by priority" tcp fd00:30::9 fd00:31::1 22
+	expect $DENY "the host on another port" tcp 10.30.3.4 10.31.0.1 2222
+	expect $DENY "the IPv6 subnet" tcp fd00:30:1::1 fd00:31::1 2222
+	expect $PASS "the IPv6 exception by priority" tcp fd00:30::9 fd00:31::1 2222
 }
 
 @test "deny wins a tie; the order rules were added never matters" {
