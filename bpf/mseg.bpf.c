@@ -169,7 +169,9 @@ static __always_inline bool mseg_exact_allows(const struct mseg_verdict *v)
  * What else may still open a session when the table is degraded
  * (docs/DESIGN.md, pressure): besides a flow a rule (not a cidr statement,
  * not the default) explicitly
- * allows, ICMP and DNS. Refused a session, these three still pass.
+ * allows, ICMP and DNS. Refused a session, these three still pass. DNS a
+ * failsafe allows is DNS here: a failsafe allows it between any addresses,
+ * as spoofable as DNS the default allows.
  */
 static __always_inline bool mseg_dns_or_icmp(const struct mseg_tuple *t)
 {
@@ -486,8 +488,10 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	}
 	if (!trackable)
 		return mseg_pass(st, v->action);
-	exact = mseg_exact_allows(v);
-	admitted = exact || mseg_dns_or_icmp(&p->t);
+	admitted = mseg_dns_or_icmp(&p->t);
+	exact = mseg_exact_allows(v) &&
+		!(admitted && v->rule_id >= MSEG_FAILSAFE_ID0);
+	admitted |= exact;
 	if (mseg_degraded(pr) && !admitted) {
 		bool full = mseg_table_full(pr);
 

@@ -37,6 +37,15 @@
 #define MSEG_MAX_IDENTS 524288   /* mseg_ident: prefixes, both sets */
 #define MSEG_MAX_RULE_ENTRIES 1048576 /* mseg_rules: compiled entries */
 #define MSEG_MAX_RULE_IDS 262144 /* rule ids 1..262143; 0 is the default */
+/*
+ * The top rule ids are the failsafes' (docs/policy.md): rules user space
+ * compiles like any other. The data path knows the band for one thing: a
+ * DNS flow a failsafe allows keeps DNS's own admission under pressure
+ * (recycling only), so a spoofed DNS flood cannot take the slots kept for
+ * the flows a rule allows.
+ */
+#define MSEG_FAILSAFE_MAX 32
+#define MSEG_FAILSAFE_ID0 (MSEG_MAX_RULE_IDS - MSEG_FAILSAFE_MAX)
 #define MSEG_MAX_SOURCE 524288   /* mseg_source: statements, both sets */
 
 enum mseg_action {

@@ -21,7 +21,11 @@
  *                               caller's switch) into SET. Each holds only
  *                               what differs from what its set holds.
  *                               Exit 3: nothing changed (no scripts).
- *   list SET rules|cidrs|segments [--json]
+ *   list SET rules|cidrs|segments|failsafes [--json] [--all]
+ *                               (rules --all: the failsafes too, after
+ *                               the rules, each object with "failsafe")
+ *   status SET                  one JSON object: rule and cidr counts,
+ *                               the failsafe mode and list
  *   show SET SEGMENT
  *   explain SET [--json] --src A --dst B [--proto P] [--sport N] [--dport N]
  *   explain SET --batch FILE    one flow a line: "verdict rule_id" each
@@ -363,7 +367,7 @@ static void table(char **cells, int cols, size_t rows)
 	}
 }
 
-static int cmd_list(__u8 set, const char *what, bool json)
+static int cmd_list(__u8 set, const char *what, bool json, bool all)
 {
 	struct mr_policy p;
 	char **cells = NULL;
@@ -415,13 +419,18 @@ static int cmd_list(__u8 set, const char *what, bool json)
 	}
 	{
 		int kind = !strcmp(what, "cidrs") ? MR_CIDR : MR_RULE;
-		struct mr_rule *r = calloc(p.nr + 1, sizeof(*r));
+		const struct mr_rule *fs;
+		int nfs = kind == MR_RULE && all ? mr_failsafe_rules(&p, &fs) : 0;
+		struct mr_rule *r = calloc(p.nr + (size_t)nfs + 1, sizeof(*r));
 		size_t n = 0;
 		bool first = true;
 
 		for (size_t i = 0; i < p.nr; i++)
 			if (p.r[i].kind == kind)
 				r[n++] = p.r[i];
+		/* the failsafes' ids are above every rule's: they come last */
+		for (int i = 0; i < nfs; i++)
+			r[n++] = fs[i];
 		/* rules by id; prefixes IPv4 first, by address, then length (the seed's order) */
 		qsort(r, n, sizeof(*r), kind == MR_CIDR ? cmp_cidr : cmp_id);
 		cols = kind == MR_CIDR ? 8 : 12;
@@ -465,10 +474,17 @@ static int cmd_list(__u8 set, const char *what, bool json)
 					else
 						printf("\"%s\",", mr_ports_text(&r[i], ports, sizeof(ports)));
 				}
-				printf("\"action\":\"%s\",\"priority\":%u,\"hits\":%llu,\"packets\":%llu,\"comment\":",
-				       mr_action_names[r[i].action], r[i].priority,
+				printf("\"action\":\"%s\",\"priority\":", mr_action_names[r[i].action]);
+				/* a failsafe has no priority: it is above them all */
+				if (r[i].kind == MR_FAILSAFE)
+					printf("null");
+				else
+					printf("%u", r[i].priority);
+				printf(",\"hits\":%llu,\"packets\":%llu,\"comment\":",
 				       (unsigned long long)flows, (unsigned long long)packets);
 				json_str(r[i].comment);
+				if (all)
+					printf(",\"failsafe\":%s", r[i].kind == MR_FAILSAFE ? "true" : "false");
 				putchar('}');
 				first = false;
 				continue;
@@ -491,6 +507,8 @@ static int cmd_list(__u8 set, const char *what, bool json)
 					 r[i].nports ? mr_ports_text(&r[i], ports, sizeof(ports)) : "any");
 				snprintf(v[6], sizeof(v[6]), "%s", mr_action_names[r[i].action]);
 				snprintf(v[7], sizeof(v[7]), "%u", r[i].priority);
+				if (r[i].kind == MR_FAILSAFE)
+					snprintf(v[7], sizeof(v[7]), "failsafe");
 				snprintf(v[8], sizeof(v[8]), "%s", r[i].comment[0] ? r[i].comment : "-");
 				snprintf(v[9], sizeof(v[9]), "%llu", (unsigned long long)packets);
 				snprintf(v[10], sizeof(v[10]), "%llu", (unsigned long long)flows);
@@ -506,6 +524,82 @@ static int cmd_list(__u8 set, const char *what, bool json)
 			table(cells, cols, rows);
 		free(r);
 	}
+	return 0;
+}
+
+/* The failsafes in force with their ids and counters (docs/policy.md). */
+static int cmd_failsafes(__u8 set, bool json)
+{
+	static const char *head[] = { "ID", "PROTO", "PORT", "SERVICE", "PACKETS", "HITS" };
+	struct mr_policy p;
+	const struct mr_rule *fs;
+	char *cells[(MR_FAILSAFE_MAX + 1) * 6];
+	int n;
+
+	open_maps();
+	if (!mr_read_policy(&maps, set, &p))
+		return 1;
+	n = mr_failsafe_rules(&p, &fs);
+	if (!json && !n) {
+		puts("failsafes: off");
+		return 0;
+	}
+	for (int c = 0; c < 6; c++)
+		cells[c] = strdup(head[c]);
+	if (json)
+		putchar('[');
+	for (int i = 0; i < n; i++) {
+		struct mr_failsafe f = { .proto = (__u8)fs[i].proto, .port = fs[i].ports[0].lo };
+		const char *svc = mr_failsafe_service(&f);
+		__u64 packets, flows = mr_hits(&maps, fs[i].id, &packets);
+		char v[6][32], pb[8];
+
+		if (json) {
+			printf("%s{\"id\":%u,\"proto\":\"%s\",\"port\":%u,\"service\":", i ? "," : "",
+			       fs[i].id, mr_proto_text(fs[i].proto, pb), f.port);
+			if (svc)
+				printf("\"%s\"", svc);
+			else
+				printf("null");
+			printf(",\"hits\":%llu,\"packets\":%llu}", (unsigned long long)flows,
+			       (unsigned long long)packets);
+			continue;
+		}
+		snprintf(v[0], sizeof(v[0]), "%u", fs[i].id);
+		snprintf(v[1], sizeof(v[1]), "%s", mr_proto_text(fs[i].proto, pb));
+		snprintf(v[2], sizeof(v[2]), "%u", f.port);
+		snprintf(v[3], sizeof(v[3]), "%s", svc ? svc : "-");
+		snprintf(v[4], sizeof(v[4]), "%llu", (unsigned long long)packets);
+		snprintf(v[5], sizeof(v[5]), "%llu", (unsigned long long)flows);
+		for (int c = 0; c < 6; c++)
+			cells[(i + 1) * 6 + c] = strdup(v[c]);
+	}
+	if (json)
+		puts("]");
+	else
+		table(cells, 6, (size_t)n + 1);
+	return 0;
+}
+
+/* What `mseg status` shows of the policy, in one read of it. */
+static int cmd_status(__u8 set)
+{
+	struct mr_policy p;
+	const struct mr_rule *fs;
+	char pb[8];
+	int n;
+
+	open_maps();
+	if (!mr_read_policy(&maps, set, &p))
+		return 1;
+	n = mr_failsafe_rules(&p, &fs);
+	printf("{\"rules\":%zu,\"cidrs\":%zu,\"failsafe\":\"%s\",\"failsafes\":[", count(&p, MR_RULE),
+	       count(&p, MR_CIDR),
+	       p.fs_mode == MR_FS_OFF ? "off" : p.fs_mode == MR_FS_SET ? "set" : "default");
+	for (int i = 0; i < n; i++)
+		printf("%s{\"id\":%u,\"proto\":\"%s\",\"port\":%u}", i ? "," : "", fs[i].id,
+		       mr_proto_text(fs[i].proto, pb), fs[i].ports[0].lo);
+	puts("]}");
 	return 0;
 }
 
@@ -566,7 +660,8 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 		return 1;
 	}
 	if (json) {
-		printf("{\"verdict\":\"%s\",\"rule\":%u,", mr_action_names[d.action], d.rule_id);
+		printf("{\"verdict\":\"%s\",\"rule\":%u,\"failsafe\":%s,", mr_action_names[d.action],
+		       d.rule_id, d.rule_id >= MR_FAILSAFE_ID0 ? "true" : "false");
 		printf("\"statement\":");
 		if (d.rule_id) {
 			mr_rule_text(mr_rule_by_id(&p, d.rule_id), true, text, sizeof(text));
@@ -586,7 +681,15 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 		return 0;
 	}
 	printf("verdict: %s\n", mr_action_names[d.action]);
-	if (d.rule_id) {
+	if (d.rule_id >= MR_FAILSAFE_ID0) {
+		const struct mr_rule *r = mr_rule_by_id(&p, d.rule_id);
+		const char *svc = strchr(r->comment, ' ');
+
+		/* "failsafe tcp/22" and the service the comment names */
+		mr_rule_text(r, true, text, sizeof(text));
+		printf("decided by: failsafe %u: %s%s%s%s\n", d.rule_id, text + strlen("failsafe "),
+		       svc ? " (" : "", svc ? svc + 1 : "", svc ? ")" : "");
+	} else if (d.rule_id) {
 		mr_rule_text(mr_rule_by_id(&p, d.rule_id), true, text, sizeof(text));
 		printf("decided by: rule %u: %s\n", d.rule_id, text);
 	} else {
@@ -615,6 +718,9 @@ static size_t keyed_lines(const struct mr_policy *p, struct keyed **out)
 	k = mr_grow(k, &cap, n, sizeof(*k));
 	snprintf(k[n].key, sizeof(k[n].key), "default");
 	snprintf(k[n++].line, sizeof(k[0].line), "default %s", mr_action_names[p->def]);
+	k = mr_grow(k, &cap, n, sizeof(*k));
+	snprintf(k[n].key, sizeof(k[n].key), "failsafe");
+	mr_failsafe_statement(p, k[n++].line, sizeof(k[0].line));
 	for (size_t i = 0; i < p->ns; i++)
 		for (size_t j = 0; j < p->s[i].n; j++) {
 			k = mr_grow(k, &cap, n, sizeof(*k));
@@ -708,7 +814,8 @@ static void usage(FILE *f)
 		   "       mseg-ruleset apply [--allow-empty] SET ACTIVE FILE | clear SET | save SET\n"
 		   "       mseg-ruleset copy FILE OUT\n"
 		   "       mseg-ruleset edit SET NEW WRITE SYNC STATEMENT...\n"
-		   "       mseg-ruleset list SET rules|cidrs|segments [--json] | show SET SEGMENT\n"
+		   "       mseg-ruleset list SET rules|cidrs|segments|failsafes [--json] [--all] | show SET SEGMENT\n"
+		   "       mseg-ruleset status SET\n"
 		   "       mseg-ruleset explain SET [--json] --src A --dst B [--proto P] [--sport N] [--dport N]\n"
 		   "       mseg-ruleset explain SET --batch FILE | diff SET FILE\n"
 		   "The grammar is docs/policy.md's. FILE '-' is stdin.\n");
@@ -797,6 +904,8 @@ int main(int argc, char **argv)
 		struct mr_policy p;
 
 		mr_policy_init(&p);
+		/* no failsafes to count against: 'failsafe add' checks its entries */
+		p.fs_mode = MR_FS_OFF;
 		mr_statement(&p, argc - 2, argv + 2, 0, NULL, 0);
 		if (mr_failed() && strncmp(mr_error(), "no such", 7))
 			fail();
@@ -825,10 +934,22 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "edit") && argc >= 7)
 		return cmd_edit(argc - 2, argv + 2);
-	if (!strcmp(cmd, "list") && (argc == 4 || argc == 5) &&
-	    (!strcmp(argv[3], "rules") || !strcmp(argv[3], "cidrs") ||
-	     !strcmp(argv[3], "segments")))
-		return cmd_list(set_arg(argv[2]), argv[3], argc == 5 && !strcmp(argv[4], "--json"));
+	if (!strcmp(cmd, "list") && argc >= 4 && argc <= 6) {
+		bool json = false, all = false, ok = true;
+
+		for (int i = 4; i < argc; i++) {
+			json |= !strcmp(argv[i], "--json");
+			all |= !strcmp(argv[i], "--all") && !strcmp(argv[3], "rules");
+			ok &= !strcmp(argv[i], "--json") || !strcmp(argv[i], "--all");
+		}
+		if (ok && !strcmp(argv[3], "failsafes") && !all)
+			return cmd_failsafes(set_arg(argv[2]), json);
+		if (ok && (!strcmp(argv[3], "rules") || !strcmp(argv[3], "cidrs") ||
+			   !strcmp(argv[3], "segments")))
+			return cmd_list(set_arg(argv[2]), argv[3], json, all);
+	}
+	if (!strcmp(cmd, "status") && argc == 3)
+		return cmd_status(set_arg(argv[2]));
 	if (!strcmp(cmd, "explain") && argc >= 3)
 		return cmd_explain(set_arg(argv[2]), argc - 3, argv + 3);
 	if (!strcmp(cmd, "diff") && argc == 4)

@@ -32,6 +32,7 @@
 #include "mseg_out.h"
 #include "mseg_pinned.h"
 #include "mseg_util.h"
+#include "libmseg-rules/rules.h" /* the failsafes' ids */
 
 #define SESS_BATCH 8192
 #define SESS_LOCK_WAIT_S 30
@@ -47,7 +48,7 @@ struct sess_filter {
 	int dport;  /* -1: any */
 	int state;  /* -1: any; enum mseg_tcp_state */
 	int action; /* -1: any; enum mseg_action */
-	long rule;  /* -1: any; the deciding rule's id, 0 the default */
+	long rule;  /* -1: any; -2: a failsafe; the deciding rule's id, 0 the default */
 	int given;  /* selectors on the command line */
 };
 
@@ -144,7 +145,8 @@ static bool matches(const struct sess_filter *f, const struct sess_row *r)
 	       (f->dport < 0 || f->dport == r->dport) &&
 	       (f->state < 0 || f->state == r->state) &&
 	       (f->action < 0 || f->action == r->action) &&
-	       (f->rule < 0 || f->rule == (long)r->rule_id);
+	       (f->rule == -1 || f->rule == (long)r->rule_id ||
+		(f->rule == -2 && r->rule_id >= MR_FAILSAFE_ID0));
 }
 
 /* --- walking the table ------------------------------------------------------- */
@@ -430,6 +432,8 @@ static void print_table(struct mseg_out *out, const struct sess_row *rows,
 		l = strlen(action_str(r->action, buf));
 		w[COL_ACTION] = l > w[COL_ACTION] ? l : w[COL_ACTION];
 		l = r->rule_id ? digits(r->rule_id) : strlen("default");
+		if (r->rule_id >= MR_FAILSAFE_ID0)
+			l += strlen("failsafe:");
 		w[COL_RULE] = l > w[COL_RULE] ? l : w[COL_RULE];
 		max_pk = r->packets > max_pk ? r->packets : max_pk;
 		max_by = r->bytes > max_by ? r->bytes : max_by;
@@ -485,6 +489,9 @@ static void print_table(struct mseg_out *out, const struct sess_row *rows,
 		s = p;
 		p = pad_to(put_str(p, action_str(r->action, buf)), s, w[COL_ACTION]);
 		s = p;
+		/* a failsafe's id says so (docs/policy.md, "failsafes") */
+		if (r->rule_id >= MR_FAILSAFE_ID0)
+			p = PUT_LIT(p, "failsafe:");
 		p = r->rule_id ? put_u64(p, r->rule_id) : PUT_LIT(p, "default");
 		if (all) {
 			p = pad_to(p, s, w[COL_RULE]);
@@ -686,7 +693,8 @@ static void usage(FILE *f)
 		"                    CLOSING\n"
 		"  --action A        the cached verdict: allow, deny or log\n"
 		"  --rule ID         the rule that decided it (its id in 'mseg rule list'),\n"
-		"                    or default\n"
+		"                    default, or failsafe (any of the failsafes: the RULE\n"
+		"                    column shows failsafe:ID)\n"
 		"options:\n"
 		"  --count           print the number of sessions selected, not them\n"
 		"  --all             list (or count) expired sessions too (EXPIRED column)\n"
@@ -720,22 +728,26 @@ static int parse_port(const char *s, const char *opt, int *out)
 	return 0;
 }
 
-/* --rule ID|default: a rule id as `mseg rule list` shows it. */
-static int parse_rule(const char *s, long *out)
+/* --rule ID|default|failsafe: a rule id as `mseg rule list` shows it. */
+static int parse_rule(const char *arg, long *out)
 {
+	const char *s = arg;
 	char *end;
 	unsigned long v;
 
-	if (!strcmp(s, "default")) {
-		*out = 0;
+	if (!strcmp(s, "default") || !strcmp(s, "failsafe")) {
+		*out = s[0] == 'd' ? 0 : -2;
 		return 0;
 	}
+	/* the RULE column's spelling of a failsafe's id */
+	if (!strncmp(s, "failsafe:", 9) && strlen(s) > 9)
+		s += 9;
 	errno = 0;
 	v = strtoul(s, &end, 10);
 	if (errno || *end || end == s || *s == '-' || *s == '+' || !v ||
 	    v >= MSEG_MAX_RULE_IDS) {
-		fprintf(stderr, "mseg: --rule wants a rule id 1..%u or default, not '%s'\n",
-			MSEG_MAX_RULE_IDS - 1, s);
+		fprintf(stderr, "mseg: --rule wants a rule id 1..%u, default or failsafe, not '%s'\n",
+			MSEG_MAX_RULE_IDS - 1, arg);
 		return 2;
 	}
 	*out = (long)v;

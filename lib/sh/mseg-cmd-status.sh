@@ -10,11 +10,12 @@ usage: mseg status [--json]
 
 Show the pin directory, the ABI version stamped in the pinned maps and this
 build's, the session table's capacity and use, the number of rules, the
-default action, the policy generation, strict mode, the devices of the
-current network namespace that run mseg with these maps, and the
-confirmation of 'mseg apply --confirm': pending (its deadline, its rollback
-process), else how the last one ended (confirmed, rolled_back, superseded,
-rollback_failed), else none.
+default action, the failsafes in force (or off: see 'mseg failsafe'), the
+policy generation, strict mode, the devices of the current network
+namespace that run mseg with these maps, and the confirmation of 'mseg
+apply --confirm': pending (its deadline, its rollback process), else how
+the last one ended (confirmed, rolled_back, superseded, rollback_failed),
+else none.
 EOF
 }
 
@@ -22,7 +23,7 @@ EOF
 # Print the status JSON object.
 #######################################
 _mseg_status_json() {
-  local capacity sessions rules cidrs attached confirm
+  local capacity sessions policy attached confirm
   local -a cfg
   capacity=$(mseg_map_show mseg_sessions | jq '.max_entries') || exit
   # The kernel's own count of entries: no walk of the table.
@@ -34,15 +35,14 @@ _mseg_status_json() {
   def=$(mseg_buf_get_uint cfg config.default_action) || exit
   strict=$(mseg_buf_get_uint cfg config.strict) || exit
   set=$(mseg_buf_get_uint cfg config.active_set) || exit
-  # Only the active rule set is in force; other sets are staged.
-  rules=$("$MSEG_RULESET_BIN" list "$set" rules --json | jq length) || exit
-  cidrs=$("$MSEG_RULESET_BIN" list "$set" cidrs --json | jq length) || exit
+  # Only the active rule set is in force; the other one is its copy.
+  policy=$("$MSEG_RULESET_BIN" status "$set") || exit
   attached=$(mseg_tc_attached | jq -s '.') || exit
   confirm=$(mseg_confirm_status_json) || exit
   jq -c -n --arg pin_dir "$MSEG_PIN_DIR" --argjson abi "$abi" \
     --argjson build_abi "$MSEG_ABI_VERSION" --argjson capacity "$capacity" \
-    --argjson sessions "$sessions" --argjson rules "$rules" \
-    --argjson cidrs "$cidrs" --arg dflt "${MSEG_ACTION_NAMES[def]:-$def}" \
+    --argjson sessions "$sessions" --argjson policy "$policy" \
+    --arg dflt "${MSEG_ACTION_NAMES[def]:-$def}" \
     --argjson gen "$gen" --argjson strict "$strict" --argjson set "$set" \
     --argjson attached "$attached" --argjson confirm "$confirm" '{
       pin_dir: $pin_dir,
@@ -50,9 +50,11 @@ _mseg_status_json() {
       build_abi_version: $build_abi,
       capacity: $capacity,
       sessions: $sessions,
-      rules: $rules,
-      cidrs: $cidrs,
+      rules: $policy.rules,
+      cidrs: $policy.cidrs,
       default_action: $dflt,
+      failsafe: $policy.failsafe,
+      failsafes: $policy.failsafes,
       policy_gen: $gen,
       strict: ($strict != 0),
       active_set: $set,
@@ -88,6 +90,10 @@ mseg_cmd_status() {
     "rules:           \(.rules)",
     "cidr rules:      \(.cidrs)",
     "default action:  \(.default_action)",
+    "failsafes:       \(if .failsafe == "off" then "off"
+                        else (.failsafes | map("\(.proto)/\(.port)") | join(" "))
+                          + (if .failsafe == "default" then " (the default list)" else "" end)
+                        end)",
     "policy gen:      \(.policy_gen)",
     "strict:          \(if .strict then "on" else "off" end)",
     "attached:        \(if .attached == [] then "none in this netns"

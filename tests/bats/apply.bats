@@ -100,9 +100,11 @@ R
 	[[ $("$MSEG_SCRIPTS/mseg-cidr" list --json | jq length) == 8 ]]
 	save >"$f/s1"
 	# the same statements as written, canonical text (which now says
-	# "rule add" and "cidr add" and names every id), sorted
+	# "rule add" and "cidr add" and names every id), sorted; and the
+	# failsafes the file says nothing of: the default list
+	grep -qx 'failsafe default' "$f/s1"
 	diff <(grep -v '^#' "$f/all" | sed -e 's/ *#.*//' -e '/^$/d' | sort) \
-		<(sed -e 's/^\(rule\|cidr\) add /\1 /' -e 's/ --id [0-9]*//' "$f/s1" | sort) ||
+		<(sed -e 's/^\(rule\|cidr\) add /\1 /' -e 's/ --id [0-9]*//' -e '/^failsafe default$/d' "$f/s1" | sort) ||
 		fail_msg "save differs from what was applied"
 	[[ $(head -1 "$f/s1") == "default deny" ]]
 	# and back: from stdin this time, onto the other set
@@ -115,7 +117,8 @@ R
 	# default allow comes back as default allow
 	printf 'default allow\ncidr 10.0.0.0/8 --action deny\n' | apply - >/dev/null
 	# the prefix keeps the id it had in the policy in force
-	local saved_re=$'^default allow\ncidr add 10\\.0\\.0\\.0/8 --action deny --id [0-9]+$'
+	# (and the failsafes, no line for them in the file: the default list)
+	local saved_re=$'^default allow\nfailsafe default\ncidr add 10\\.0\\.0\\.0/8 --action deny --id [0-9]+$'
 	[[ $(save) =~ $saved_re ]]
 	[[ $(cfg default_action) == 0 ]]
 }
@@ -316,6 +319,6 @@ R
 		"cidr 10.4.0.0/16 --action allow" >"$BATS_TEST_TMPDIR/dup"
 	run apply "$BATS_TEST_TMPDIR/dup"
 	[[ $output == "applied: 1 rules, 1 cidr rules, default allow" ]] || fail_msg "$output"
-	[[ $(save) == $'default allow\nrule add --src 10.3.0.1 --dst 10.3.0.2 --action log --id 1\ncidr add 10.4.0.0/16 --action allow --id 2' ]] ||
+	[[ $(save) == $'default allow\nfailsafe default\nrule add --src 10.3.0.1 --dst 10.3.0.2 --action log --id 1\ncidr add 10.4.0.0/16 --action allow --id 2' ]] ||
 		fail_msg "$(save)"
 }

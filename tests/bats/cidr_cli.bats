@@ -249,14 +249,16 @@ set_hits() {
   [[ $status == 0 && $output == "cidr added: 10.20.0.0/16: deny" ]]
   [[ $(cfg policy_gen) == $((gen + 2)) ]]
   # prefixlen = 16 header bits + 96 mapped bits + 16; IPv4-mapped address
-  # flags: keys (src, any) and (any, dst) exist (the CIDR's two arms), no (any, any)
-  [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":28}}]' ]]
-  # the identity's number (a hash of the prefix) is what the two arms' keys name
+  # flags: keys (src, any) and (any, dst) exist (the CIDR's two arms), and
+  # (any, any): the default failsafes' (docs/policy.md), no NO_ANY_ANY
+  [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":12}}]' ]]
+  # the identity's number (a hash of the prefix) is what the two arms' keys
+  # name; the six (any, any) keys are the default failsafes' ports
   local id
   id=$(trie | jq '.[0].value.id')
   bpftool -j map dump pinned "$PIN/mseg_rules" |
     jq -e --argjson s "$(cfg active_set)" --argjson id "$id" \
-      'map(.formatted.key | select(.set == $s) | [.src_id, .dst_id]) | sort == [[0, $id], [$id, 0]]'
+      'map(.formatted.key | select(.set == $s) | [.src_id, .dst_id]) | sort == [[0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, $id], [$id, 0]]'
   run --separate-stderr c list --json
   [[ $status == 0 ]]
   [[ $(jq -c . <<<"$output") == '[{"id":1,"cidr":"10.20.0.0/16","family":4,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]

@@ -328,9 +328,10 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   [[ $(jq -c . <<<"$output") == \
     '[{"id":1,"src":"10.1.2.3","dst":"10.4.5.6","proto":"tcp","sport":"any","dport":443,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
   # What the compiler laid out (BTF): the two hosts are identities, the
-  # rule one entry of their key on tcp/443 with the rule's id and action.
+  # rule one entry of their key on tcp/443 with the rule's id and action
+  # (beside the failsafes' entries, between any and any: ids 0 and 0).
   active mseg_ident | jq -e 'map(.formatted.key.addr[12:16]) | sort == [[10,1,2,3],[10,4,5,6]]'
-  active mseg_rules | jq -e 'length == 1 and
+  active mseg_rules | jq -e 'map(select(.formatted.key.src_id != 0)) | length == 1 and
     (.[0].formatted | .key.proto == 6 and .key.dport == [1,187] and .key.prefixlen == 120
       and .value.c[0].rule_id == 1 and .value.c[0].action == 1)'
   run m rule list
@@ -402,7 +403,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   local src
   src=$(bpftool -j map dump pinned "$PIN/mseg_source" |
     jq -c 'map(.formatted | [.key.set, .key.index, .value.line]) | sort')
-  [[ $(jq -c 'map(select(.[2] | startswith("#") | not))' <<<"$src") == '[]' ]]
+  [[ $(jq -c 'map(select(.[2] | startswith("#") or . == "failsafe default" | not))' <<<"$src") == '[]' ]]
   [[ $(jq -c 'map(select(.[0] == 0) | .[1:])' <<<"$src") == "$(jq -c 'map(select(.[0] == 1) | .[1:])' <<<"$src")" ]]
 }
 

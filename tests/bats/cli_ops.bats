@@ -75,7 +75,7 @@ teardown() {
 	make -s -C "$MSEG_ROOT" BUILD="$b" man >/dev/null
 	local page
 	for page in mseg mseg-attach mseg-sessions mseg-log mseg-gc mseg-config mseg-rule \
-		mseg-segment mseg-explain mseg-apply mseg-confirm mseg-eventd mseg-textfile; do
+		mseg-segment mseg-explain mseg-failsafe mseg-apply mseg-confirm mseg-eventd mseg-textfile; do
 		test -s "$b/man/$page.8"
 		run --separate-stderr env MANWIDTH=80 man --warnings -l "$b/man/$page.8"
 		[[ $status == 0 && -z $stderr ]] || { echo "$page: $stderr" >&2; return 1; }
@@ -118,6 +118,10 @@ complete_words() {
 	[ "$(complete_words mseg conf)" = "config confirm" ]
 	[ "$(complete_words mseg confirm --)" = "--help --rollback" ]
 	[ "$(complete_words mseg apply --c)" = "--check --confirm" ]
+	[ "$(complete_words mseg fa)" = "failsafe" ]
+	[ "$(complete_words mseg failsafe "")" = "--help --json add default del list off set" ]
+	[ "$(complete_words mseg failsafe add udp/1)" = "udp/123" ]
+	[ "$(complete_words mseg rule list --a)" = "--all" ]
 }
 
 @test "make install ships what an operator runs, not the test tools; make uninstall removes it all" {

@@ -12,6 +12,8 @@ load helpers/common
 
 setup() {
   crafted_setup
+  # the events of denied tcp/22 and udp/53 flows: failsafes off (failsafe.bats tests them)
+  mseg failsafe off >/dev/null
 }
 
 teardown() {

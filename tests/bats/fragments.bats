@@ -16,6 +16,8 @@ setup() {
 	require_build
 	need build/mseg-testrun test -x "$MSEG_BUILD/mseg-testrun"
 	crafted_setup
+	# fragments of denied tcp/22 flows: failsafes off (failsafe.bats tests them)
+	mseg failsafe off >/dev/null
 	S4=10.70.1.1
 	D4=10.71.1.2
 	S6=fd00:70::1

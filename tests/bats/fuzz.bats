@@ -44,8 +44,8 @@ import gen, model
 rng = random.Random(11)
 bounds = {"MSEG_MAX_VLANS": 4, "MSEG_MAX_EXT_HDRS": 12}
 for strict in (False, True):
-    _, (d, e, c) = gen.policy(rng)
-    cls = model.Classifier(model.Policy(d, e, c), strict, bounds)
+    _, (d, e, c, fs) = gen.policy(rng)
+    cls = model.Classifier(model.Policy(d, e, c, fs), strict, bounds)
     for g in gen.frames(rng, 20000):
         cls.reset()
         for f in g:

@@ -41,7 +41,8 @@ declare -gA SHAPE=(
 	["sessions flush --json"]=object
 	["segment list --json"]=list
 	["segment show web --json"]=object
-	["explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 22"]=object
+	["failsafe list --json"]=list
+	["explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 2222"]=object
 )
 
 # keys_ok JSON: every object's own keys are snake_case (tcp_states maps
@@ -78,12 +79,12 @@ check() {
 
 @test "every --json output follows docs/json.md" {
 	# something in every table
-	mseg_rule add --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 22 --action deny
+	mseg_rule add --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 2222 --action deny
 	"$MSEG_SCRIPTS/mseg-cidr" add 10.4.0.0/16 --action log >/dev/null
 	"$MSEG_SCRIPTS/mseg" segment add web 10.5.0.0/24 fd00:5::/64 >/dev/null
 	"$MSEG_BUILD/mseg-fill" --count 20 --expired 5 --idle 150 >/dev/null
 	printf '17 fd00::1 53 fd00::2 5353 0 0 1 0\n' | "$MSEG_BUILD/mseg-fill" --spec - >/dev/null
-	[ "$(verdict --proto tcp --src 10.3.0.1 --dst 10.3.0.2 --sport 5 --dport 22 --flags S)" = "$TC_ACT_SHOT" ]
+	[ "$(verdict --proto tcp --src 10.3.0.1 --dst 10.3.0.2 --sport 5 --dport 2222 --flags S)" = "$TC_ACT_SHOT" ]
 	mseg config set warn_pct 1 # (of 262144: no level is reached, one more event kind)
 
 	# every command whose help offers --json is in SHAPE
@@ -103,8 +104,8 @@ check() {
 		"sessions --json --all" "sessions --count --json" "gc --json" "monitor --once --json" \
 		"monitor --json --count 2" "log --json" "log --json --count 1" "rule list --json" \
 		"cidr list --json" "ip-range list --json" "sessions del --json --sport 10001" \
-		"sessions flush --json" "segment list --json" "segment show web --json" \
-		"explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 22"; do
+		"sessions flush --json" "segment list --json" "segment show web --json" "failsafe list --json" \
+		"explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 2222"; do
 		check "$c" "${SHAPE[$c]}"
 	done
 	# wildcards are "any" (rule 6): the rule names no source port

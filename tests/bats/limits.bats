@@ -18,6 +18,8 @@ load helpers/common
 setup_file() {
 	require_build
 	crafted_setup
+	# the parse bounds, shown by denied udp/53 and tcp/22 flows: failsafes off (failsafe.bats tests them)
+	mseg failsafe off >/dev/null
 }
 
 teardown_file() {

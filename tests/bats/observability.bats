@@ -345,8 +345,9 @@ cidr_pin() {
   [ "$(prom_get "$m" mseg_rules '{"kind":"exact"}')" = 1 ]
   [ "$(prom_get "$m" mseg_rules '{"kind":"cidr"}')" = 1 ]
   # Both sets hold the policy in force (docs/policy.md): the rule, the
-  # cidr statement and the set's seal, 3 entries each; set 1 the staged one too.
-  [ "$(prom_get "$m" mseg_map_entries '{"map":"mseg_source"}')" = 7 ]
+  # cidr statement, the failsafe line and the set's seal, 4 entries each;
+  # set 1 the staged one too.
+  [ "$(prom_get "$m" mseg_map_entries '{"map":"mseg_source"}')" = 9 ]
   [ "$(prom_get "$m" mseg_gc_last_run_timestamp_seconds)" = 0 ]
   [ "$(prom_get "$m" mseg_gc_runs_total)" = 0 ]
 

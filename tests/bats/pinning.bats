@@ -187,13 +187,13 @@ handshake() {
 	# state before: a live session, a rule, default deny, counters
 	handshake 40200
 	assert_session tcp 10.50.0.1 40200 10.50.0.2 80 ESTABLISHED
-	mseg_rule add --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --dport 22 --action deny >/dev/null
+	mseg_rule add --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --dport 2222 --action deny >/dev/null
 	# the live session's own flow stays allowed under the default deny
 	mseg_rule add --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --dport 80 --action allow >/dev/null
 	# a CIDR allow under the default deny
 	"$MSEG_SCRIPTS/mseg-cidr" add 10.52.0.0/16 --action allow >/dev/null
 	mseg default deny >/dev/null
-	assert_eq "denied before" 2 "$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport 1 --dport 22)"
+	assert_eq "denied before" 2 "$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport 1 --dport 2222)"
 	local maps_before gen total_before pkts_before
 	maps_before=$(prog_maps "$old_id")
 	gen=$(config_get policy_gen)
@@ -230,7 +230,7 @@ handshake() {
 	assert_eq "session packets" "$((pkts_before + 1))" \
 		"$(sessions_raw | jq -s '[.[] | select(.sport == 40200)][0].packets')"
 	assert_eq "the rule, after replace" 2 \
-		"$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport 2 --dport 22)"
+		"$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto tcp --sport 2 --dport 2222)"
 	assert_eq "default deny, after replace" 2 \
 		"$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto udp --sport 3 --dport 4)"
 	assert_eq "the CIDR allow, after replace" 0 \

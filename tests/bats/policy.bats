@@ -15,6 +15,8 @@ load helpers/common
 setup_file() {
 	require_build
 	crafted_setup
+	# the rules' own precedence, tcp/22 among the ports: failsafes off (failsafe.bats tests them)
+	mseg failsafe off >/dev/null
 }
 
 teardown_file() {

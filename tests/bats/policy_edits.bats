@@ -159,7 +159,7 @@ PY
 	# a statement written by hand into the set in force (its seal no longer
 	# matches) is read as policy, and the set is rewritten whole
 	set=$(config_get active_set)
-	mapfile -t v < <(printf 'rule add --src any --dst web --proto udp --dport 53 --action deny --id 9' |
+	mapfile -t v < <(printf 'rule add --src any --dst web --proto udp --dport 5353 --action deny --id 9' |
 		od -An -v -tx1 | tr ' ' '\n' | grep .)
 	while ((${#v[@]} < 512)); do v+=(00); done
 	bpftool map update pinned "$(pin mseg_source)" key hex "0$set" 00 00 00 09 00 00 80 value hex "${v[@]}"
@@ -168,6 +168,6 @@ PY
 	fresh_equal
 	[[ $(mseg rule list --json | jq -c 'map(.id)') == '[1,2,3,9]' ]]
 	# and the data path follows the policy
-	[[ $(verdict --src 10.9.0.1 --dst 10.30.0.5 --proto udp --sport 4000 --dport 53) == 2 ]]
+	[[ $(verdict --src 10.9.0.1 --dst 10.30.0.5 --proto udp --sport 4000 --dport 5353) == 2 ]]
 	[[ $(verdict --src 10.9.0.1 --dst 10.30.0.5 --proto tcp --sport 4000 --dport 8080 --flags S) == 2 ]]
 }

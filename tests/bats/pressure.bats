@@ -144,6 +144,33 @@ pins_snapshot() {
   [ "$(stat_get pressure_drop)" = 1 ]
 }
 
+@test "degraded: failsafe flows open sessions in the slots kept for the flows a rule allows (DNS only recycles); off, they are refused" {
+  crafted_setup
+  printf 'default deny\n' | mseg apply - >/dev/null
+  fill 980
+  # docs/policy.md: a failsafe is a rule; its flows are admitted as a rule's
+  [ "$(syn 2100 22)" = 0 ]
+  [ "$(verdict --proto udp --src 10.9.0.1 --dst 10.9.0.2 --sport 2101 --dport 123)" = 0 ]
+  [ "$(entries)" = 982 ]
+  [ "$(mseg sessions --json --rule failsafe | jq -c 'map(.dport) | sort')" = '[22,123]' ]
+  # DNS a failsafe allows is DNS: above the line it only recycles an
+  # unanswered non-TCP session; there is none: it passes without one
+  [ "$(verdict --proto udp --src 10.9.0.1 --dst 10.9.0.2 --sport 2106 --dport 53)" = 0 ]
+  [ "$(entries)" = 982 ]
+  [ "$(syn 2102 80)" = "$TC_ACT_SHOT" ]    # default deny
+  mseg failsafe off >/dev/null
+  [ "$(syn 2103 22)" = "$TC_ACT_SHOT" ]
+  mseg failsafe default >/dev/null
+  # default allow: a flow nothing but the default allows is a pressure drop
+  mseg default allow >/dev/null
+  stats_save
+  [ "$(syn 2104 8080)" = "$TC_ACT_SHOT" ]
+  [ "$(stat_delta pressure_drop)" = 1 ]
+  [ "$(syn 2105 22)" = 0 ]
+  [ "$(stat_delta pressure_drop)" = 1 ]
+  [ "$(entries)" = 983 ]
+}
+
 # echo_sessions: "port_lo:replied" of every ICMP session, sorted (an echo
 # request's key holds its identifier on the requester's side, 0 on the other).
 echo_sessions() {

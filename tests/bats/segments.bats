@@ -116,9 +116,9 @@ segment_ports() {
 		"rule add --src fd00:30::/64 --dst db6 --action allow --priority 50"
 	expect $DENY "the subnet" tcp 10.30.3.5 10.31.0.1 5432
 	expect $PASS "the host inside it" tcp 10.30.3.4 10.31.0.1 5432
-	expect $DENY "the host on another port" tcp 10.30.3.4 10.31.0.1 22
-	expect $DENY "the IPv6 subnet" tcp fd00:30:1::1 fd00:31::1 22
-	expect $PASS "the IPv6 exception by priority" tcp fd00:30::9 fd00:31::1 22
+	expect $DENY "the host on another port" tcp 10.30.3.4 10.31.0.1 2222
+	expect $DENY "the IPv6 subnet" tcp fd00:30:1::1 fd00:31::1 2222
+	expect $PASS "the IPv6 exception by priority" tcp fd00:30::9 fd00:31::1 2222
 }
 
 @test "deny wins a tie; the order rules were added never matters" {
@@ -167,7 +167,7 @@ segment_ports() {
 	# (a deny opens no session; earlier tests' sessions may carry an id 1)
 	[[ $(mseg sessions --json --rule 1 --dst 10.50.0.0/24) == '[]' ]]
 	run --separate-stderr mseg sessions --rule 0
-	[[ $status == 2 && $stderr == "mseg: --rule wants a rule id 1..262143 or default, not '0'" ]]
+	[[ $status == 2 && $stderr == "mseg: --rule wants a rule id 1..262143, default or failsafe, not '0'" ]]
 	# a second packet of the allowed session counts a packet, not a flow
 	assert_eq "second packet" $PASS "$(verdict --src fd00:9::9 --dst fd00:50::1 --proto udp --sport "$NEXT_PORT" --dport 8)"
 	NEXT_PORT=$((NEXT_PORT - 1))
@@ -232,7 +232,7 @@ segment_ports() {
 	[[ $(mseg save) == "$before" ]]
 }
 
-@test "randomized: 1,000 rules over segments, prefixes, ranges and priorities; 10,000 flows of both families; classifier and explain equal the model of docs/policy.md" {
+@test "randomized: 1,000 rules over segments, prefixes, ranges and priorities, and failsafes; 10,000 flows of both families; classifier and explain equal the model of docs/policy.md" {
 	local dir=$BATS_TEST_TMPDIR/model seed=${MSEG_FUZZ_SEED:-$((RANDOM * 32768 + RANDOM))} try
 	mkdir -p "$dir"
 	# A draw whose compiled form outgrows mseg_rules (the identity pairs of
@@ -263,4 +263,7 @@ segment_ports() {
 	jq -e '[.[] | select(.rule > 0)] | length > 2000' "$dir/expect.json" >/dev/null
 	jq -e '[.[] | .rule] | unique | length > 100' "$dir/expect.json" >/dev/null
 	jq -e '[.[] | select(.rule == 0)] | length > 100' "$dir/expect.json" >/dev/null
+	# failsafes decided flows too, unless the draw turned them off
+	grep -qx 'failsafe off' "$dir/policy.rules" ||
+		jq -e '[.[] | select(.rule >= 262112)] | length > 0' "$dir/expect.json" >/dev/null
 }

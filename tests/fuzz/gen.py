@@ -17,6 +17,8 @@ V4 = [ipaddress.IPv4Address(a) for a in
 V6 = [ipaddress.IPv6Address(a) for a in
       ("fd00::1", "fd00::2", "fd00:0:0:1::1", "fd00:0:0:1::2", "fe80::1")]
 PORTS = (22, 53, 80, 443, 5001)
+# docs/policy.md, "failsafes": the default list, as (protocol, port)
+FAILSAFE_DEFAULT = frozenset({(6, 22), (6, 53), (17, 53), (17, 67), (17, 68), (17, 123)})
 ACTIONS = ("allow", "deny", "log")
 
 
@@ -42,6 +44,16 @@ def policy(rng):
     """(mseg apply text, model.Policy arguments)"""
     default = rng.choice(("allow", "deny"))
     lines = ["default " + default]
+    # the failsafes: no line (the default list), off, or a drawn list
+    r = rng.random()
+    failsafes = FAILSAFE_DEFAULT
+    if r < 0.2:
+        lines.append("failsafe off")
+        failsafes = frozenset()
+    elif r >= 0.5:
+        failsafes = frozenset((rng.choice((6, 17)), rnd_port(rng)) for _ in range(rng.randrange(1, 6)))
+        lines.append("failsafe set " + " ".join(
+            "%s/%d" % ("tcp" if p == 6 else "udp", port) for p, port in sorted(failsafes)))
     exact, cidrs = {}, []
     for _ in range(rng.randrange(0, 20)):
         fam = rng.choice((4, 6))
@@ -79,7 +91,7 @@ def policy(rng):
         action = rng.choice(ACTIONS)
         cidrs.append((net, action))
         lines.append("cidr %s --action %s" % (net, action))
-    return "\n".join(lines) + "\n", (default, exact, cidrs)
+    return "\n".join(lines) + "\n", (default, exact, cidrs, failsafes)
 
 
 def mapped16(a):

@@ -313,14 +313,17 @@ def session_key(fam, src, sport, dst, dport, proto):
 
 
 class Policy:
-    """docs/DESIGN.md, data path 3: exact rules (the packet's tuple, then
-    sport 0, then both ports 0, then protocol 0 too), the longest CIDR
-    prefix containing the destination, else the source, else the default."""
+    """docs/DESIGN.md, data path 3: a failsafe (docs/policy.md: the
+    protocol and destination port, any addresses) first, then exact rules
+    (the packet's tuple, then sport 0, then both ports 0, then protocol 0
+    too), the longest CIDR prefix containing the destination, else the
+    source, else the default."""
 
-    def __init__(self, default, exact, cidrs):
+    def __init__(self, default, exact, cidrs, failsafes=frozenset()):
         self.default = default      # "allow" | "deny"
         self.exact = exact          # {(src16, dst16, proto, sport, dport): action}
         self.cidrs = cidrs          # [(ip_network, action)]
+        self.failsafes = failsafes  # {(proto, dport)}
 
     def _exact(self, src, dst, proto, sport, dport):
         tries = [(src, dst, proto, sport, dport)]
@@ -346,6 +349,8 @@ class Policy:
 
     def decide(self, fam, src, dst, proto, sport, dport):
         """(action, counter)"""
+        if proto in (6, 17) and (proto, dport) in self.failsafes:
+            return "allow", "policy_hit"  # a failsafe is a rule
         a = self._exact(src, dst, proto, sport, dport)
         if a:
             return a, "policy_hit"

@@ -54,7 +54,7 @@ def describe(f):
 
 
 def one_round(rng, n, prog_id, tmp, rnd):
-    text, (default, exact, cidrs) = gen.policy(rng)
+    text, (default, exact, cidrs, failsafes) = gen.policy(rng)
     strict = rng.random() < 0.3
     mseg("apply", "-", stdin=text)
     mseg("config", "set", "strict", "on" if strict else "off")
@@ -73,7 +73,7 @@ def one_round(rng, n, prog_id, tmp, rnd):
         raise RuntimeError("mseg-testrun: %s" % res.stderr.strip())
     after = stats()
     got = res.stdout.split()
-    cls = model.Classifier(model.Policy(default, exact, cidrs), strict, BOUNDS)
+    cls = model.Classifier(model.Policy(default, exact, cidrs, failsafes), strict, BOUNDS)
     bad, i, refused, total = [], 0, 0, 0
     for g in groups:
         cls.reset()

@@ -55,6 +55,9 @@ __u64 mr_rank(const struct mr_rule *r, int dscore, int sscore)
 						 [MSEG_ACT_LOG] = 1,
 						 [MSEG_ACT_ALLOW] = 2 };
 
+	/* below every rule's rank: (255 - score) << 24 is at least 126 << 24 */
+	if (r->kind == MR_FAILSAFE)
+		return MR_FAILSAFE_RANK;
 	return (__u64)r->priority << 32 | (__u64)(255 - dscore) << 24 |
 	       (__u64)(255 - sscore) << 16 | (__u64)(r->proto == MR_PROTO_ANY) << 15 |
 	       (__u64)(r->nports == 0) << 14 | (__u64)(r->sport == 0) << 13 |
@@ -486,14 +489,16 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 	struct parm *pa = NULL;
 	size_t pacap = 0;
 	__u32 *tmp = NULL;
-	const struct mr_rule *worst_r = NULL;
+	const struct mr_rule *worst_r = NULL, *fs;
 	bool ok = false;
+	int nfs;
 
 	memset(c, 0, sizeof(*c));
 	if (!build_idents(&x))
 		goto out;
-	for (size_t i = 0; i < p->nr; i++) {
-		const struct mr_rule *r = &p->r[i];
+	nfs = mr_failsafe_rules(p, &fs);
+	for (size_t i = 0; i < p->nr + (size_t)nfs; i++) {
+		const struct mr_rule *r = i < p->nr ? &p->r[i] : &fs[i - p->nr];
 
 		arms = mr_grow(arms, &armcap, narms + 1, sizeof(*arms));
 		if (r->kind == MR_CIDR) {

@@ -224,8 +224,11 @@ size_t mr_matching(const struct mr_policy *p, const struct mr_flow *f,
 	struct mr_decision *d = NULL;
 	size_t n = 0, cap = 0;
 
-	for (size_t i = 0; i < p->nr; i++) {
-		const struct mr_rule *r = &p->r[i];
+	const struct mr_rule *fs;
+	int nfs = mr_failsafe_rules(p, &fs);
+
+	for (size_t i = 0; i < p->nr + (size_t)nfs; i++) {
+		const struct mr_rule *r = i < p->nr ? &p->r[i] : &fs[i - p->nr];
 		struct mr_sel any = { .kind = MR_SEL_ANY };
 		const struct mr_sel *arms[2][2] = { { &r->src, &r->dst }, { &any, &r->dst } };
 		bool have = false;

@@ -429,19 +429,23 @@ void mr_zero_new_ids(struct mr_writer *w, const struct mr_policy *p, const struc
 	int ncpu = w->f ? 1 : libbpf_num_possible_cpus();
 	struct mseg_rule_hits *z = calloc((size_t)(ncpu > 0 ? ncpu : 1), sizeof(*z));
 
-	for (size_t i = 0; i < p->nr; i++) {
-		const struct mr_rule *o = old ? mr_rule_by_id(old, p->r[i].id) : NULL;
+	const struct mr_rule *fs;
+	int nfs = mr_failsafe_rules(p, &fs);
+
+	for (size_t i = 0; i < p->nr + (size_t)nfs; i++) {
+		const struct mr_rule *r = i < p->nr ? &p->r[i] : &fs[i - p->nr];
+		const struct mr_rule *o = old ? mr_rule_by_id(old, r->id) : NULL;
 		char a[1024], b[1024];
 		bool same = false;
 
-		if (o && o->kind == p->r[i].kind) {
-			mr_rule_match_key(&p->r[i], a, sizeof(a));
+		if (o && o->kind == r->kind) {
+			mr_rule_match_key(r, a, sizeof(a));
 			mr_rule_match_key(o, b, sizeof(b));
 			same = !strcmp(a, b);
 		}
 		/* bpftool writes the one value it is given to every CPU */
 		if (!same)
-			w_op(w, W_HITS, 0, &p->r[i].id, z);
+			w_op(w, W_HITS, 0, &r->id, z);
 	}
 	free(z);
 }

@@ -34,6 +34,7 @@ void mr_policy_free(struct mr_policy *p)
 	free(p->s);
 	free(p->r);
 	free(p->cfg);
+	free(p->fsr);
 	mr_policy_init(p);
 }
 
@@ -275,6 +276,10 @@ void mr_rule_match_key(const struct mr_rule *r, char *buf, size_t len)
 		snprintf(buf, len, "%s", mr_pfx_text(&r->dst.p, a));
 		return;
 	}
+	if (r->kind == MR_FAILSAFE) {
+		snprintf(buf, len, "failsafe %s/%u", r->proto == 6 ? "tcp" : "udp", r->ports[0].lo);
+		return;
+	}
 	snprintf(buf, len, "%s -> %s proto %s%s%.0u%s%s",
 		 mr_sel_text(&r->src, a), mr_sel_text(&r->dst, b),
 		 rule_proto_text(r, pb), r->sport ? " sport " : "",
@@ -307,6 +312,10 @@ void mr_rule_text(const struct mr_rule *r, bool with_id, char *buf, size_t len)
 	char a[64], b[64], pb[8], ports[800], idb[24] = "", prio[24] = "",
 					      com[2 * MR_COMMENT_MAX + 8] = "";
 
+	if (r->kind == MR_FAILSAFE) {
+		mr_rule_match_key(r, buf, len);
+		return;
+	}
 	if (with_id)
 		snprintf(idb, sizeof(idb), " --id %u", r->id);
 	if (r->priority != MR_DEFAULT_PRIORITY)
@@ -519,6 +528,12 @@ static struct mr_rule *find_id(struct mr_policy *p, __u32 id)
 
 const struct mr_rule *mr_rule_by_id(const struct mr_policy *p, __u32 id)
 {
+	if (id >= MR_FAILSAFE_ID0) {
+		const struct mr_rule *fs;
+		int n = mr_failsafe_rules(p, &fs);
+
+		return id < MR_FAILSAFE_ID0 + (__u32)n ? &fs[id - MR_FAILSAFE_ID0] : NULL;
+	}
 	return find_id((struct mr_policy *)p, id);
 }
 
@@ -580,9 +595,9 @@ static bool parse_common_opts(struct mr_rule *r, const char *action, const char 
 		r->comment_given = true;
 	}
 	if (id) {
-		if (!mr_uint(id, MSEG_MAX_RULE_IDS - 1, &n) || !n)
-			return mr_err("invalid --id: '%s' (expected an integer 1..%d)", id,
-				      MSEG_MAX_RULE_IDS - 1),
+		if (!mr_uint(id, MR_RULE_ID_MAX, &n) || !n)
+			return mr_err("invalid --id: '%s' (expected an integer 1..%d; %d..%d are the failsafes')",
+				      id, MR_RULE_ID_MAX, MR_FAILSAFE_ID0, MSEG_MAX_RULE_IDS - 1),
 			       false;
 		r->id = (__u32)n;
 	}
@@ -917,8 +932,10 @@ void mr_statement(struct mr_policy *p, int argc, char **argv, long line,
 	}
 	if (!strcmp(argv[0], "segment"))
 		return segment_stmt(p, argc, argv, line, msg, len);
+	if (!strcmp(argv[0], "failsafe"))
+		return mr_failsafe_stmt(p, argc, argv, msg, len);
 	if (strcmp(argv[0], "rule") && strcmp(argv[0], "cidr"))
-		return mr_err("unknown statement '%s' (expected default, segment, rule or cidr)",
+		return mr_err("unknown statement '%s' (expected default, failsafe, segment, rule or cidr)",
 			      argv[0]);
 	/* `rule --src ...` and `cidr PREFIX ...`: the first ruleset format */
 	legacy = argc < 2 || (strcmp(argv[1], "add") && strcmp(argv[1], "del"));
@@ -928,6 +945,9 @@ void mr_statement(struct mr_policy *p, int argc, char **argv, long line,
 
 		if (!strcmp(cmd, "del") && argv[0][0] == 'r' && argc == 3 &&
 		    mr_uint(argv[2], MSEG_MAX_RULE_IDS - 1, &n) && n) {
+			if (n >= MR_FAILSAFE_ID0)
+				return mr_err("%llu is a failsafe's id, not a rule's: change the failsafes with 'mseg failsafe' (see 'mseg failsafe list')",
+					      n);
 			memset(&r, 0, sizeof(r));
 			r.id = (__u32)n;
 			return rule_del(p, &r, msg, len);
@@ -1137,10 +1157,10 @@ void mr_assign_ids(struct mr_policy *p, const struct mr_policy *old)
 	for (size_t i = 0; i < p->nr; i++) {
 		if (p->r[i].id)
 			continue;
-		while (next < MSEG_MAX_RULE_IDS && used[next])
+		while (next <= MR_RULE_ID_MAX && used[next])
 			next++;
-		if (next >= MSEG_MAX_RULE_IDS) {
-			mr_err("more than %d rules", MSEG_MAX_RULE_IDS - 1);
+		if (next > MR_RULE_ID_MAX) {
+			mr_err("more than %d rules", MR_RULE_ID_MAX);
 			return;
 		}
 		p->r[i].id = next;
@@ -1156,8 +1176,9 @@ static int cmp_rule_id(const void *a, const void *b)
 }
 
 /*
- * default, segments (several lines for a long one), then rules by id,
- * each with its mseg_source index (bpf/mseg_abi.h).
+ * default, segments (several lines for a long one), the failsafes, then
+ * rules by id, each with its mseg_source index (bpf/mseg_abi.h), in index
+ * order.
  */
 bool mr_policy_lines(const struct mr_policy *p,
 		     void (*fn)(void *ctx, __u32 index, const char *line), void *ctx)
@@ -1179,6 +1200,8 @@ bool mr_policy_lines(const struct mr_policy *p,
 			fn(ctx, index++, line);
 		}
 	}
+	mr_failsafe_statement(p, line, sizeof(line));
+	fn(ctx, MR_SRC_FAILSAFE, line);
 	qsort(p->r, p->nr, sizeof(*p->r), cmp_rule_id);
 	policy_touch(p);
 	for (size_t i = 0; i < p->nr; i++) {

@@ -25,7 +25,23 @@
  * what a policy compiles to must bump it, so a set sealed by an older
  * compiler is rewritten whole rather than patched.
  */
-#define MR_COMPILER_VERSION 1
+#define MR_COMPILER_VERSION 2
+
+/*
+ * Failsafes (docs/policy.md, "failsafes"): flows that pass whatever the
+ * rules and the default say. Each entry of the list in force compiles into
+ * a rule between any and any, with an id of the top band of rule ids (the
+ * entries in the list's order, from MR_FAILSAFE_ID0; the data path knows
+ * the band, bpf/mseg_abi.h) and a rank below any rule's: a rule's rank is
+ * at least 126 << 24 (its specificity fields are 255 minus at most 129),
+ * whatever its priority.
+ */
+#define MR_FAILSAFE_MAX MSEG_FAILSAFE_MAX
+#define MR_FAILSAFE_ID0 MSEG_FAILSAFE_ID0 /* 262112 */
+#define MR_RULE_ID_MAX (MR_FAILSAFE_ID0 - 1) /* a rule's or cidr's id: 1..262111 */
+#define MR_FAILSAFE_RANK 0ULL
+/* The failsafe statement's mseg_source index: after the segments, before the rules. */
+#define MR_SRC_FAILSAFE (MSEG_SRC_RULES - 1)
 
 struct mr_pfx {
 	__u8 addr[16]; /* as stored: IPv4 as ::ffff:a.b.c.d */
@@ -45,7 +61,7 @@ struct mr_range {
 	__u16 lo, hi;
 };
 
-enum mr_kind { MR_RULE, MR_CIDR };
+enum mr_kind { MR_RULE, MR_CIDR, MR_FAILSAFE };
 
 struct mr_rule {
 	__u32 id;      /* 1..MSEG_MAX_RULE_IDS-1; 0 while unassigned */
@@ -60,6 +76,13 @@ struct mr_rule {
 	__u32 priority;
 	char comment[MR_COMMENT_MAX + 1];
 	long line;     /* where it was written, for messages */
+};
+
+enum mr_fs_mode { MR_FS_DEFAULT, MR_FS_SET, MR_FS_OFF };
+
+struct mr_failsafe {
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u16 port; /* destination port, 1..65535 */
 };
 
 struct mr_segment {
@@ -89,6 +112,12 @@ struct mr_policy {
 	 * caller (mseg's config command knows the keys), never stored as rules */
 	struct mr_config *cfg;
 	size_t ncfg, capcfg;
+	/* failsafes: the mode and, for MR_FS_SET, the list (port, then protocol order) */
+	int fs_mode;
+	struct mr_failsafe fs[MR_FAILSAFE_MAX];
+	int nfs;
+	bool fs_said;       /* a ruleset file said failsafe set, off or default */
+	struct mr_rule *fsr; /* the list in force as rules (mr_failsafe_rules) */
 };
 
 #define MR_CONFIG_KEY_MAX 32
@@ -162,6 +191,15 @@ bool mr_policy_lines(const struct mr_policy *p,
 		     void (*fn)(void *ctx, __u32 index, const char *line), void *ctx);
 struct mr_segment *mr_segment_find(const struct mr_policy *p, const char *name);
 const struct mr_rule *mr_rule_by_id(const struct mr_policy *p, __u32 id); /* NULL: none */
+/* The failsafes in force (the default list, the operator's, or none); returns the count. */
+int mr_failsafe_list(const struct mr_policy *p, struct mr_failsafe out[MR_FAILSAFE_MAX]);
+/* ... as rules (kind MR_FAILSAFE, ids from MR_FAILSAFE_ID0), owned by p. */
+int mr_failsafe_rules(const struct mr_policy *p, const struct mr_rule **out);
+const char *mr_failsafe_text(const struct mr_failsafe *f, char *buf); /* "tcp/22" */
+const char *mr_failsafe_service(const struct mr_failsafe *f); /* "ssh", or NULL */
+void mr_failsafe_statement(const struct mr_policy *p, char *buf, size_t len);
+/* The failsafe statement (argv[0] is "failsafe"); mr_err on bad input. */
+void mr_failsafe_stmt(struct mr_policy *p, int argc, char **argv, char *msg, size_t len);
 
 /* compile.c */
 struct mr_ident_ent {

@@ -4,7 +4,8 @@
 
   policy-model.py gen --dir DIR [--seed N] [--rules N] [--flows N]
       Writes into DIR:
-        policy.rules  a ruleset for `mseg apply` (segments, rules with ids)
+        policy.rules  a ruleset for `mseg apply` (failsafes, segments, rules
+                      with ids)
         frames.hex    one Ethernet/IP/TCP-SYN or UDP frame per flow, in hex
         flows.txt     the same flows as `mseg explain --batch` reads them
         expect.json   per flow: the deciding rule id (0: default), action
@@ -28,6 +29,9 @@ ORDER = {"deny": 0, "log": 1, "allow": 2}
 VERDICT = {"allow": 0, "log": 0, "deny": 2}
 DEFAULT = "deny"
 PROTO = {"tcp": 6, "udp": 17}
+# docs/policy.md, "failsafes": the default list, and the first failsafe id
+FAILSAFE_DEFAULT = [("tcp", 22), ("tcp", 53), ("udp", 53), ("udp", 67), ("udp", 68), ("udp", 123)]
+FAILSAFE_ID = 262112
 ROOT = {4: ipaddress.ip_network("10.0.0.0/8"), 6: ipaddress.ip_network("fd00::/16")}
 
 
@@ -50,8 +54,12 @@ def spec(net):
 
 
 class Model:
-    def __init__(self, segments, rules):
+    def __init__(self, segments, rules, failsafes):
         self.segments, self.rules = segments, rules
+        # a failsafe's id is its place in the list ordered by port, then
+        # protocol number
+        order = sorted(set(failsafes), key=lambda e: (e[1], PROTO[e[0]]))
+        self.failsafes = {(PROTO[p], port): FAILSAFE_ID + i for i, (p, port) in enumerate(order)}
         # each side as ("any",), ("seg", name) or ("net", network)
         for r in rules:
             for k in ("src", "dst"):
@@ -77,6 +85,10 @@ class Model:
         return spec(net) if net.version == addr.version and addr in net else None
 
     def decide(self, f):
+        # a failsafe beats every rule: the flow's protocol and destination port
+        fs = self.failsafes.get((f["proto"], f["dport"]))
+        if fs:
+            return fs, "allow"
         best = None
         sseg, dseg = self.segment_of(f["src"]), self.segment_of(f["dst"])
         for r in self.rules:
@@ -182,8 +194,21 @@ def gen(args):
         r["action"] = rng.choice(ACTIONS)
         r["id"] = len(rules) + 1
         rules.append(r)
+    # the failsafes: absent (the default list), said, off, or a drawn list
+    # on the ports the flows use
+    kind = rng.random()
+    failsafes, fs_line = FAILSAFE_DEFAULT, None
+    if kind < 0.15:
+        fs_line = "failsafe default"
+    elif kind < 0.35:
+        failsafes, fs_line = [], "failsafe off"
+    elif kind >= 0.5:
+        failsafes = [(rng.choice(["tcp", "udp"]), rng.randint(1, 130)) for _ in range(rng.randint(1, 12))]
+        fs_line = "failsafe set " + " ".join("%s/%d" % e for e in failsafes)
     with open(args.dir + "/policy.rules", "w") as f:
         f.write("default %s\n" % DEFAULT)
+        if fs_line:
+            f.write(fs_line + "\n")
         for name, nets in segments.items():
             f.write("segment add %s %s\n" % (name, " ".join(map(str, nets))))
         for r in rules:
@@ -196,7 +221,7 @@ def gen(args):
                 line += " --dport " + ports_text(r["ports"])
             line += " --action %s --priority %d\n" % (r["action"], r["prio"])
             f.write(line)
-    model = Model(segments, rules)
+    model = Model(segments, rules, failsafes)
     near = {fam: pool[fam] + [r["_dst"][1] for r in rules if r["_dst"][0] == "net"
                               and r["_dst"][1].version == fam][:50] for fam in (4, 6)}
     expect = []
@@ -218,8 +243,8 @@ def gen(args):
     with open(args.dir + "/expect.json", "w") as f:
         json.dump(expect, f)
     decided = sum(1 for e in expect if e["rule"])
-    print("segments %d, rules %d, flows %d: %d decided by a rule (%d distinct), %d by default"
-          % (len(segments), len(rules), len(expect), decided,
+    print("%s; segments %d, rules %d, flows %d: %d decided by a rule or failsafe (%d distinct), %d by default"
+          % (fs_line or "no failsafe line", len(segments), len(rules), len(expect), decided,
              len({e["rule"] for e in expect if e["rule"]}), len(expect) - decided))
 
 
