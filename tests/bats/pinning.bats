@@ -10,7 +10,7 @@
 
 load helpers/common
 
-REQUIRED_MAPS=(mseg_sessions mseg_ident mseg_rules mseg_rule_hits mseg_source mseg_config mseg_stats)
+REQUIRED_MAPS=(mseg_sessions mseg_ident mseg_rules mseg_rule_hits mseg_source mseg_config mseg_stats mseg_flows)
 # Pinned with the object but read by user space alone: the policy's
 # statements (docs/policy.md), which the data path never looks at.
 USER_ONLY_MAPS=(mseg_source)
@@ -138,6 +138,8 @@ handshake() {
 		[mseg_gc]="last_run_ns runs sessions live half_open deleted half_open_reaped"
 		[mseg_evlimit]="window_start_ns count pending emitted_total suppressed_total"
 		[mseg_evict]="addr_lo addr_hi port_lo port_hi proto family"
+		[mseg_flows]="src dst rule_id dport proto family verdict connections packets bytes first_ns
+			last_ns"
 	)
 	# Every map pinned has its list: a new map must be added above.
 	# mseg_events is a ring buffer: bpftool cannot dump it (no keys, no

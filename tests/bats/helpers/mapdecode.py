@@ -3,6 +3,7 @@
 """mapdecode: decode `bpftool -j map dump` of an mseg map (stdin) into JSON lines.
 
     mapdecode.py sessions   # shape of `mseg sessions --json`
+    mapdecode.py flows      # mseg_flows, per-CPU values summed
 
 The tests' own reading of the maps, independent of lib/sh, so the suites can
 cross-check the scripts and run before they exist. Uses the BTF field names
@@ -17,6 +18,7 @@ STATES = ["NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1",
           "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK",
           "CLOSING"]
 ACTIONS = ["allow", "deny", "log"]
+VERDICTS = ["allowed", "denied", "would-deny"]  # enum mseg_flow_verdict
 PROTOS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6", 0: "any"}
 SESS_REPLIED = 0x01  # bpf/mseg_abi.h MSEG_SESS_*
 SESS_PICKUP = 0x02
@@ -67,10 +69,30 @@ def rules(entries):
         }
 
 
+def flows(entries):
+    """mseg_flows as its key says (addresses, not segments), values summed."""
+    for e in entries:
+        k = e["formatted"]["key"]
+        vals = [c["value"] for c in e["formatted"]["values"]]
+        firsts = [v["first_ns"] for v in vals if v["first_ns"]]
+        yield {
+            "src": addr(k["src"]), "dst": addr(k["dst"]),
+            "proto": PROTOS.get(k["proto"], str(k["proto"])),
+            "dport": k["dport"], "family": k["family"],
+            "verdict": name(VERDICTS, k["verdict"]),
+            "rule": k["rule_id"] or "default",
+            "connections": sum(v["connections"] for v in vals),
+            "packets": sum(v["packets"] for v in vals),
+            "bytes": sum(v["bytes"] for v in vals),
+            "first_ns": min(firsts) if firsts else 0,
+            "last_ns": max(v["last_ns"] for v in vals),
+        }
+
+
 def main():
     kind = sys.argv[1]
     entries = json.load(sys.stdin)
-    for obj in {"sessions": sessions, "rules": rules}[kind](entries):
+    for obj in {"sessions": sessions, "rules": rules, "flows": flows}[kind](entries):
         print(json.dumps(obj))
 
 
