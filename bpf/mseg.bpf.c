@@ -21,6 +21,7 @@
 #include "mseg_evict.h"
 #include "mseg_frag.h"
 #include "mseg_icmp.h"
+#include "mseg_flows.h"
 
 #ifndef E2BIG
 #define E2BIG 7
@@ -472,10 +473,12 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 		/* mseg_pickup_decide() left the reverse's verdict */
 		v = &x->rv;
 		mseg_count_decision(st, v);
+		x->flow_note = MSEG_FLOWN_DECIDED | MSEG_FLOWN_REVERSED;
 	} else {
 		/* judged into the scratch map: the frame is at the stack bound */
 		v = &x->rv;
 		mseg_judge_new(&p->t, cfg, st, v);
+		x->flow_note = MSEG_FLOWN_DECIDED;
 	}
 	if (v->action == MSEG_ACT_DENY) {
 		mseg_verdict_event(cfg, st,
@@ -552,6 +555,7 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 		}
 		return mseg_pass(st, v->action);
 	}
+	x->flow_note |= MSEG_FLOWN_SESSION;
 	if (replaced && old_half_open)
 		__sync_fetch_and_add(&pr->half_open_closed, 1);
 	if (half_open)
@@ -563,6 +567,78 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 		mseg_verdict_event(cfg, st, &p->t, v, 0);
 	st->new_session++;
 	return mseg_pass(st, v->action);
+}
+
+/* One more decision of a flow; a packet that opened no session counts here. */
+static __always_inline void mseg_flow_add(struct mseg_flow_val *f, __u32 len,
+					  __u8 note, __u64 now)
+{
+	f->connections++;
+	if (!f->first_ns)
+		f->first_ns = now;
+	f->last_ns = now;
+	if (!(note & MSEG_FLOWN_SESSION)) {
+		f->packets++;
+		f->bytes += len;
+	}
+}
+
+/*
+ * Count mseg_new_flow()'s decision in mseg_flows (docs/DESIGN.md, "Flows")
+ * and return its tc verdict. It reads what mseg_new_flow() left in the
+ * scratch map (flow_note, the verdict in rv, the packet) and consumes the
+ * note. A global function the classifier calls once mseg_new_flow() has
+ * returned: off the deepest call chain, with the flow's key and value in
+ * the scratch map. Per CPU: no atomics (mseg gc adds to its own CPU's
+ * value with them).
+ */
+__noinline int mseg_flow_count(struct __sk_buff *skb, int verdict)
+{
+	const struct mseg_tuple *t;
+	struct mseg_flow_val *f;
+	struct mseg_flow_key *k;
+	struct mseg_scratch *x;
+	__u32 zero = 0;
+	__u8 note;
+	__u64 now;
+
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!skb || !x)
+		return verdict;
+	note = x->flow_note;
+	if (!(note & MSEG_FLOWN_DECIDED))
+		return verdict;
+	x->flow_note = 0;
+	t = &x->pkt.t;
+	k = &x->fkey;
+	if (note & MSEG_FLOWN_REVERSED) {
+		__builtin_memcpy(k->src, t->daddr, 16);
+		__builtin_memcpy(k->dst, t->saddr, 16);
+		k->dport = t->sport;
+	} else {
+		__builtin_memcpy(k->src, t->saddr, 16);
+		__builtin_memcpy(k->dst, t->daddr, 16);
+		k->dport = t->dport;
+	}
+	k->rule_id = x->rv.rule_id;
+	k->proto = t->proto;
+	k->family = t->family;
+	k->verdict = mseg_flow_verdict_of(x->rv.action);
+	k->pad[0] = 0;
+	k->pad[1] = 0;
+	k->pad[2] = 0;
+	now = mseg_now();
+	f = bpf_map_lookup_elem(&mseg_flows, k);
+	if (f) {
+		mseg_flow_add(f, skb->len, note, now);
+		return verdict;
+	}
+	/* a flow not seen (or forgotten): this CPU's value, the others zero */
+	f = &x->fval;
+	__builtin_memset(f, 0, sizeof(*f));
+	mseg_flow_add(f, skb->len, note, now);
+	bpf_map_update_elem(&mseg_flows, k, f, BPF_ANY);
+	return verdict;
 }
 
 /* A frame the parser refused: counted under its reason, dropped. */
@@ -847,7 +923,7 @@ judge:
 	    mseg_tcp_first_state(p) == MSEG_TCP_ESTABLISHED &&
 	    mseg_pickup_decide(p))
 		how |= MSEG_NEW_REVERSED;
-	return mseg_new_flow(skb, p, old_last, how);
+	return mseg_flow_count(skb, mseg_new_flow(skb, p, old_last, how));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

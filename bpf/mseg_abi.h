@@ -24,7 +24,7 @@
 
 #include <linux/types.h>
 
-#define MSEG_ABI_VERSION 3
+#define MSEG_ABI_VERSION 4
 
 /* Session table capacity: one build setting (make MSEG_MAX_SESSIONS=N). */
 #ifndef MSEG_MAX_SESSIONS
@@ -38,6 +38,8 @@
 #define MSEG_MAX_RULE_ENTRIES 1048576 /* mseg_rules: compiled entries */
 #define MSEG_MAX_RULE_IDS 262144 /* rule ids 1..262143; 0 is the default */
 #define MSEG_MAX_SOURCE 524288   /* mseg_source: statements, both sets */
+/* mseg_flows: flows aggregated; the least recently decided go first */
+#define MSEG_MAX_FLOWS 16384
 
 enum mseg_action {
 	MSEG_ACT_ALLOW = 0,
@@ -248,6 +250,46 @@ struct mseg_source_key {
 
 struct mseg_source_val {
 	char line[MSEG_SOURCE_LINE]; /* NUL-terminated */
+};
+
+/*
+ * mseg_flows: traffic aggregated by flow (docs/DESIGN.md, "Flows"), an LRU
+ * per-CPU hash: one entry per originator and responder address, protocol,
+ * responder port, verdict and deciding rule, written on the new-flow path
+ * only (every decision on a packet without a live session, denied ones
+ * included) and by mseg gc. Addresses, not identities: an identity's number
+ * says nothing once its prefix has left the policy, an address is read
+ * against the policy in force (`mseg flows` names a side by its segment).
+ */
+enum mseg_flow_verdict {
+	MSEG_FLOW_ALLOWED = 0,    /* passed by the policy (allow, log) */
+	MSEG_FLOW_DENIED = 1,     /* dropped by the policy */
+	MSEG_FLOW_WOULD_DENY = 2, /* passed, but a deny would apply (audit mode) */
+	MSEG_FLOW_VERDICT_MAX,
+};
+
+struct mseg_flow_key {
+	__u8 src[16];   /* the originator's address */
+	__u8 dst[16];   /* the responder's */
+	__u32 rule_id;  /* the rule that decided; 0 = the default action */
+	__u16 dport;    /* the responder's port; 0 for a protocol without one */
+	__u8 proto;
+	__u8 family;    /* 4 or 6 */
+	__u8 verdict;   /* enum mseg_flow_verdict */
+	__u8 pad[3];
+};
+
+/* Per CPU; readers sum the counts and take the earliest and latest times. */
+struct mseg_flow_val {
+	__u64 connections; /* new-flow decisions: a session opened, or an
+			    * attempt judged without one (each denied packet) */
+	__u64 packets;     /* packets judged without a session, and those of
+			    * the sessions mseg gc deleted (the live sessions
+			    * hold the rest) */
+	__u64 bytes;
+	__u64 first_ns;    /* first decision (CLOCK_BOOTTIME); 0 on a CPU that
+			    * only mseg gc wrote */
+	__u64 last_ns;     /* last decision, or a deleted session's last packet */
 };
 
 /*
@@ -510,6 +552,11 @@ _Static_assert(sizeof(struct mseg_rule_val) == 64, "rule value layout");
 _Static_assert(sizeof(struct mseg_rule_hits) == 16, "rule hits layout");
 _Static_assert(sizeof(struct mseg_source_key) == 8, "source key layout");
 _Static_assert(sizeof(struct mseg_source_val) == MSEG_SOURCE_LINE, "source layout");
+_Static_assert(sizeof(struct mseg_flow_key) == 44, "flow key layout");
+_Static_assert(__builtin_offsetof(struct mseg_flow_key, rule_id) == 32 &&
+		       __builtin_offsetof(struct mseg_flow_key, verdict) == 40,
+	       "flow key: addresses, rule, port, protocol, family, verdict");
+_Static_assert(sizeof(struct mseg_flow_val) == 5 * 8, "flow value layout");
 _Static_assert(sizeof(struct mseg_frag_key) == 40, "frag key layout");
 _Static_assert(sizeof(struct mseg_frag_val) == 16, "frag value layout");
 _Static_assert(sizeof(struct mseg_config) == 92, "config layout");

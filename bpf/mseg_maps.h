@@ -72,6 +72,22 @@ struct {
 } mseg_source SEC(".maps");
 
 /*
+ * Flows aggregated (mseg_abi.h): an LRU, unlike the tables above, because
+ * it only observes, and a full map makes room by forgetting the flow decided
+ * least recently, never by refusing one. Per CPU, so the new-flow path
+ * counts without atomics or shared cache lines. Preallocated (LRU maps
+ * always are): MSEG_MAX_FLOWS entries of 44-byte keys and, per possible
+ * CPU, 40-byte values (docs/DESIGN.md, "Flows", has the bytes).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, MSEG_MAX_FLOWS);
+	__type(key, struct mseg_flow_key);
+	__type(value, struct mseg_flow_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_flows SEC(".maps");
+
+/*
  * Not an LRU either: a flood of first fragments must not push out the ports
  * of a datagram already remembered; a full table reclaims its expired
  * entries itself (mseg_frag.h).
@@ -191,6 +207,9 @@ struct mseg_scratch {
 	struct mseg_verdict rv;       /* a new flow's verdict; a pickup's reverse flow's */
 	__u8 sender_hi;               /* the packet's sender is key's "hi" end */
 	__u8 evicted;                 /* 1 + the ring early drop took a victim of; 0: none */
+	__u8 flow_note;               /* MSEG_FLOWN_*: what mseg_new_flow() decided */
+	struct mseg_flow_key fkey;    /* the flow mseg_flow_count() counts */
+	struct mseg_flow_val fval;    /* ... when it is new */
 };
 
 struct {

@@ -54,10 +54,16 @@ static const char *const tf_proto_names[TF_PROTO_MAX] = {
 };
 
 /* The maps whose fill is exported as mseg_map_* {map="..."}. */
-enum tf_map { TF_MAP_SESSIONS, TF_MAP_POLICY, TF_MAP_CIDR, TF_MAP_MAX };
+enum tf_map { TF_MAP_SESSIONS, TF_MAP_POLICY, TF_MAP_CIDR, TF_MAP_FLOWS,
+	      TF_MAP_MAX };
 
 static const char *const tf_map_names[TF_MAP_MAX] = {
-	"mseg_sessions", "mseg_source", "mseg_rules",
+	"mseg_sessions", "mseg_source", "mseg_rules", "mseg_flows",
+};
+
+/* The verdict label of mseg_flows' totals (enum mseg_flow_verdict). */
+static const char *const tf_verdict_names[MSEG_FLOW_VERDICT_MAX] = {
+	"allowed", "denied", "would-deny",
 };
 
 struct tf_maps {
@@ -89,6 +95,10 @@ struct tf_sample {
 	__u64 rules_exact; /* in the active rule set */
 	__u64 rules_cidr;
 	struct mseg_policy_hash policy; /* of the active set, mseg_policy_hash.h */
+	/* mseg_flows' entries and their connections, by verdict */
+	__u64 flows[MSEG_FLOW_VERDICT_MAX];
+	__u64 flow_connections[MSEG_FLOW_VERDICT_MAX];
+	int ncpus;
 	double seconds;
 };
 
@@ -99,6 +109,7 @@ struct tf_state {
 	bool have_pins;
 	struct mseg_batch sessions;
 	struct mseg_batch policy;
+	struct mseg_batch flows; /* values: one struct mseg_flow_val per possible CPU */
 	void *percpu; /* one struct mseg_stats per possible CPU */
 	int ncpus;
 };
@@ -131,11 +142,13 @@ static int open_maps(struct tf_maps *m)
 		sizeof(struct mseg_session_key),
 		sizeof(struct mseg_source_key),
 		sizeof(struct mseg_rule_key),
+		sizeof(struct mseg_flow_key),
 	};
 	static const __u32 val_size[TF_MAP_MAX] = {
 		sizeof(struct mseg_session),
 		sizeof(struct mseg_source_val),
 		sizeof(struct mseg_rule_val),
+		sizeof(struct mseg_flow_val),
 	};
 	struct bpf_map_info info;
 	char dir[PATH_MAX];
@@ -260,6 +273,27 @@ static int count_rules(void *ctx, const void *keys, const void *vals,
 	return 0;
 }
 
+/* mseg_flows by verdict: entries, and their connections summed over CPUs. */
+static int count_flows(void *ctx, const void *keys, const void *vals, __u32 n)
+{
+	const struct mseg_flow_key *k = keys;
+	const struct mseg_flow_val *v = vals;
+	struct tf_sample *x = ctx;
+	__u32 i;
+	int c;
+
+	x->entries[TF_MAP_FLOWS] += n;
+	for (i = 0; i < n; i++) {
+		if (k[i].verdict >= MSEG_FLOW_VERDICT_MAX)
+			continue;
+		x->flows[k[i].verdict]++;
+		for (c = 0; c < x->ncpus; c++)
+			x->flow_connections[k[i].verdict] +=
+				v[(size_t)i * (size_t)x->ncpus + (size_t)c].connections;
+	}
+	return 0;
+}
+
 /*
  * The LPM trie has no batch lookup; its keys are walked one by one (its
  * size is bounded by max_entries, and rule sets are small).
@@ -315,7 +349,7 @@ static void note_pins(struct tf_state *t, const struct tf_maps *m)
 
 static int collect(struct tf_state *t, struct tf_sample *x)
 {
-	struct tf_maps m = { .fd = { -1, -1, -1 }, .config = -1, .stats = -1,
+	struct tf_maps m = { .fd = { -1, -1, -1, -1 }, .config = -1, .stats = -1,
 			     .pressure = -1, .gc = -1, .evlimit = -1 };
 	double t0 = mseg_now_mono_s();
 	int rc = -1;
@@ -331,6 +365,7 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	    read_stats(m.stats, t, &x->stats))
 		goto out;
 	x->shortened = mseg_pressure_shortens(x->pressure.flags);
+	x->ncpus = t->ncpus;
 	mseg_ph_init(&x->policy, x->cfg.default_action);
 	x->now_boot_ns = mseg_now_boot_ns();
 	x->now_real_ns = mseg_clock_ns(CLOCK_REALTIME);
@@ -340,7 +375,10 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	    mseg_batch_foreach(m.fd[TF_MAP_POLICY], "mseg_source",
 			       m.max_entries[TF_MAP_POLICY], &t->policy,
 			       count_rules, x) ||
-	    count_cidrs(m.fd[TF_MAP_CIDR], m.max_entries[TF_MAP_CIDR], x))
+	    count_cidrs(m.fd[TF_MAP_CIDR], m.max_entries[TF_MAP_CIDR], x) ||
+	    mseg_batch_foreach(m.fd[TF_MAP_FLOWS], "mseg_flows",
+			       m.max_entries[TF_MAP_FLOWS], &t->flows,
+			       count_flows, x))
 		goto out;
 	rc = 0;
 out:
@@ -545,6 +583,25 @@ static void render_sessions(FILE *f, const struct tf_sample *x)
 	      x->unconfirmed);
 }
 
+/* Low cardinality: totals by verdict, never a series per flow. */
+static void render_flows(FILE *f, const struct tf_sample *x)
+{
+	int i;
+
+	family(f, "mseg_flows", "gauge",
+	       "Flows mseg_flows holds (docs/DESIGN.md, Flows: per source and destination address, "
+	       "protocol, port and deciding rule), by verdict; beyond its capacity the one decided "
+	       "least recently is forgotten.");
+	for (i = 0; i < MSEG_FLOW_VERDICT_MAX; i++)
+		sample_u64(f, "mseg_flows", "verdict", tf_verdict_names[i], x->flows[i]);
+	family(f, "mseg_flow_connections", "gauge",
+	       "Connections (new flows decided) of the flows mseg_flows holds, by verdict; "
+	       "falls when a flow is forgotten.");
+	for (i = 0; i < MSEG_FLOW_VERDICT_MAX; i++)
+		sample_u64(f, "mseg_flow_connections", "verdict", tf_verdict_names[i],
+			   x->flow_connections[i]);
+}
+
 static void render_pressure(FILE *f, const struct tf_sample *x)
 {
 	const struct mseg_pressure *pr = &x->pressure;
@@ -614,6 +671,7 @@ static void render(FILE *f, const struct tf_sample *x)
 	render_counters(f, &x->stats);
 	render_events(f, &x->evlimit);
 	render_sessions(f, x);
+	render_flows(f, x);
 	render_pressure(f, x);
 	labelled(f, "mseg_rules", "gauge",
 		 "Statements in the active rule set: rules (rule add) and CIDR rules (cidr add).",
@@ -897,7 +955,10 @@ static int state_init(struct tf_state *t)
 	if (mseg_batch_init(&t->sessions, sizeof(struct mseg_session_key),
 			    sizeof(struct mseg_session), TF_BATCH) ||
 	    mseg_batch_init(&t->policy, sizeof(struct mseg_source_key),
-			    sizeof(struct mseg_source_val), TF_BATCH))
+			    sizeof(struct mseg_source_val), TF_BATCH) ||
+	    mseg_batch_init(&t->flows, sizeof(struct mseg_flow_key),
+			    (__u32)(sizeof(struct mseg_flow_val) * (size_t)t->ncpus),
+			    TF_BATCH))
 		return -1;
 	return 0;
 }
@@ -906,6 +967,7 @@ static void state_free(struct tf_state *t)
 {
 	mseg_batch_free(&t->sessions);
 	mseg_batch_free(&t->policy);
+	mseg_batch_free(&t->flows);
 	free(t->percpu);
 }
 

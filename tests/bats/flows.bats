@@ -9,6 +9,7 @@
 # --since; the JSON and text forms and their errors; the Prometheus totals;
 # the graph of what the map holds, would-deny included.
 # shellcheck disable=SC2154 # bats sets $stderr, $output, $lines
+# shellcheck disable=SC2030,SC2031 # BYTES lives in one test's shell
 
 bats_require_minimum_version 1.5.0
 
@@ -28,6 +29,7 @@ setup() {
 	crafted_test_setup 81 82
 	NEXT_PORT=$((BATS_TEST_NUMBER * 1000 + 30000))
 	ID=$((BATS_TEST_NUMBER * 100))
+	BYTES=0
 }
 
 teardown() {
@@ -35,9 +37,9 @@ teardown() {
 	printf 'default allow\n' | mseg apply - >/dev/null
 }
 
-# send ARGS...: one frame of mseg-pkt ARGS through the program, which must
-# pass it (0) or drop it (2) as VERDICT says; adds its length to BYTES.
-BYTES=0
+# send VERDICT ARGS...: one frame of mseg-pkt ARGS through the program,
+# which must pass it (0) or drop it (2) as VERDICT says; adds its length
+# to BYTES.
 send() {
 	local want=$1 f got
 	shift
@@ -63,17 +65,18 @@ rows() { flows_sorted "$(printf '%s\n' "$@" | jq -s -c .)"; }
 # mine: a flows_rows condition: the rows of this test's addresses.
 mine() {
 	local n=$BATS_TEST_NUMBER
-	echo "((.src + .dst) | test(\"10\\\\.8[1-3]\\\\.$n\\\\.|fd00:8[1-3]:$n::|-t$n\$\"))"
+	printf '((.src + .dst) | test("10\\\\.8[1-3]\\\\.%s\\\\.|fd00:8[1-3]:%s::|-t%s$"))\n' "$n" "$n" "$n"
 }
 
 @test "a new flow is one connection; its packets and bytes are its sessions'" {
 	local s=$NEXT_PORT t0 t1
-	t0=$(awk '{ printf "%d\n", $1 * 1e9 }' /proc/uptime)
+	# the data path stamps at jiffy resolution (bpf/mseg_clock.h): a jiffy of slack
+	t0=$(($(boot_ns) - 10000000))
 	send 0 --src "$S4" --dst "$D4" --proto tcp --sport "$s" --dport 80 --flags S --seq 1000
 	send 0 --src "$D4" --dst "$S4" --proto tcp --sport 80 --dport "$s" --flags SA --seq 9000 --ack 1001
 	send 0 --src "$S4" --dst "$D4" --proto tcp --sport "$s" --dport 80 --flags A --seq 1001 --ack 9001
 	send 0 --src "$S4" --dst "$D4" --proto tcp --sport $((s + 1)) --dport 80 --flags S --seq 5000
-	t1=$(awk '{ printf "%d\n", ($1 + 0.01) * 1e9 }' /proc/uptime)
+	t1=$(boot_ns)
 	assert_eq "flows" "$(rows "$(row "$S4" "$D4" tcp 80 allowed '"default"' host host 2 4 "$BYTES")")" \
 		"$(flows_rows "$(mine)")"
 	# the map counts the connections; the packets are in the sessions
@@ -172,7 +175,7 @@ mine() {
 	# a second later it is older than 1s (and the JSON says so too)
 	_gone() { [[ $(mseg flows --since 1s --json | jq --arg s "$S4" '[.[] | select(.src == $s)] | length') == 0 ]]; }
 	wait_until 100 _gone
-	mseg flows --json | jq -e --arg s "$S4" --argjson now "$(awk '{ printf "%d\n", $1 * 1e9 }' /proc/uptime)" \
+	mseg flows --json | jq -e --arg s "$S4" --argjson now "$(boot_ns)" \
 		'[.[] | select(.src == $s)][0].last_seen_ns < $now - 1000000000' >/dev/null
 	assert_eq "--since 90 (seconds)" 1 "$(mseg flows --since 90 --json | jq --arg s "$S4" '[.[] | select(.src == $s)] | length')"
 	assert_eq "--since 1d" 1 "$(mseg flows --since 1d --json | jq --arg s "$S4" '[.[] | select(.src == $s)] | length')"

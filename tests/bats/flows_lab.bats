@@ -92,8 +92,8 @@ expected_rows() {
 # in 10.78.1.0/24 or 10.78.2.0/24 is web, in 10.78.3.0/24 db.
 session_sums() {
 	mseg sessions --all --json | jq -c '
-		def label: if test("^10\\.78\\.[12]\\.") then "web" elif test("^10\\.78\\.3\\.") then "db" else . end;
-		map({src: (.src | label), dst: (.dst | label), proto, dport,
+		def side: if test("^10\\.78\\.[12]\\.") then "web" elif test("^10\\.78\\.3\\.") then "db" else . end;
+		map({src: (.src | side), dst: (.dst | side), proto, dport,
 		     verdict: (if .action == "deny" then "denied" else "allowed" end),
 		     rule, packets, bytes})
 		| group_by(.src, .dst, .proto, .dport, .verdict, (.rule | tostring))
@@ -110,7 +110,8 @@ session_sums() {
 		"rule add --src any --dst db --proto udp --dport 5353 --action deny --comment no-dns" |
 		mseg apply -
 	local t0 t1 rows want sums
-	t0=$(awk '{ printf "%d\n", $1 * 1e9 }' /proc/uptime)
+	# the data path stamps at jiffy resolution (bpf/mseg_clock.h): a jiffy of slack
+	t0=$(($(boot_ns) - 10000000))
 	# the application
 	exchange web1 tcp db 5432 allowed app-db
 	exchange web1 tcp db 5432 allowed app-db
@@ -124,7 +125,7 @@ session_sums() {
 	exchange stray udp db 5353 denied no-dns
 	exchange stray udp db 5353 denied no-dns
 	exchange stray tcp db 5432 denied default
-	t1=$(awk '{ printf "%d\n", ($1 + 0.01) * 1e9 }' /proc/uptime)
+	t1=$(boot_ns)
 
 	want=$(flows_sorted "$(expected_rows)")
 	rows=$(flows_rows)

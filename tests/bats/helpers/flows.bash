@@ -7,7 +7,13 @@
 # Requires common.bash.
 
 # The fields of one `mseg flows --json` row, in order (docs/json.md).
+# shellcheck disable=SC2034 # the suites read it
 FLOWS_FIELDS='["src","src_kind","dst","dst_kind","proto","dport","verdict","rule","connections","packets","bytes","first_seen","first_seen_ns","last_seen","last_seen_ns"]'
+
+# boot_ns: CLOCK_BOOTTIME now, in nanoseconds: the clock of every *_ns field.
+boot_ns() {
+	"$MSEG_PYTHON" -c 'import time; print(time.clock_gettime_ns(time.CLOCK_BOOTTIME))'
+}
 
 # flows_rows [JQ_COND]: the rows of `mseg flows --json` for which COND holds,
 # as one sorted array, the times left out (they are checked apart).

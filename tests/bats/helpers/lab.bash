@@ -334,6 +334,7 @@ lab_app_client() {
 # (TcpExt TCPSynRetrans of its namespace), so a test knows how many SYNs
 # a connection that got no answer really sent.
 lab_app_syn_retrans() {
+	# shellcheck disable=SC2016 # awk's fields
 	lab_app_exec "$1" awk '
 		$1 == "TcpExt:" && !n { for (i = 2; i <= NF; i++) name[i] = $i; n = 1; next }
 		$1 == "TcpExt:" { for (i = 2; i <= NF; i++) if (name[i] == "TCPSynRetrans") print $i }
