@@ -6,13 +6,23 @@
 # times, and each figure is a median. A change that adds work to the
 # established path shows here as a ratio above 1.
 #
-# Usage: bench/ab-session.sh [REV]   (REV: a git revision of this repository)
+# With --new-flow the probe is a new flow instead: one a rule denies (a deny
+# opens no session, so every run is a new flow, as bench/pkt.sh's exact
+# case): the path a change to the new-flow path (flow aggregation) costs.
+#
+# Usage: bench/ab-session.sh [--new-flow] [REV]   (REV: a git revision of this repository)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly REPEAT="${MSEG_BENCH_REPEAT:-1000000}"
 readonly RUNS="${MSEG_BENCH_RUNS:-9}"
+CASE=session
+if [[ ${1:-} == --new-flow ]]; then
+  CASE=new-flow
+  shift
+fi
+readonly CASE
 readonly REF="${1:-main}"
 
 # shellcheck source=bench/lib.bash
@@ -31,17 +41,20 @@ run_ns() {
 }
 
 # attach TREE BPFFS NS: TREE's classifier on a veth in NS, its maps in
-# BPFFS, one allow rule for the probe; prints the program id.
+# BPFFS, an allow rule for the session probe and a deny rule for the
+# new-flow probe; prints the program id.
 attach() {
   local tree=$1 mnt=$2 ns=$3
   # the edit lock cannot live on a bpffs
-  mkdir -p "${mnt}.lock"
+  mkdir -p -m 0700 "${mnt}.lock"
   ip netns add "${ns}"
   ip -n "${ns}" link add b0 type veth peer name b1
   TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" ip netns exec "${ns}" "${tree}/scripts/mseg" attach b0 --ingress >/dev/null
   printf '%s\n' "default deny" \
     "rule --src 192.0.2.1 --dst 198.51.100.1 --proto udp --dport 9 --action allow" \
-    "rule --src fd00:1::1 --dst fd00:2::1 --proto udp --dport 9 --action allow" |
+    "rule --src fd00:1::1 --dst fd00:2::1 --proto udp --dport 9 --action allow" \
+    "rule --src 192.0.2.1 --dst 198.51.100.2 --proto udp --dport 9 --action deny" \
+    "rule --src fd00:1::1 --dst fd00:2::2 --proto udp --dport 9 --action deny" |
     TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" "${tree}/scripts/mseg" apply - >/dev/null
   ip netns exec "${ns}" tc -j filter show dev b0 ingress | jq -r '[.[] | .options.prog.id // empty] | first'
 }
@@ -63,9 +76,12 @@ main() {
   bpftool prog loadall "${WORK}/floor.o" "${WORK}/bpffs/floor" type tc
   a=$(attach "${ROOT}" "${WORK}/bpffs" "${NS}")
   b=$(attach "${WORK}/ref" "${WORK}/bpffs-ref" "${NS2}")
-  echo "ab-session: a packet of an established UDP session, this tree against ${REF} ($(git -C "${ROOT}" rev-parse --short "${REF}")), BPF_PROG_TEST_RUN repeat ${REPEAT}, median of ${RUNS} turns (this, ${REF}, floor)"
+  local what="a packet of an established UDP session"
+  [[ ${CASE} == new-flow ]] && what="a new UDP flow a rule denies (every run a new flow)"
+  echo "ab-session: ${what}, this tree against ${REF} ($(git -C "${ROOT}" rev-parse --short "${REF}")), BPF_PROG_TEST_RUN repeat ${REPEAT}, median of ${RUNS} turns (this, ${REF}, floor)"
   for fam in 4 6; do
     if [[ ${fam} == 4 ]]; then src=192.0.2.1 dst=198.51.100.1; else src=fd00:1::1 dst=fd00:2::1; fi
+    if [[ ${CASE} == new-flow ]]; then dst=${dst%1}2; fi
     "${ROOT}/build/mseg-pkt" --src "${src}" --dst "${dst}" --proto udp --sport 40000 --dport 9 \
       --payload 18 -o "${WORK}/frame${fam}"
     # the first run of each creates the session the others find
