@@ -46,7 +46,7 @@ run_ns() {
 attach() {
   local tree=$1 mnt=$2 ns=$3
   # the edit lock cannot live on a bpffs
-  mkdir -p -m 0700 "${mnt}.lock"
+  mkdir -m 0700 "${mnt}.lock"
   ip netns add "${ns}"
   ip -n "${ns}" link add b0 type veth peer name b1
   TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" ip netns exec "${ns}" "${tree}/scripts/mseg" attach b0 --ingress >/dev/null
@@ -60,7 +60,7 @@ attach() {
 }
 
 main() {
-  local a b fam src dst i ra rb rf va vb vf
+  local a b fam src dst i ra rb rf rt va vb vf x y
   trap cleanup EXIT
   make -s -C "${ROOT}" >/dev/null
   WORK="$(mktemp -d /tmp/mseg-bench-ab.XXXXXX)"
@@ -87,16 +87,19 @@ main() {
     # the first run of each creates the session the others find
     bpftool prog run id "${a}" data_in "${WORK}/frame${fam}" repeat 1 >/dev/null
     bpftool prog run id "${b}" data_in "${WORK}/frame${fam}" repeat 1 >/dev/null
-    ra="" rb="" rf=""
+    ra="" rb="" rf="" rt=""
     for ((i = 0; i < RUNS; i++)); do
-      ra+="$(run_ns "id ${a}" "${WORK}/frame${fam}")"$'\n'
-      rb+="$(run_ns "id ${b}" "${WORK}/frame${fam}")"$'\n'
+      x=$(run_ns "id ${a}" "${WORK}/frame${fam}")
+      y=$(run_ns "id ${b}" "${WORK}/frame${fam}")
+      ra+="${x}"$'\n' rb+="${y}"$'\n'
+      # each turn's own ratio: the machine's speed drifts between turns
+      rt+="$(ratio "${x}" "${y}")"$'\n'
       rf+="$(run_ns "pinned ${WORK}/bpffs/floor/ref_floor" "${WORK}/frame${fam}")"$'\n'
     done
     va=$(median <<<"${ra}") vb=$(median <<<"${rb}") vf=$(median <<<"${rf}")
-    printf 'ab-session: IPv%s  this %4d ns (x%s floor)  %s %4d ns (x%s floor)  floor %4d ns  this/%s x%s\n' \
+    printf 'ab-session: IPv%s  this %4d ns (x%s floor)  %s %4d ns (x%s floor)  floor %4d ns  this/%s x%s (median of the turns: x%s)\n' \
       "${fam}" "${va}" "$(ratio "${va}" "${vf}")" "${REF}" "${vb}" "$(ratio "${vb}" "${vf}")" "${vf}" \
-      "${REF}" "$(ratio "${va}" "${vb}")"
+      "${REF}" "$(ratio "${va}" "${vb}")" "$(median <<<"${rt}")"
   done
   echo "ab-session: command: bpftool -j prog run id PROG data_in FRAME repeat ${REPEAT} (.duration); frame: build/mseg-pkt --src S --dst D --proto udp --sport 40000 --dport 9 --payload 18"
 }

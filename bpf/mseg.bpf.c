@@ -448,6 +448,7 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	if (!skb || !p || !cfg || !st || !pr || !x)
 		return TC_ACT_OK;
 	now = mseg_now();
+	x->flow_now = now;
 	x->sender_hi = mseg_session_key(&p->t, &x->key);
 
 	if (trackable && p->t.proto == IPPROTO_TCP) {
@@ -569,36 +570,24 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	return mseg_pass(st, v->action);
 }
 
-/* One more decision of a flow; a packet that opened no session counts here. */
-static __always_inline void mseg_flow_add(struct mseg_flow_val *f, __u32 len,
-					  __u8 note, __u64 now)
-{
-	f->connections++;
-	if (!f->first_ns)
-		f->first_ns = now;
-	f->last_ns = now;
-	if (!(note & MSEG_FLOWN_SESSION)) {
-		f->packets++;
-		f->bytes += len;
-	}
-}
-
 /*
  * Count mseg_new_flow()'s decision in mseg_flows (docs/DESIGN.md, "Flows")
  * and return its tc verdict. It reads what mseg_new_flow() left in the
- * scratch map (flow_note, the verdict in rv, the packet) and consumes the
- * note. A global function the classifier calls once mseg_new_flow() has
- * returned: off the deepest call chain, with the flow's key and value in
- * the scratch map. Per CPU: no atomics (mseg gc adds to its own CPU's
- * value with them).
+ * scratch map (flow_note, the verdict in rv, the packet, the time) and
+ * consumes the note. A global function the classifier calls once mseg_new_flow() has
+ * returned: off the deepest call chain, the flow's key in the scratch map.
+ * The flow's slot is in this CPU's copy of its set (mseg_abi.h): the way
+ * that holds it, else the first unused way, else the way seen least
+ * recently; a packet that opened no session counts there too.
  */
 __noinline int mseg_flow_count(struct __sk_buff *skb, int verdict)
 {
+	struct mseg_flow_slot *s, *slot = NULL, *old = NULL;
 	const struct mseg_tuple *t;
-	struct mseg_flow_val *f;
 	struct mseg_flow_key *k;
 	struct mseg_scratch *x;
-	__u32 zero = 0;
+	__u32 zero = 0, i, way;
+	bool fresh = false;
 	__u8 note;
 	__u64 now;
 
@@ -624,20 +613,46 @@ __noinline int mseg_flow_count(struct __sk_buff *skb, int verdict)
 	k->proto = t->proto;
 	k->family = t->family;
 	k->verdict = mseg_flow_verdict_of(x->rv.action);
-	k->pad[0] = 0;
-	k->pad[1] = 0;
-	k->pad[2] = 0;
-	now = mseg_now();
-	f = bpf_map_lookup_elem(&mseg_flows, k);
-	if (f) {
-		mseg_flow_add(f, skb->len, note, now);
-		return verdict;
+	__builtin_memset(k->pad, 0, sizeof(k->pad));
+	i = mseg_flow_set(k) * MSEG_FLOW_WAYS;
+#pragma unroll
+	for (way = 0; way < MSEG_FLOW_WAYS; way++) {
+		__u32 idx = i + way;
+
+		s = bpf_map_lookup_elem(&mseg_flows, &idx);
+		if (!s)
+			return verdict;
+		if (!s->count.last_ns) {
+			/* unused, and so are the ways after it */
+			slot = s;
+			fresh = true;
+			break;
+		}
+		if (mseg_flow_key_eq(&s->flow, k)) {
+			slot = s;
+			break;
+		}
+		if (!old || s->count.last_ns < old->count.last_ns)
+			old = s;
 	}
-	/* a flow not seen (or forgotten): this CPU's value, the others zero */
-	f = &x->fval;
-	__builtin_memset(f, 0, sizeof(*f));
-	mseg_flow_add(f, skb->len, note, now);
-	bpf_map_update_elem(&mseg_flows, k, f, BPF_ANY);
+	if (!slot) {
+		if (!old)
+			return verdict;
+		slot = old;
+		fresh = true;
+	}
+	now = x->flow_now;
+	if (fresh) {
+		slot->flow = *k;
+		__builtin_memset(&slot->count, 0, sizeof(slot->count));
+		slot->count.first_ns = now;
+	}
+	slot->count.connections++;
+	slot->count.last_ns = now;
+	if (!(note & MSEG_FLOWN_SESSION)) {
+		slot->count.packets++;
+		slot->count.bytes += skb->len;
+	}
 	return verdict;
 }
 

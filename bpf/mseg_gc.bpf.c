@@ -7,8 +7,8 @@
  * after claiming it (mseg_session.h): a session a packet refreshed in the
  * meantime, or one opened again on the same 5-tuple, is never deleted.
  * The packets and bytes of each session it deletes go to the session's flow
- * in mseg_flows (mseg_flows.h), so `mseg flows` keeps them once the session
- * is gone. Then it publishes the counts in mseg_gc and recomputes the
+ * in mseg_flows_gc (mseg_flows.h), so `mseg flows` keeps them once the
+ * session is gone. Then it publishes the counts in mseg_gc and recomputes the
  * pressure levels and the flood flag (mseg_pressure.h), so they follow the
  * table even when no packet arrives.
  */
@@ -38,36 +38,31 @@ struct mseg_gc_walk {
 };
 
 /*
- * Add a deleted session's packets and bytes to its flow on this CPU. The
- * classifier may interrupt the sweep on this CPU and count into the same
- * per-CPU value (mseg_flow_count()), so everything here is atomic; a flow
- * the LRU forgot comes back with no connections.
+ * Add a deleted session's packets and bytes to its flow in mseg_flows_gc,
+ * which only the sweep writes (one at a time: the gc lock); when the LRU
+ * forgets a flow there, its ended sessions' counts go with it.
  */
 static __always_inline void mseg_gc_fold(const struct mseg_flow_key *fk,
 					 __u64 packets, __u64 bytes,
 					 __u64 created, __u64 last)
 {
 	struct mseg_flow_val *f, nv = {};
-	__u64 old;
 
-	f = bpf_map_lookup_elem(&mseg_flows, fk);
+	f = bpf_map_lookup_elem(&mseg_flows_gc, fk);
 	if (!f) {
 		nv.packets = packets;
 		nv.bytes = bytes;
 		nv.first_ns = created;
 		nv.last_ns = last;
-		if (!bpf_map_update_elem(&mseg_flows, fk, &nv, BPF_NOEXIST))
-			return;
-		/* the classifier opened it meanwhile */
-		f = bpf_map_lookup_elem(&mseg_flows, fk);
-		if (!f)
-			return;
+		bpf_map_update_elem(&mseg_flows_gc, fk, &nv, BPF_ANY);
+		return;
 	}
-	__sync_fetch_and_add(&f->packets, packets);
-	__sync_fetch_and_add(&f->bytes, bytes);
-	old = f->last_ns;
-	if (old < last)
-		__sync_val_compare_and_swap(&f->last_ns, old, last);
+	f->packets += packets;
+	f->bytes += bytes;
+	if (created < f->first_ns)
+		f->first_ns = created;
+	if (last > f->last_ns)
+		f->last_ns = last;
 }
 
 static long mseg_gc_visit(struct bpf_map *map, const struct mseg_session_key *k,

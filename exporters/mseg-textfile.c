@@ -95,9 +95,12 @@ struct tf_sample {
 	__u64 rules_exact; /* in the active rule set */
 	__u64 rules_cidr;
 	struct mseg_policy_hash policy; /* of the active set, mseg_policy_hash.h */
-	/* mseg_flows' entries and their connections, by verdict */
+	/* mseg_flows' flows (distinct keys over every CPU's slots) and their
+	 * connections, by verdict; the keys of the used slots, to count them */
 	__u64 flows[MSEG_FLOW_VERDICT_MAX];
 	__u64 flow_connections[MSEG_FLOW_VERDICT_MAX];
+	struct mseg_flow_key *flow_keys;
+	size_t nflow_keys;
 	int ncpus;
 	double seconds;
 };
@@ -109,7 +112,8 @@ struct tf_state {
 	bool have_pins;
 	struct mseg_batch sessions;
 	struct mseg_batch policy;
-	struct mseg_batch flows; /* values: one struct mseg_flow_val per possible CPU */
+	struct mseg_batch flows; /* values: one struct mseg_flow_slot per possible CPU */
+	struct mseg_flow_key *flow_keys; /* room for every slot of every CPU */
 	void *percpu; /* one struct mseg_stats per possible CPU */
 	int ncpus;
 };
@@ -142,13 +146,13 @@ static int open_maps(struct tf_maps *m)
 		sizeof(struct mseg_session_key),
 		sizeof(struct mseg_source_key),
 		sizeof(struct mseg_rule_key),
-		sizeof(struct mseg_flow_key),
+		sizeof(__u32),
 	};
 	static const __u32 val_size[TF_MAP_MAX] = {
 		sizeof(struct mseg_session),
 		sizeof(struct mseg_source_val),
 		sizeof(struct mseg_rule_val),
-		sizeof(struct mseg_flow_val),
+		sizeof(struct mseg_flow_slot),
 	};
 	struct bpf_map_info info;
 	char dir[PATH_MAX];
@@ -273,25 +277,46 @@ static int count_rules(void *ctx, const void *keys, const void *vals,
 	return 0;
 }
 
-/* mseg_flows by verdict: entries, and their connections summed over CPUs. */
+/*
+ * mseg_flows: every CPU's used slots (mseg_abi.h) are entries; their
+ * connections add up by verdict, their keys are kept to count the flows.
+ */
 static int count_flows(void *ctx, const void *keys, const void *vals, __u32 n)
 {
-	const struct mseg_flow_key *k = keys;
-	const struct mseg_flow_val *v = vals;
+	const struct mseg_flow_slot *v = vals;
 	struct tf_sample *x = ctx;
 	__u32 i;
 	int c;
 
-	x->entries[TF_MAP_FLOWS] += n;
+	(void)keys;
 	for (i = 0; i < n; i++) {
-		if (k[i].verdict >= MSEG_FLOW_VERDICT_MAX)
-			continue;
-		x->flows[k[i].verdict]++;
-		for (c = 0; c < x->ncpus; c++)
-			x->flow_connections[k[i].verdict] +=
-				v[(size_t)i * (size_t)x->ncpus + (size_t)c].connections;
+		for (c = 0; c < x->ncpus; c++) {
+			const struct mseg_flow_slot *f = &v[(size_t)i * (size_t)x->ncpus + (size_t)c];
+
+			if (!f->count.last_ns || f->flow.verdict >= MSEG_FLOW_VERDICT_MAX)
+				continue;
+			x->entries[TF_MAP_FLOWS]++;
+			x->flow_connections[f->flow.verdict] += f->count.connections;
+			x->flow_keys[x->nflow_keys++] = f->flow;
+		}
 	}
 	return 0;
+}
+
+static int cmp_flow_key(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct mseg_flow_key));
+}
+
+/* The flows: distinct keys, by verdict. */
+static void count_flow_keys(struct tf_sample *x)
+{
+	size_t i;
+
+	qsort(x->flow_keys, x->nflow_keys, sizeof(*x->flow_keys), cmp_flow_key);
+	for (i = 0; i < x->nflow_keys; i++)
+		if (!i || cmp_flow_key(&x->flow_keys[i], &x->flow_keys[i - 1]))
+			x->flows[x->flow_keys[i].verdict]++;
 }
 
 /*
@@ -366,6 +391,7 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 		goto out;
 	x->shortened = mseg_pressure_shortens(x->pressure.flags);
 	x->ncpus = t->ncpus;
+	x->flow_keys = t->flow_keys;
 	mseg_ph_init(&x->policy, x->cfg.default_action);
 	x->now_boot_ns = mseg_now_boot_ns();
 	x->now_real_ns = mseg_clock_ns(CLOCK_REALTIME);
@@ -380,10 +406,14 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 			       m.max_entries[TF_MAP_FLOWS], &t->flows,
 			       count_flows, x))
 		goto out;
+	count_flow_keys(x);
 	rc = 0;
 out:
 	for (int i = 0; i < TF_MAP_MAX; i++)
 		x->max_entries[i] = m.max_entries[i];
+	/* a slot per flow per CPU */
+	x->max_entries[TF_MAP_FLOWS] *= (__u64)t->ncpus;
+	x->flow_keys = NULL;
 	close_maps(&m);
 	x->seconds = mseg_now_mono_s() - t0;
 	return rc;
@@ -590,13 +620,13 @@ static void render_flows(FILE *f, const struct tf_sample *x)
 
 	family(f, "mseg_flows", "gauge",
 	       "Flows mseg_flows holds (docs/DESIGN.md, Flows: per source and destination address, "
-	       "protocol, port and deciding rule), by verdict; beyond its capacity the one decided "
-	       "least recently is forgotten.");
+	       "protocol, port and deciding rule), by verdict; a flow whose set is full on a CPU "
+	       "takes the place of the one seen least recently there.");
 	for (i = 0; i < MSEG_FLOW_VERDICT_MAX; i++)
 		sample_u64(f, "mseg_flows", "verdict", tf_verdict_names[i], x->flows[i]);
 	family(f, "mseg_flow_connections", "gauge",
 	       "Connections (new flows decided) of the flows mseg_flows holds, by verdict; "
-	       "falls when a flow is forgotten.");
+	       "falls when a flow's place is taken.");
 	for (i = 0; i < MSEG_FLOW_VERDICT_MAX; i++)
 		sample_u64(f, "mseg_flow_connections", "verdict", tf_verdict_names[i],
 			   x->flow_connections[i]);
@@ -956,10 +986,16 @@ static int state_init(struct tf_state *t)
 			    sizeof(struct mseg_session), TF_BATCH) ||
 	    mseg_batch_init(&t->policy, sizeof(struct mseg_source_key),
 			    sizeof(struct mseg_source_val), TF_BATCH) ||
-	    mseg_batch_init(&t->flows, sizeof(struct mseg_flow_key),
-			    (__u32)(sizeof(struct mseg_flow_val) * (size_t)t->ncpus),
+	    mseg_batch_init(&t->flows, sizeof(__u32),
+			    (__u32)(sizeof(struct mseg_flow_slot) * (size_t)t->ncpus),
 			    TF_BATCH))
 		return -1;
+	t->flow_keys = calloc((size_t)MSEG_FLOW_SLOTS * (size_t)t->ncpus,
+			      sizeof(*t->flow_keys));
+	if (!t->flow_keys) {
+		fprintf(stderr, "mseg: out of memory\n");
+		return -1;
+	}
 	return 0;
 }
 
@@ -968,6 +1004,7 @@ static void state_free(struct tf_state *t)
 	mseg_batch_free(&t->sessions);
 	mseg_batch_free(&t->policy);
 	mseg_batch_free(&t->flows);
+	free(t->flow_keys);
 	free(t->percpu);
 }
 

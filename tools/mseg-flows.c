@@ -5,10 +5,11 @@
  *
  * mseg_flows holds, per originator and responder address, protocol,
  * responder port, verdict and rule, the connections the new-flow path
- * decided (per CPU, summed here) and the packets no live session holds;
- * the live sessions (every entry of mseg_sessions, expired or not: their
- * counts are real until mseg gc moves them into mseg_flows) add theirs,
- * filed under the same key (bpf/mseg_flows.h). Then each address is named
+ * decided (each CPU its own slots, added up here) and the packets it
+ * judged without a session; mseg_flows_gc the counts of the sessions mseg
+ * gc deleted; the live sessions (every entry of mseg_sessions, expired or
+ * not: their counts are real until mseg gc moves them) add theirs, filed
+ * under the same key (bpf/mseg_flows.h). Then each address is named
  * by the segment of its longest prefix in the policy in force (the
  * identity it would get, docs/policy.md), and the flows that share a name,
  * protocol, port, verdict and rule are added up.
@@ -130,32 +131,55 @@ struct flows_walk {
 	size_t vstride; /* bytes per CPU value */
 };
 
+/* mseg_flows: every used slot of every CPU, a record each. */
 static int flows_batch(void *ctx, const void *keys, const void *vals, __u32 n)
 {
 	struct flows_walk *w = ctx;
-	const struct mseg_flow_key *k = keys;
 	const char *v = vals;
 	__u32 i;
 	int c;
 
+	(void)keys;
 	for (i = 0; i < n; i++) {
-		struct rec *r = rec_new(w->rs);
+		for (c = 0; c < w->ncpus; c++) {
+			const struct mseg_flow_slot *f = (const void *)(v +
+				((size_t)i * (size_t)w->ncpus + (size_t)c) * w->vstride);
+			struct rec *r;
+
+			if (!f->count.last_ns)
+				continue;
+			r = rec_new(w->rs);
+			if (!r)
+				return -1;
+			r->k = f->flow;
+			r->connections = f->count.connections;
+			r->packets = f->count.packets;
+			r->bytes = f->count.bytes;
+			r->first_ns = f->count.first_ns;
+			r->last_ns = f->count.last_ns;
+		}
+	}
+	return 0;
+}
+
+/* mseg_flows_gc: the counts of the sessions mseg gc deleted. */
+static int flows_gc_batch(void *ctx, const void *keys, const void *vals, __u32 n)
+{
+	const struct mseg_flow_key *k = keys;
+	const struct mseg_flow_val *v = vals;
+	struct recs *rs = ctx;
+	__u32 i;
+
+	for (i = 0; i < n; i++) {
+		struct rec *r = rec_new(rs);
 
 		if (!r)
 			return -1;
 		r->k = k[i];
-		for (c = 0; c < w->ncpus; c++) {
-			const struct mseg_flow_val *f = (const void *)(v +
-				((size_t)i * (size_t)w->ncpus + (size_t)c) * w->vstride);
-
-			r->connections += f->connections;
-			r->packets += f->packets;
-			r->bytes += f->bytes;
-			if (f->first_ns && (!r->first_ns || f->first_ns < r->first_ns))
-				r->first_ns = f->first_ns;
-			if (f->last_ns > r->last_ns)
-				r->last_ns = f->last_ns;
-		}
+		r->packets = v[i].packets;
+		r->bytes = v[i].bytes;
+		/* a session's creation is not its flow's first decision */
+		r->last_ns = v[i].last_ns;
 	}
 	return 0;
 }
@@ -167,8 +191,8 @@ static int read_flows(struct recs *rs)
 	struct mseg_batch b;
 	int fd, rc;
 
-	fd = mseg_open_map("mseg_flows", sizeof(struct mseg_flow_key),
-			   sizeof(struct mseg_flow_val), &info);
+	fd = mseg_open_map("mseg_flows", sizeof(__u32),
+			   sizeof(struct mseg_flow_slot), &info);
 	if (fd < 0)
 		return -1;
 	w.ncpus = libbpf_num_possible_cpus();
@@ -177,12 +201,25 @@ static int read_flows(struct recs *rs)
 		close(fd);
 		return -1;
 	}
-	w.vstride = (sizeof(struct mseg_flow_val) + 7) & ~(size_t)7;
-	rc = mseg_batch_init(&b, sizeof(struct mseg_flow_key),
-			     (__u32)(w.vstride * (size_t)w.ncpus), FLOW_BATCH);
+	w.vstride = (sizeof(struct mseg_flow_slot) + 7) & ~(size_t)7;
+	rc = mseg_batch_init(&b, sizeof(__u32), (__u32)(w.vstride * (size_t)w.ncpus),
+			     FLOW_BATCH);
 	if (!rc)
 		rc = mseg_batch_foreach(fd, "mseg_flows", info.max_entries, &b,
 					flows_batch, &w);
+	mseg_batch_free(&b);
+	close(fd);
+	if (rc)
+		return rc;
+	fd = mseg_open_map("mseg_flows_gc", sizeof(struct mseg_flow_key),
+			   sizeof(struct mseg_flow_val), &info);
+	if (fd < 0)
+		return -1;
+	rc = mseg_batch_init(&b, sizeof(struct mseg_flow_key),
+			     sizeof(struct mseg_flow_val), FLOW_BATCH);
+	if (!rc)
+		rc = mseg_batch_foreach(fd, "mseg_flows_gc", info.max_entries, &b,
+					flows_gc_batch, rs);
 	mseg_batch_free(&b);
 	close(fd);
 	return rc;
@@ -716,8 +753,8 @@ static void usage(FILE *f)
 		"(passed, a deny would apply: audit mode); RULE the rule's id, or\n"
 		"default. DPORT is - for a protocol without ports.\n"
 		"\n"
-		"The data path keeps %u flows (an LRU map: when it is full, the flow\n"
-		"decided least recently is forgotten).\n"
+		"Each CPU keeps %u flows it decided, in sets of %u: a flow whose set is\n"
+		"full takes the place of the one seen least recently there.\n"
 		"\n"
 		"options:\n"
 		"  --since DURATION  only the flows seen within DURATION: N seconds, or\n"
@@ -726,7 +763,7 @@ static void usage(FILE *f)
 		"  --dot             the flows as a Graphviz digraph ('mseg graph' draws it)\n"
 		"  --version         print the version\n"
 		"Maps are read from $TC_BPF_MNT/tc/globals (default /sys/fs/bpf/tc/globals).\n",
-		MSEG_MAX_FLOWS);
+		MSEG_FLOW_SLOTS, MSEG_FLOW_WAYS);
 }
 
 static int bad(const char *fmt, const char *arg)
@@ -864,7 +901,7 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc == 1 ? 0 : rc;
 	memset(&sg, 0, sizeof(sg));
-	/* the flows first: a session mseg gc folds meanwhile is missed once, never counted twice */
+	/* the flows first: a session mseg gc moves meanwhile is missed once, never counted twice */
 	if (read_flows(&rs) || read_sessions(&rs) || read_policy(&p)) {
 		free(rs.r);
 		return 1;

@@ -29,10 +29,12 @@ flows_sorted() {
 	jq -c -S 'sort_by(.src, .dst, .proto, .dport, .verdict, (.rule | tostring))' <<<"$1"
 }
 
-# flows_map: the mseg_flows map read straight from bpftool (helpers/
-# mapdecode.py: per-CPU values summed), one object per entry per line.
+# flows_map [flows_gc]: mseg_flows (or mseg_flows_gc) read straight from
+# bpftool (helpers/mapdecode.py: every CPU's slots added up by flow), one
+# object per flow per line.
 flows_map() {
-	map_dump mseg_flows | "$MSEG_PYTHON" "$MSEG_HELPERS/mapdecode.py" flows
+	local which=${1:-flows}
+	map_dump "mseg_$which" | "$MSEG_PYTHON" "$MSEG_HELPERS/mapdecode.py" "$which"
 }
 
 # _graph_norm: a drawing (svggraph.py's object) in one order.
