@@ -25,7 +25,7 @@ HELPER_SRCS := $(wildcard tools/*.c exporters/*.c tests/bats/helpers/*.c bench/*
 HELPERS := $(addprefix $(BUILD)/,$(notdir $(HELPER_SRCS:.c=)))
 LIB_SRCS := $(wildcard tools/libmseg-rules/*.c)
 LIB_OBJS := $(addprefix $(BUILD)/obj/libmseg-rules/,$(notdir $(LIB_SRCS:.c=.o)))
-LIB_USERS := mseg-ruleset
+LIB_USERS := mseg-ruleset mseg-flows
 OBJ_DIR := $(BUILD)/obj
 
 vpath %.c tools exporters tests/bats/helpers bench
@@ -115,14 +115,14 @@ UNITS := $(wildcard exporters/systemd/*.service)
 # What an operator runs, and what it runs: not the test and bench tools
 # (mseg-pkt, mseg-testrun, mseg-fill) nor the apt installer (mseg-deps).
 OPERATOR_TOOLS := $(addprefix $(BUILD)/,mseg-abi mseg-gc mseg-log mseg-eventd \
-	mseg-sessions mseg-textfile mseg-ruleset)
+	mseg-sessions mseg-flows mseg-textfile mseg-ruleset)
 OPERATOR_SCRIPTS := $(filter-out scripts/mseg-deps,$(wildcard scripts/mseg*))
 
 # Man pages: help2man over each command's own --help and --version, so the
 # pages say exactly what the commands do (one source). `mseg CMD` pages are
 # mseg-CMD.8, as git's are; the paths in them are the installed ones.
 MAN_COMMANDS := attach detach status default config sessions stats gc monitor \
-	log segment rule cidr explain failsafe ip-range save apply confirm boot
+	log flows graph segment rule cidr explain failsafe ip-range save apply confirm boot
 MAN_PAGES := $(BUILD)/man/mseg.8 $(MAN_COMMANDS:%=$(BUILD)/man/mseg-%.8) \
 	$(BUILD)/man/mseg-eventd.8 $(BUILD)/man/mseg-textfile.8
 MAN_ENV := MSEG_OBJ=$(MSEG_LIB)/build/mseg.bpf.o TC_BPF_MNT=

@@ -6,13 +6,23 @@
 # times, and each figure is a median. A change that adds work to the
 # established path shows here as a ratio above 1.
 #
-# Usage: bench/ab-session.sh [REV]   (REV: a git revision of this repository)
+# With --new-flow the probe is a new flow instead: one a rule denies (a deny
+# opens no session, so every run is a new flow, as bench/pkt.sh's exact
+# case): the path a change to the new-flow path (flow aggregation) costs.
+#
+# Usage: bench/ab-session.sh [--new-flow] [REV]   (REV: a git revision of this repository)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly REPEAT="${MSEG_BENCH_REPEAT:-1000000}"
 readonly RUNS="${MSEG_BENCH_RUNS:-9}"
+CASE=session
+if [[ ${1:-} == --new-flow ]]; then
+  CASE=new-flow
+  shift
+fi
+readonly CASE
 readonly REF="${1:-main}"
 
 # shellcheck source=bench/lib.bash
@@ -31,23 +41,26 @@ run_ns() {
 }
 
 # attach TREE BPFFS NS: TREE's classifier on a veth in NS, its maps in
-# BPFFS, one allow rule for the probe; prints the program id.
+# BPFFS, an allow rule for the session probe and a deny rule for the
+# new-flow probe; prints the program id.
 attach() {
   local tree=$1 mnt=$2 ns=$3
   # the edit lock cannot live on a bpffs
-  mkdir -p -m 0700 "${mnt}.lock"
+  mkdir -m 0700 "${mnt}.lock"
   ip netns add "${ns}"
   ip -n "${ns}" link add b0 type veth peer name b1
   TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" ip netns exec "${ns}" "${tree}/scripts/mseg" attach b0 --ingress >/dev/null
   printf '%s\n' "default deny" \
     "rule --src 192.0.2.1 --dst 198.51.100.1 --proto udp --dport 9 --action allow" \
-    "rule --src fd00:1::1 --dst fd00:2::1 --proto udp --dport 9 --action allow" |
+    "rule --src fd00:1::1 --dst fd00:2::1 --proto udp --dport 9 --action allow" \
+    "rule --src 192.0.2.1 --dst 198.51.100.2 --proto udp --dport 9 --action deny" \
+    "rule --src fd00:1::1 --dst fd00:2::2 --proto udp --dport 9 --action deny" |
     TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" "${tree}/scripts/mseg" apply - >/dev/null
   ip netns exec "${ns}" tc -j filter show dev b0 ingress | jq -r '[.[] | .options.prog.id // empty] | first'
 }
 
 main() {
-  local a b fam src dst i ra rb rf va vb vf
+  local a b fam src dst i ra rb rf rt va vb vf x y
   trap cleanup EXIT
   make -s -C "${ROOT}" >/dev/null
   WORK="$(mktemp -d /tmp/mseg-bench-ab.XXXXXX)"
@@ -63,24 +76,30 @@ main() {
   bpftool prog loadall "${WORK}/floor.o" "${WORK}/bpffs/floor" type tc
   a=$(attach "${ROOT}" "${WORK}/bpffs" "${NS}")
   b=$(attach "${WORK}/ref" "${WORK}/bpffs-ref" "${NS2}")
-  echo "ab-session: a packet of an established UDP session, this tree against ${REF} ($(git -C "${ROOT}" rev-parse --short "${REF}")), BPF_PROG_TEST_RUN repeat ${REPEAT}, median of ${RUNS} turns (this, ${REF}, floor)"
+  local what="a packet of an established UDP session"
+  [[ ${CASE} == new-flow ]] && what="a new UDP flow a rule denies (every run a new flow)"
+  echo "ab-session: ${what}, this tree against ${REF} ($(git -C "${ROOT}" rev-parse --short "${REF}")), BPF_PROG_TEST_RUN repeat ${REPEAT}, median of ${RUNS} turns (this, ${REF}, floor)"
   for fam in 4 6; do
     if [[ ${fam} == 4 ]]; then src=192.0.2.1 dst=198.51.100.1; else src=fd00:1::1 dst=fd00:2::1; fi
+    if [[ ${CASE} == new-flow ]]; then dst=${dst%1}2; fi
     "${ROOT}/build/mseg-pkt" --src "${src}" --dst "${dst}" --proto udp --sport 40000 --dport 9 \
       --payload 18 -o "${WORK}/frame${fam}"
     # the first run of each creates the session the others find
     bpftool prog run id "${a}" data_in "${WORK}/frame${fam}" repeat 1 >/dev/null
     bpftool prog run id "${b}" data_in "${WORK}/frame${fam}" repeat 1 >/dev/null
-    ra="" rb="" rf=""
+    ra="" rb="" rf="" rt=""
     for ((i = 0; i < RUNS; i++)); do
-      ra+="$(run_ns "id ${a}" "${WORK}/frame${fam}")"$'\n'
-      rb+="$(run_ns "id ${b}" "${WORK}/frame${fam}")"$'\n'
+      x=$(run_ns "id ${a}" "${WORK}/frame${fam}")
+      y=$(run_ns "id ${b}" "${WORK}/frame${fam}")
+      ra+="${x}"$'\n' rb+="${y}"$'\n'
+      # each turn's own ratio: the machine's speed drifts between turns
+      rt+="$(ratio "${x}" "${y}")"$'\n'
       rf+="$(run_ns "pinned ${WORK}/bpffs/floor/ref_floor" "${WORK}/frame${fam}")"$'\n'
     done
     va=$(median <<<"${ra}") vb=$(median <<<"${rb}") vf=$(median <<<"${rf}")
-    printf 'ab-session: IPv%s  this %4d ns (x%s floor)  %s %4d ns (x%s floor)  floor %4d ns  this/%s x%s\n' \
+    printf 'ab-session: IPv%s  this %4d ns (x%s floor)  %s %4d ns (x%s floor)  floor %4d ns  this/%s x%s (median of the turns: x%s)\n' \
       "${fam}" "${va}" "$(ratio "${va}" "${vf}")" "${REF}" "${vb}" "$(ratio "${vb}" "${vf}")" "${vf}" \
-      "${REF}" "$(ratio "${va}" "${vb}")"
+      "${REF}" "$(ratio "${va}" "${vb}")" "$(median <<<"${rt}")"
   done
   echo "ab-session: command: bpftool -j prog run id PROG data_in FRAME repeat ${REPEAT} (.duration); frame: build/mseg-pkt --src S --dst D --proto udp --sport 40000 --dport 9 --payload 18"
 }

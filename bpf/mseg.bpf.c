@@ -21,6 +21,7 @@
 #include "mseg_evict.h"
 #include "mseg_frag.h"
 #include "mseg_icmp.h"
+#include "mseg_flows.h"
 
 #ifndef E2BIG
 #define E2BIG 7
@@ -449,6 +450,7 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	if (!skb || !p || !cfg || !st || !pr || !x)
 		return TC_ACT_OK;
 	now = mseg_now();
+	x->flow_now = now;
 	x->sender_hi = mseg_session_key(&p->t, &x->key);
 
 	if (trackable && p->t.proto == IPPROTO_TCP) {
@@ -474,10 +476,12 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 		/* mseg_pickup_decide() left the reverse's verdict */
 		v = &x->rv;
 		mseg_count_decision(st, v);
+		x->flow_note = MSEG_FLOWN_DECIDED | MSEG_FLOWN_REVERSED;
 	} else {
 		/* judged into the scratch map: the frame is at the stack bound */
 		v = &x->rv;
 		mseg_judge_new(&p->t, cfg, st, v);
+		x->flow_note = MSEG_FLOWN_DECIDED;
 	}
 	if (v->action == MSEG_ACT_DENY) {
 		mseg_verdict_event(cfg, st,
@@ -556,6 +560,7 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 		}
 		return mseg_pass(st, v->action);
 	}
+	x->flow_note |= MSEG_FLOWN_SESSION;
 	if (replaced && old_half_open)
 		__sync_fetch_and_add(&pr->half_open_closed, 1);
 	if (half_open)
@@ -567,6 +572,92 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 		mseg_verdict_event(cfg, st, &p->t, v, 0);
 	st->new_session++;
 	return mseg_pass(st, v->action);
+}
+
+/*
+ * Count mseg_new_flow()'s decision in mseg_flows (docs/DESIGN.md, "Flows")
+ * and return its tc verdict. It reads what mseg_new_flow() left in the
+ * scratch map (flow_note, the verdict in rv, the packet, the time) and
+ * consumes the note. A global function the classifier calls once mseg_new_flow() has
+ * returned: off the deepest call chain, the flow's key in the scratch map.
+ * The flow's slot is in this CPU's copy of its set (mseg_abi.h): the way
+ * that holds it, else the first unused way, else the way seen least
+ * recently; a packet that opened no session counts there too.
+ */
+__noinline int mseg_flow_count(struct __sk_buff *skb, int verdict)
+{
+	struct mseg_flow_slot *s, *slot = NULL, *old = NULL;
+	const struct mseg_tuple *t;
+	struct mseg_flow_key *k;
+	struct mseg_scratch *x;
+	__u32 zero = 0, i, way;
+	bool fresh = false;
+	__u8 note;
+	__u64 now;
+
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!skb || !x)
+		return verdict;
+	note = x->flow_note;
+	if (!(note & MSEG_FLOWN_DECIDED))
+		return verdict;
+	x->flow_note = 0;
+	t = &x->pkt.t;
+	k = &x->fkey;
+	if (note & MSEG_FLOWN_REVERSED) {
+		__builtin_memcpy(k->src, t->daddr, 16);
+		__builtin_memcpy(k->dst, t->saddr, 16);
+		k->dport = t->sport;
+	} else {
+		__builtin_memcpy(k->src, t->saddr, 16);
+		__builtin_memcpy(k->dst, t->daddr, 16);
+		k->dport = t->dport;
+	}
+	k->rule_id = x->rv.rule_id;
+	k->proto = t->proto;
+	k->family = t->family;
+	k->verdict = mseg_flow_verdict_of(x->rv.action);
+	__builtin_memset(k->pad, 0, sizeof(k->pad));
+	i = mseg_flow_set(k) * MSEG_FLOW_WAYS;
+#pragma unroll
+	for (way = 0; way < MSEG_FLOW_WAYS; way++) {
+		__u32 idx = i + way;
+
+		s = bpf_map_lookup_elem(&mseg_flows, &idx);
+		if (!s)
+			return verdict;
+		if (!s->count.last_ns) {
+			/* unused, and so are the ways after it */
+			slot = s;
+			fresh = true;
+			break;
+		}
+		if (mseg_flow_key_eq(&s->flow, k)) {
+			slot = s;
+			break;
+		}
+		if (!old || s->count.last_ns < old->count.last_ns)
+			old = s;
+	}
+	if (!slot) {
+		if (!old)
+			return verdict;
+		slot = old;
+		fresh = true;
+	}
+	now = x->flow_now;
+	if (fresh) {
+		slot->flow = *k;
+		__builtin_memset(&slot->count, 0, sizeof(slot->count));
+		slot->count.first_ns = now;
+	}
+	slot->count.connections++;
+	slot->count.last_ns = now;
+	if (!(note & MSEG_FLOWN_SESSION)) {
+		slot->count.packets++;
+		slot->count.bytes += skb->len;
+	}
+	return verdict;
 }
 
 /* A frame the parser refused: counted under its reason, dropped. */
@@ -851,7 +942,7 @@ judge:
 	    mseg_tcp_first_state(p) == MSEG_TCP_ESTABLISHED &&
 	    mseg_pickup_decide(p))
 		how |= MSEG_NEW_REVERSED;
-	return mseg_new_flow(skb, p, old_last, how);
+	return mseg_flow_count(skb, mseg_new_flow(skb, p, old_last, how));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

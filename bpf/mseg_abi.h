@@ -24,7 +24,7 @@
 
 #include <linux/types.h>
 
-#define MSEG_ABI_VERSION 3
+#define MSEG_ABI_VERSION 4
 
 /* Session table capacity: one build setting (make MSEG_MAX_SESSIONS=N). */
 #ifndef MSEG_MAX_SESSIONS
@@ -47,6 +47,15 @@
 #define MSEG_FAILSAFE_MAX 32
 #define MSEG_FAILSAFE_ID0 (MSEG_MAX_RULE_IDS - MSEG_FAILSAFE_MAX)
 #define MSEG_MAX_SOURCE 524288   /* mseg_source: statements, both sets */
+/*
+ * mseg_flows: per CPU, MSEG_FLOW_SETS sets of MSEG_FLOW_WAYS flows; and
+ * mseg_flows_gc, the flows of the sessions mseg gc deleted.
+ */
+#define MSEG_FLOW_SET_BITS 11
+#define MSEG_FLOW_SETS (1 << MSEG_FLOW_SET_BITS)
+#define MSEG_FLOW_WAYS 4
+#define MSEG_FLOW_SLOTS (MSEG_FLOW_SETS * MSEG_FLOW_WAYS)
+#define MSEG_MAX_FLOWS_GC 8192
 
 enum mseg_action {
 	MSEG_ACT_ALLOW = 0,
@@ -258,6 +267,64 @@ struct mseg_source_key {
 struct mseg_source_val {
 	char line[MSEG_SOURCE_LINE]; /* NUL-terminated */
 };
+
+/*
+ * mseg_flows: traffic aggregated by flow (docs/DESIGN.md, "Flows"), one
+ * flow per originator and responder address, protocol, responder port,
+ * verdict and deciding rule, counted on the new-flow path only (every
+ * decision on a packet without a live session, denied ones included).
+ * Addresses, not identities: an identity's number says nothing once its
+ * prefix has left the policy, an address is read against the policy in
+ * force (`mseg flows` names a side by its segment).
+ *
+ * A per-CPU array used as a set-associative cache: the flow's set is
+ * mseg_flow_set() of its key (bpf/mseg_flows.h), its slot one of the set's
+ * MSEG_FLOW_WAYS entries (index set * MSEG_FLOW_WAYS + way): the one that
+ * holds it, else the first unused one (last_ns 0; a set fills in order,
+ * nothing empties it), else the one seen least recently on this CPU, whose
+ * counts there are lost. Each CPU keeps the flows it decided; readers add
+ * up the slots of all CPUs by key.
+ */
+enum mseg_flow_verdict {
+	MSEG_FLOW_ALLOWED = 0,    /* passed by the policy (allow, log) */
+	MSEG_FLOW_DENIED = 1,     /* dropped by the policy */
+	MSEG_FLOW_WOULD_DENY = 2, /* passed, but a deny would apply (audit mode) */
+	MSEG_FLOW_VERDICT_MAX,
+};
+
+struct mseg_flow_key {
+	__u8 src[16];   /* the originator's address */
+	__u8 dst[16];   /* the responder's */
+	__u32 rule_id;  /* the rule that decided; 0 = the default action */
+	__u16 dport;    /* the responder's port; 0 for a protocol without one */
+	__u8 proto;
+	__u8 family;    /* 4 or 6 */
+	__u8 verdict;   /* enum mseg_flow_verdict */
+	__u8 pad[7];
+} __attribute__((aligned(8)));
+
+struct mseg_flow_val {
+	__u64 connections; /* new-flow decisions: a session opened, or an
+			    * attempt judged without one (each denied packet) */
+	__u64 packets;     /* packets judged without a session (the sessions
+			    * count theirs) */
+	__u64 bytes;
+	__u64 first_ns;    /* first decision (CLOCK_BOOTTIME) */
+	__u64 last_ns;     /* last decision; 0: the slot is unused */
+};
+
+struct mseg_flow_slot {
+	struct mseg_flow_key flow;
+	struct mseg_flow_val count;
+};
+
+/*
+ * mseg_flows_gc: the packets and bytes of the sessions mseg gc deleted, by
+ * flow (an LRU hash, mseg_flow_val with no connections; first_ns the
+ * earliest session's creation, last_ns the latest one's last packet).
+ * Written by the sweep alone, under the gc lock: the data path never
+ * touches it.
+ */
 
 /*
  * mseg_frags: the ports of a fragmented datagram, remembered from its first
@@ -519,6 +586,12 @@ _Static_assert(sizeof(struct mseg_rule_val) == 64, "rule value layout");
 _Static_assert(sizeof(struct mseg_rule_hits) == 16, "rule hits layout");
 _Static_assert(sizeof(struct mseg_source_key) == 8, "source key layout");
 _Static_assert(sizeof(struct mseg_source_val) == MSEG_SOURCE_LINE, "source layout");
+_Static_assert(sizeof(struct mseg_flow_key) == 48, "flow key layout");
+_Static_assert(__builtin_offsetof(struct mseg_flow_key, rule_id) == 32 &&
+		       __builtin_offsetof(struct mseg_flow_key, verdict) == 40,
+	       "flow key: addresses, rule, port, protocol, family, verdict");
+_Static_assert(sizeof(struct mseg_flow_val) == 5 * 8, "flow value layout");
+_Static_assert(sizeof(struct mseg_flow_slot) == 88, "flow slot layout");
 _Static_assert(sizeof(struct mseg_frag_key) == 40, "frag key layout");
 _Static_assert(sizeof(struct mseg_frag_val) == 16, "frag value layout");
 _Static_assert(sizeof(struct mseg_config) == 92, "config layout");

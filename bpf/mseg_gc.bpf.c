@@ -6,9 +6,11 @@
  * deletes what the one expiry rule (mseg_timeout.h) finds expired, each
  * after claiming it (mseg_session.h): a session a packet refreshed in the
  * meantime, or one opened again on the same 5-tuple, is never deleted.
- * Then it publishes the counts in mseg_gc and recomputes the pressure
- * levels and the flood flag (mseg_pressure.h), so they follow the table
- * even when no packet arrives.
+ * The packets and bytes of each session it deletes go to the session's flow
+ * in mseg_flows_gc (mseg_flows.h), so `mseg flows` keeps them once the
+ * session is gone. Then it publishes the counts in mseg_gc and recomputes the
+ * pressure levels and the flood flag (mseg_pressure.h), so they follow the
+ * table even when no packet arrives.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -19,6 +21,7 @@
 #include "mseg_session.h"
 #include "mseg_pressure.h"
 #include "mseg_gc.h"
+#include "mseg_flows.h"
 
 /* What the walk carries from entry to entry (the counts of mseg_gc_run). */
 struct mseg_gc_walk {
@@ -34,6 +37,34 @@ struct mseg_gc_walk {
 	bool pressure;
 };
 
+/*
+ * Add a deleted session's packets and bytes to its flow in mseg_flows_gc,
+ * which only the sweep writes (one at a time: the gc lock); when the LRU
+ * forgets a flow there, its ended sessions' counts go with it.
+ */
+static __always_inline void mseg_gc_fold(const struct mseg_flow_key *fk,
+					 __u64 packets, __u64 bytes,
+					 __u64 created, __u64 last)
+{
+	struct mseg_flow_val *f, nv = {};
+
+	f = bpf_map_lookup_elem(&mseg_flows_gc, fk);
+	if (!f) {
+		nv.packets = packets;
+		nv.bytes = bytes;
+		nv.first_ns = created;
+		nv.last_ns = last;
+		bpf_map_update_elem(&mseg_flows_gc, fk, &nv, BPF_ANY);
+		return;
+	}
+	f->packets += packets;
+	f->bytes += bytes;
+	if (created < f->first_ns)
+		f->first_ns = created;
+	if (last > f->last_ns)
+		f->last_ns = last;
+}
+
 static long mseg_gc_visit(struct bpf_map *map, const struct mseg_session_key *k,
 			  struct mseg_session *s, void *ctx)
 {
@@ -45,10 +76,20 @@ static long mseg_gc_visit(struct bpf_map *map, const struct mseg_session_key *k,
 	w->scanned++;
 	if (mseg_session_expired_at(w->cfg, k, s, last, w->now, w->pressure)) {
 		w->expired++;
+		struct mseg_flow_key fk;
+		__u64 packets, bytes, created;
+
 		/* DYING: someone else claimed it and deletes it */
-		if (mseg_session_claim(s, last) && !bpf_map_delete_elem(map, k)) {
+		if (!mseg_session_claim(s, last))
+			return 0;
+		mseg_flow_key_of_session(k, s, &fk);
+		packets = s->packets[0] + s->packets[1];
+		bytes = s->bytes[0] + s->bytes[1];
+		created = s->created_ns;
+		if (!bpf_map_delete_elem(map, k)) {
 			w->deleted++;
 			w->deleted_half_open += half_open;
+			mseg_gc_fold(&fk, packets, bytes, created, last);
 		}
 		return 0;
 	}

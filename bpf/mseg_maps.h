@@ -72,6 +72,32 @@ struct {
 } mseg_source SEC(".maps");
 
 /*
+ * Flows aggregated (mseg_abi.h, mseg_flows.h). A per-CPU array, not a hash:
+ * the new-flow path finds a flow's slot with its own hash and one array
+ * lookup per way (inlined by the verifier), with no lock, no allocation
+ * and no shared cache line, where an LRU hash lookup cost a fifth of a new
+ * flow (bench/ab-session.sh --new-flow) and its insertions take the LRU's
+ * locks under a flood. It only observes: a full set forgets a flow, never
+ * refuses one. MSEG_FLOW_SLOTS * 88 bytes per possible CPU.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MSEG_FLOW_SLOTS);
+	__type(key, __u32);
+	__type(value, struct mseg_flow_slot);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_flows SEC(".maps");
+
+/* The deleted sessions' counts, written by mseg gc's sweep only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MSEG_MAX_FLOWS_GC);
+	__type(key, struct mseg_flow_key);
+	__type(value, struct mseg_flow_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mseg_flows_gc SEC(".maps");
+
+/*
  * Not an LRU either: a flood of first fragments must not push out the ports
  * of a datagram already remembered; a full table reclaims its expired
  * entries itself (mseg_frag.h).
@@ -172,8 +198,9 @@ struct mseg_victim {
  * classifier's paths. It holds the parsed packet, its session key, the
  * buffers the parser and the ICMP error reader fill, the copies of the peer
  * records the TCP tracker judges a segment on, the session mseg_new_flow()
- * builds before storing it, the early-drop candidates of both rings, and
- * the flow of a session judged again or dropped early. A tc program runs to
+ * builds before storing it, the early-drop candidates of both rings, the
+ * flow of a session judged again or dropped early, and the key of the flow
+ * a new-flow decision counts in (mseg_flow_count()). A tc program runs to
  * its end on one CPU (softirq, or with BHs off on egress), so one entry per
  * CPU is never shared. Not pinned, not part of the ABI.
  */
@@ -191,6 +218,9 @@ struct mseg_scratch {
 	struct mseg_verdict rv;       /* a new flow's verdict; a pickup's reverse flow's */
 	__u8 sender_hi;               /* the packet's sender is key's "hi" end */
 	__u8 evicted;                 /* 1 + the ring early drop took a victim of; 0: none */
+	__u8 flow_note;               /* MSEG_FLOWN_*: what mseg_new_flow() decided */
+	__u64 flow_now;               /* ... and when */
+	struct mseg_flow_key fkey;    /* the flow mseg_flow_count() counts */
 };
 
 struct {

@@ -54,10 +54,16 @@ static const char *const tf_proto_names[TF_PROTO_MAX] = {
 };
 
 /* The maps whose fill is exported as mseg_map_* {map="..."}. */
-enum tf_map { TF_MAP_SESSIONS, TF_MAP_POLICY, TF_MAP_CIDR, TF_MAP_MAX };
+enum tf_map { TF_MAP_SESSIONS, TF_MAP_POLICY, TF_MAP_CIDR, TF_MAP_FLOWS,
+	      TF_MAP_MAX };
 
 static const char *const tf_map_names[TF_MAP_MAX] = {
-	"mseg_sessions", "mseg_source", "mseg_rules",
+	"mseg_sessions", "mseg_source", "mseg_rules", "mseg_flows",
+};
+
+/* The verdict label of mseg_flows' totals (enum mseg_flow_verdict). */
+static const char *const tf_verdict_names[MSEG_FLOW_VERDICT_MAX] = {
+	"allowed", "denied", "would-deny",
 };
 
 struct tf_maps {
@@ -89,6 +95,13 @@ struct tf_sample {
 	__u64 rules_exact; /* in the active rule set */
 	__u64 rules_cidr;
 	struct mseg_policy_hash policy; /* of the active set, mseg_policy_hash.h */
+	/* mseg_flows' flows (distinct keys over every CPU's slots) and their
+	 * connections, by verdict; the keys of the used slots, to count them */
+	__u64 flows[MSEG_FLOW_VERDICT_MAX];
+	__u64 flow_connections[MSEG_FLOW_VERDICT_MAX];
+	struct mseg_flow_key *flow_keys;
+	size_t nflow_keys;
+	int ncpus;
 	double seconds;
 };
 
@@ -99,6 +112,8 @@ struct tf_state {
 	bool have_pins;
 	struct mseg_batch sessions;
 	struct mseg_batch policy;
+	struct mseg_batch flows; /* values: one struct mseg_flow_slot per possible CPU */
+	struct mseg_flow_key *flow_keys; /* room for every slot of every CPU */
 	void *percpu; /* one struct mseg_stats per possible CPU */
 	int ncpus;
 };
@@ -131,11 +146,13 @@ static int open_maps(struct tf_maps *m)
 		sizeof(struct mseg_session_key),
 		sizeof(struct mseg_source_key),
 		sizeof(struct mseg_rule_key),
+		sizeof(__u32),
 	};
 	static const __u32 val_size[TF_MAP_MAX] = {
 		sizeof(struct mseg_session),
 		sizeof(struct mseg_source_val),
 		sizeof(struct mseg_rule_val),
+		sizeof(struct mseg_flow_slot),
 	};
 	struct bpf_map_info info;
 	char dir[PATH_MAX];
@@ -261,6 +278,48 @@ static int count_rules(void *ctx, const void *keys, const void *vals,
 }
 
 /*
+ * mseg_flows: every CPU's used slots (mseg_abi.h) are entries; their
+ * connections add up by verdict, their keys are kept to count the flows.
+ */
+static int count_flows(void *ctx, const void *keys, const void *vals, __u32 n)
+{
+	const struct mseg_flow_slot *v = vals;
+	struct tf_sample *x = ctx;
+	__u32 i;
+	int c;
+
+	(void)keys;
+	for (i = 0; i < n; i++) {
+		for (c = 0; c < x->ncpus; c++) {
+			const struct mseg_flow_slot *f = &v[(size_t)i * (size_t)x->ncpus + (size_t)c];
+
+			if (!f->count.last_ns || f->flow.verdict >= MSEG_FLOW_VERDICT_MAX)
+				continue;
+			x->entries[TF_MAP_FLOWS]++;
+			x->flow_connections[f->flow.verdict] += f->count.connections;
+			x->flow_keys[x->nflow_keys++] = f->flow;
+		}
+	}
+	return 0;
+}
+
+static int cmp_flow_key(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct mseg_flow_key));
+}
+
+/* The flows: distinct keys, by verdict. */
+static void count_flow_keys(struct tf_sample *x)
+{
+	size_t i;
+
+	qsort(x->flow_keys, x->nflow_keys, sizeof(*x->flow_keys), cmp_flow_key);
+	for (i = 0; i < x->nflow_keys; i++)
+		if (!i || cmp_flow_key(&x->flow_keys[i], &x->flow_keys[i - 1]))
+			x->flows[x->flow_keys[i].verdict]++;
+}
+
+/*
  * The LPM trie has no batch lookup; its keys are walked one by one (its
  * size is bounded by max_entries, and rule sets are small).
  */
@@ -315,7 +374,7 @@ static void note_pins(struct tf_state *t, const struct tf_maps *m)
 
 static int collect(struct tf_state *t, struct tf_sample *x)
 {
-	struct tf_maps m = { .fd = { -1, -1, -1 }, .config = -1, .stats = -1,
+	struct tf_maps m = { .fd = { -1, -1, -1, -1 }, .config = -1, .stats = -1,
 			     .pressure = -1, .gc = -1, .evlimit = -1 };
 	double t0 = mseg_now_mono_s();
 	int rc = -1;
@@ -331,6 +390,8 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	    read_stats(m.stats, t, &x->stats))
 		goto out;
 	x->shortened = mseg_pressure_shortens(x->pressure.flags);
+	x->ncpus = t->ncpus;
+	x->flow_keys = t->flow_keys;
 	mseg_ph_init(&x->policy, x->cfg.default_action);
 	x->now_boot_ns = mseg_now_boot_ns();
 	x->now_real_ns = mseg_clock_ns(CLOCK_REALTIME);
@@ -340,12 +401,19 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	    mseg_batch_foreach(m.fd[TF_MAP_POLICY], "mseg_source",
 			       m.max_entries[TF_MAP_POLICY], &t->policy,
 			       count_rules, x) ||
-	    count_cidrs(m.fd[TF_MAP_CIDR], m.max_entries[TF_MAP_CIDR], x))
+	    count_cidrs(m.fd[TF_MAP_CIDR], m.max_entries[TF_MAP_CIDR], x) ||
+	    mseg_batch_foreach(m.fd[TF_MAP_FLOWS], "mseg_flows",
+			       m.max_entries[TF_MAP_FLOWS], &t->flows,
+			       count_flows, x))
 		goto out;
+	count_flow_keys(x);
 	rc = 0;
 out:
 	for (int i = 0; i < TF_MAP_MAX; i++)
 		x->max_entries[i] = m.max_entries[i];
+	/* a slot per flow per CPU */
+	x->max_entries[TF_MAP_FLOWS] *= (__u64)t->ncpus;
+	x->flow_keys = NULL;
 	close_maps(&m);
 	x->seconds = mseg_now_mono_s() - t0;
 	return rc;
@@ -545,6 +613,25 @@ static void render_sessions(FILE *f, const struct tf_sample *x)
 	      x->unconfirmed);
 }
 
+/* Low cardinality: totals by verdict, never a series per flow. */
+static void render_flows(FILE *f, const struct tf_sample *x)
+{
+	int i;
+
+	family(f, "mseg_flows", "gauge",
+	       "Flows mseg_flows holds (docs/DESIGN.md, Flows: per source and destination address, "
+	       "protocol, port and deciding rule), by verdict; a flow whose set is full on a CPU "
+	       "takes the place of the one seen least recently there.");
+	for (i = 0; i < MSEG_FLOW_VERDICT_MAX; i++)
+		sample_u64(f, "mseg_flows", "verdict", tf_verdict_names[i], x->flows[i]);
+	family(f, "mseg_flow_connections", "gauge",
+	       "Connections (new flows decided) of the flows mseg_flows holds, by verdict; "
+	       "falls when a flow's place is taken.");
+	for (i = 0; i < MSEG_FLOW_VERDICT_MAX; i++)
+		sample_u64(f, "mseg_flow_connections", "verdict", tf_verdict_names[i],
+			   x->flow_connections[i]);
+}
+
 static void render_pressure(FILE *f, const struct tf_sample *x)
 {
 	const struct mseg_pressure *pr = &x->pressure;
@@ -614,6 +701,7 @@ static void render(FILE *f, const struct tf_sample *x)
 	render_counters(f, &x->stats);
 	render_events(f, &x->evlimit);
 	render_sessions(f, x);
+	render_flows(f, x);
 	render_pressure(f, x);
 	labelled(f, "mseg_rules", "gauge",
 		 "Statements in the active rule set: rules (rule add) and CIDR rules (cidr add).",
@@ -897,8 +985,17 @@ static int state_init(struct tf_state *t)
 	if (mseg_batch_init(&t->sessions, sizeof(struct mseg_session_key),
 			    sizeof(struct mseg_session), TF_BATCH) ||
 	    mseg_batch_init(&t->policy, sizeof(struct mseg_source_key),
-			    sizeof(struct mseg_source_val), TF_BATCH))
+			    sizeof(struct mseg_source_val), TF_BATCH) ||
+	    mseg_batch_init(&t->flows, sizeof(__u32),
+			    (__u32)(sizeof(struct mseg_flow_slot) * (size_t)t->ncpus),
+			    TF_BATCH))
 		return -1;
+	t->flow_keys = calloc((size_t)MSEG_FLOW_SLOTS * (size_t)t->ncpus,
+			      sizeof(*t->flow_keys));
+	if (!t->flow_keys) {
+		fprintf(stderr, "mseg: out of memory\n");
+		return -1;
+	}
 	return 0;
 }
 
@@ -906,6 +1003,8 @@ static void state_free(struct tf_state *t)
 {
 	mseg_batch_free(&t->sessions);
 	mseg_batch_free(&t->policy);
+	mseg_batch_free(&t->flows);
+	free(t->flow_keys);
 	free(t->percpu);
 }
 

@@ -42,6 +42,9 @@ static void print_maps(void)
 	MAP("mseg_gc", __u32, struct mseg_gc_state, 1);
 	MAP("mseg_evlimit", __u32, struct mseg_event_limit, 1);
 	MAP("mseg_evict", __u32, struct mseg_session_key, 2 * MSEG_EVICT_SLOTS);
+	MAP("mseg_flows", __u32, struct mseg_flow_slot, MSEG_FLOW_SLOTS);
+	MAP("mseg_flows_gc", struct mseg_flow_key, struct mseg_flow_val,
+	    MSEG_MAX_FLOWS_GC);
 }
 
 static void print_fields(void)

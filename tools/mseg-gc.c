@@ -45,6 +45,8 @@ static const struct {
 	{ "mseg_gc", sizeof(__u32), sizeof(struct mseg_gc_state) },
 	{ "mseg_stats", sizeof(__u32), sizeof(struct mseg_stats) },
 	{ "mseg_evlimit", sizeof(__u32), sizeof(struct mseg_event_limit) },
+	{ "mseg_flows_gc", sizeof(struct mseg_flow_key),
+	  sizeof(struct mseg_flow_val) }, /* deleted sessions' packets */
 	{ "mseg_events", 0, 0 }, /* a ring buffer: no key, no value */
 };
 

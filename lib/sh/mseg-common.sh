@@ -15,6 +15,7 @@ MSEG_ABI_BIN=${MSEG_ABI_BIN:-$MSEG_ROOT/build/mseg-abi}
 MSEG_GC_BIN=${MSEG_GC_BIN:-$MSEG_ROOT/build/mseg-gc}
 MSEG_LOG_BIN=${MSEG_LOG_BIN:-$MSEG_ROOT/build/mseg-log}
 MSEG_SESSIONS_BIN=${MSEG_SESSIONS_BIN:-$MSEG_ROOT/build/mseg-sessions}
+MSEG_FLOWS_BIN=${MSEG_FLOWS_BIN:-$MSEG_ROOT/build/mseg-flows}
 MSEG_RULESET_BIN=${MSEG_RULESET_BIN:-$MSEG_ROOT/build/mseg-ruleset}
 # Exactly where tc pins BTF maps with LIBBPF_PIN_BY_NAME, so scripts and a
 # plain `tc filter add ... bpf obj` always agree on one set of maps.

@@ -122,6 +122,9 @@ complete_words() {
 	[ "$(complete_words mseg failsafe "")" = "--help --json add default del list off set" ]
 	[ "$(complete_words mseg failsafe add udp/1)" = "udp/123" ]
 	[ "$(complete_words mseg rule list --a)" = "--all" ]
+	[ "$(complete_words mseg fl)" = "flows" ]
+	[ "$(complete_words mseg flows --)" = "--dot --help --json --since" ]
+	[ "$(complete_words mseg graph --s)" = "--since" ]
 }
 
 @test "make install ships what an operator runs, not the test tools; make uninstall removes it all" {
@@ -129,7 +132,7 @@ complete_words() {
 	make -s -C "$MSEG_ROOT" install DESTDIR="$d" >/dev/null
 	local lib=$d/usr/local/lib/mseg
 	local t
-	for t in mseg-gc mseg-log mseg-eventd mseg-sessions mseg-textfile mseg-ruleset mseg-abi; do
+	for t in mseg-gc mseg-log mseg-eventd mseg-sessions mseg-flows mseg-textfile mseg-ruleset mseg-abi; do
 		test -x "$lib/build/$t"
 	done
 	for t in mseg-pkt mseg-testrun mseg-fill; do
@@ -139,6 +142,9 @@ complete_words() {
 	test -x "$lib/scripts/mseg-rule"
 	test -s "$d/usr/local/share/man/man8/mseg.8"
 	test -s "$d/usr/local/share/man/man8/mseg-sessions.8"
+	test -s "$d/usr/local/share/man/man8/mseg-flows.8"
+	test -s "$d/usr/local/share/man/man8/mseg-graph.8"
+	test -x "$lib/scripts/mseg-graph"
 	test -s "$d/usr/local/share/bash-completion/completions/mseg"
 	test -s "$d/usr/local/lib/systemd/system/mseg-eventd.service"
 	# the installed command runs from the install tree

@@ -34,6 +34,7 @@ DEMO=$MSEG_ROOT/tests/demo
 }
 
 @test "the demo runs to the end, each probe as the rules say, and cleans up" {
+	export MSEG_DEMO_SVG=$BATS_TEST_TMPDIR/demo-flows.svg
 	run --separate-stderr "$DEMO"
 	printf '%s\n' "$output"
 	[ "$status" -eq 0 ]
@@ -72,6 +73,12 @@ DEMO=$MSEG_ROOT/tests/demo
 	[[ $output == *"mseg attached to "* ]]
 	[[ $output == *"Sessions: "*" | Evictions: "*" | Pressure: "* ]]
 	[[ $output == *"mseg_packets_total{action=\"denied\"}"* ]]
+	# the flows, and their picture where it says: the client and the server,
+	# allowed and denied edges between them
+	[[ $output == *$'\n'"the flow map of this demo's traffic: $MSEG_DEMO_SVG"$'\n'* ]]
+	"$MSEG_PYTHON" "$MSEG_HELPERS/svggraph.py" "$MSEG_DEMO_SVG" | jq -e '
+		([.nodes[].name] | sort) == ["10.77.1.2", "10.77.2.2", "fd77:1::2", "fd77:2::2"]
+		and ([.edges[].stroke] | unique) == ["#2e7d32", "#c62828"]' >/dev/null
 	# Its namespaces and bpffs are gone (their names are in the output).
 	local tag pins
 	tag=$(sed -n 's/^mseg attached to mr\([0-9a-f]*\)c .*/\1/p' <<<"$output")

@@ -43,6 +43,8 @@ declare -gA SHAPE=(
 	["segment show web --json"]=object
 	["failsafe list --json"]=list
 	["explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 2222"]=object
+	["flows --json"]=list
+	["flows --json --since 1h"]=list
 )
 
 # keys_ok JSON: every object's own keys are snake_case (tcp_states maps
@@ -105,7 +107,8 @@ check() {
 		"monitor --json --count 2" "log --json" "log --json --count 1" "rule list --json" \
 		"cidr list --json" "ip-range list --json" "sessions del --json --sport 10001" \
 		"sessions flush --json" "segment list --json" "segment show web --json" "failsafe list --json" \
-		"explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 2222"; do
+		"explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 2222" \
+		"flows --json" "flows --json --since 1h"; do
 		check "$c" "${SHAPE[$c]}"
 	done
 	# wildcards are "any" (rule 6): the rule names no source port
@@ -130,7 +133,7 @@ check() {
 	empty=$(mktemp -d "$BATS_TEST_TMPDIR/nopins.XXXXXX")
 	local c
 	for c in "status --json" "config show --json" "stats --json" "sessions --json" \
-		"gc --json" "monitor --once --json" "log --json"; do
+		"gc --json" "monitor --once --json" "log --json" "flows --json"; do
 		# shellcheck disable=SC2086 # words
 		run --separate-stderr env TC_BPF_MNT="$empty" "$MSEG_SCRIPTS/mseg" $c
 		[[ $status != 0 && -z $output && $stderr == mseg:* && $(grep -c . <<<"$stderr") == 1 ]] ||

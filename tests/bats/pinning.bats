@@ -10,10 +10,11 @@
 
 load helpers/common
 
-REQUIRED_MAPS=(mseg_sessions mseg_ident mseg_rules mseg_rule_hits mseg_source mseg_config mseg_stats)
-# Pinned with the object but read by user space alone: the policy's
-# statements (docs/policy.md), which the data path never looks at.
-USER_ONLY_MAPS=(mseg_source)
+REQUIRED_MAPS=(mseg_sessions mseg_ident mseg_rules mseg_rule_hits mseg_source mseg_config mseg_stats mseg_flows)
+# Pinned with the object but never touched by the classifier: the policy's
+# statements (docs/policy.md), read by user space alone, and the flows of
+# the sessions mseg gc deleted, written by its sweep alone.
+USER_ONLY_MAPS=(mseg_source mseg_flows_gc)
 
 setup() {
 	require_build
@@ -101,12 +102,17 @@ handshake() {
 	mseg_rule add --src 10.50.0.1 --dst 10.50.0.9 --proto tcp --dport 22 --action deny >/dev/null
 	"$MSEG_SCRIPTS/mseg-cidr" add 10.51.0.0/16 --action deny >/dev/null
 
-	# dump_of MAP [-j]: its dump; for the 262,144 per-CPU rule counters only
-	# the default's (id 0), in the same form
+	# a flow of ended sessions, as mseg gc writes them (zero: the names count)
+	# shellcheck disable=SC2046 # hex bytes are words
+	bpftool map update pinned "$(pin mseg_flows_gc)" key hex $(printf '00 %.0s' {1..48}) \
+		value hex $(printf '00 %.0s' {1..40})
+
+	# dump_of MAP [-j]: its dump; for the 262,144 per-CPU rule counters and
+	# the per-CPU flow slots only the first entry, in the same form
 	dump_of() {
 		local -a j=()
 		[[ -n ${2:-} ]] && j=(-j)
-		if [[ $1 == mseg_rule_hits ]]; then
+		if [[ $1 == mseg_rule_hits || $1 == mseg_flows ]]; then
 			bpftool "${j[@]}" map lookup pinned "$(pin "$1")" key hex 00 00 00 00 |
 				if ((${#j[@]})); then jq -c '[.]'; else cat; fi
 		else
@@ -138,6 +144,10 @@ handshake() {
 		[mseg_gc]="last_run_ns runs sessions live half_open deleted half_open_reaped"
 		[mseg_evlimit]="window_start_ns count pending emitted_total suppressed_total"
 		[mseg_evict]="addr_lo addr_hi port_lo port_hi proto family"
+		[mseg_flows]="flow src dst rule_id dport proto family verdict count connections packets
+			bytes first_ns last_ns"
+		[mseg_flows_gc]="src dst rule_id dport proto family verdict connections packets bytes
+			first_ns last_ns"
 	)
 	# Every map pinned has its list: a new map must be added above.
 	# mseg_events is a ring buffer: bpftool cannot dump it (no keys, no

@@ -111,11 +111,12 @@ lab_attacker_setup() {
 
 # lab_teardown: kill what the lab started, delete the namespaces, unmount.
 lab_teardown() {
-	local pid ns
+	local pid ns app_ns=()
 	for pid in ${LAB_PIDS[@]+"${LAB_PIDS[@]}"}; do
 		kill "$pid" 2>/dev/null || true
 	done
-	for ns in "${LAB_C:-}" "${LAB_R:-}" "${LAB_S:-}" "${LAB_A:-}"; do
+	mapfile -t app_ns < <(_lab_app_all_ns)
+	for ns in "${LAB_C:-}" "${LAB_R:-}" "${LAB_S:-}" "${LAB_A:-}" ${app_ns[@]+"${app_ns[@]}"}; do
 		[[ -n $ns ]] || continue
 		# Only processes inside our own namespaces: all started by the lab.
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
@@ -128,7 +129,7 @@ lab_teardown() {
 	done
 	LAB_PIDS=()
 	[[ -n ${LAB_DIR:-} ]] && rm -rf "$LAB_DIR"
-	unset LAB_C LAB_R LAB_S LAB_A LAB_DIR
+	unset LAB_C LAB_R LAB_S LAB_A LAB_DIR LAB_APP
 	bpffs_teardown
 }
 
@@ -216,4 +217,126 @@ lab_conn_send() {
 	res=$(cat "$dir/res.$i")
 	echo "$res"
 	[[ $res == ok ]]
+}
+
+# --- the application lab ------------------------------------------------------
+#
+# A small application behind one router (issue 15: flows, the map, learned
+# and staged policies): each host in its own namespace and /24, on its own
+# veth to the router, whose ingress mseg filters (so every packet between
+# two hosts is judged once, on its sender's side). IPv4 only, IPv6 off:
+# nothing but the tests' own traffic and ARP crosses the links.
+#
+#   web1  10.78.1.2   web2  10.78.2.2   the web tier
+#   db    10.78.3.2                     the db tier
+#   stray 10.78.9.2                     a client of neither
+#
+# The router is LAB_R; every name derives from LAB_TAG (exported), so the
+# tests of a suite whose setup_file built the lab find it too.
+
+LAB_APP_HOSTS=(web1 web2 db stray)
+declare -gA LAB_APP_ADDR=([web1]=10.78.1.2 [web2]=10.78.2.2 [db]=10.78.3.2 [stray]=10.78.9.2)
+
+# lab_app_ns HOST: HOST's namespace.
+lab_app_ns() { echo "mseg-$LAB_TAG-$1"; }
+
+# lab_app_dev HOST: the router's veth to HOST (mseg filters its ingress).
+lab_app_dev() {
+	local i
+	for i in "${!LAB_APP_HOSTS[@]}"; do
+		[[ ${LAB_APP_HOSTS[i]} == "$1" ]] && { echo "mr${LAB_TAG}h$i"; return 0; }
+	done
+	echo "lab_app_dev: no host $1" >&2
+	return 1
+}
+
+# _lab_app_all_ns: the application lab's namespaces, when there is one.
+_lab_app_all_ns() {
+	local h
+	[[ -n ${LAB_APP:-} && -n ${LAB_TAG:-} ]] || return 0
+	for h in "${LAB_APP_HOSTS[@]}"; do lab_app_ns "$h"; done
+}
+
+# lab_app_setup: build the application lab (and a private bpffs), mseg on
+# the ingress of every router veth. Starts nothing (lab_app_serve).
+lab_app_setup() {
+	local tag h ns dev a
+	tag=$(printf '%x%03x' $((BASHPID % 65536)) $((RANDOM % 4096)))
+	LAB_TAG=$tag
+	LAB_APP=1
+	LAB_R=mseg-$tag-r
+	LAB_DIR=$(mktemp -d /tmp/mseg-lab.XXXXXX)
+	LAB_PIDS=()
+	export LAB_TAG LAB_APP LAB_R LAB_DIR
+
+	bpffs_setup
+	ip netns add "$LAB_R" && _lab_app_quiet "$LAB_R" &&
+		ip netns exec "$LAB_R" sysctl -qw net.ipv4.ip_forward=1 || return 1
+	for h in "${LAB_APP_HOSTS[@]}"; do
+		a=${LAB_APP_ADDR[$h]}
+		ns=$(lab_app_ns "$h")
+		dev=$(lab_app_dev "$h") || return 1
+		ip netns add "$ns" && _lab_app_quiet "$ns" &&
+			ip link add "${dev/#mr/mh}" netns "$ns" type veth peer name "$dev" netns "$LAB_R" &&
+			ip -n "$ns" addr add "$a/24" dev "${dev/#mr/mh}" &&
+			ip -n "$LAB_R" addr add "${a%.*}.1/24" dev "$dev" &&
+			ip -n "$ns" link set "${dev/#mr/mh}" up &&
+			ip -n "$LAB_R" link set "$dev" up &&
+			ip -n "$ns" route add default via "${a%.*}.1" || return 1
+	done
+	for h in "${LAB_APP_HOSTS[@]}"; do
+		attach_dev "$(lab_app_dev "$h")" "$LAB_R" --ingress >/dev/null || return 1
+	done
+	LAB_PROG_ID=$(prog_id "$(lab_app_dev web1)" "$LAB_R" ingress) || return 1
+	export LAB_PROG_ID
+}
+
+# _lab_app_quiet NS: lo up, IPv6 off (no router solicitations, no MLD).
+_lab_app_quiet() {
+	ip -n "$1" link set lo up &&
+		ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 &&
+		ip netns exec "$1" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+}
+
+# lab_app_serve HOST LIFE [--tcp P,...] [--udp P,...]: echo servers on HOST
+# for LIFE seconds; returns once they listen.
+lab_app_serve() {
+	local h=$1 life=$2 ready=$LAB_DIR/echo.$1.ready
+	shift 2
+	_lab_bg "$(lab_app_ns "$h")" "$LAB_DIR/echo.$h.log" timeout -k 5 "$((life + 5))" \
+		"$MSEG_PYTHON" "$MSEG_HELPERS/lab-echo.py" "$@" --ready "$ready" --life "$life"
+	wait_until 50 test -e "$ready" || {
+		echo "lab: echo server on $h did not start:" >&2
+		cat "$LAB_DIR/echo.$h.log" >&2
+		return 1
+	}
+}
+
+# lab_app_exec HOST CMD...: CMD in HOST's namespace.
+lab_app_exec() {
+	local ns
+	ns=$(lab_app_ns "$1")
+	shift
+	ip netns exec "$ns" "$@"
+}
+
+# lab_app_client HOST tcp|udp DST_HOST PORT [lab-client.py OPTION...]: one
+# exchange from HOST with DST_HOST's echo server; status 0 only when the
+# echo came back (options: --timeout S, --size N, ...).
+lab_app_client() {
+	local h=$1 mode=$2 dst=$3 port=$4
+	shift 4
+	lab_app_exec "$h" timeout -k 5 10 "$MSEG_PYTHON" "$MSEG_HELPERS/lab-client.py" \
+		"$mode" "${LAB_APP_ADDR[$dst]}" "$port" "$@"
+}
+
+# lab_app_syn_retrans HOST: the SYNs HOST's kernel has sent again so far
+# (TcpExt TCPSynRetrans of its namespace), so a test knows how many SYNs
+# a connection that got no answer really sent.
+lab_app_syn_retrans() {
+	# shellcheck disable=SC2016 # awk's fields
+	lab_app_exec "$1" awk '
+		$1 == "TcpExt:" && !n { for (i = 2; i <= NF; i++) name[i] = $i; n = 1; next }
+		$1 == "TcpExt:" { for (i = 2; i <= NF; i++) if (name[i] == "TCPSynRetrans") print $i }
+	' /proc/net/netstat
 }
