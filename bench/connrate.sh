@@ -51,8 +51,10 @@ source "${ROOT}/bench/policy.bash"
 TAG="cr$$"
 NSC="" NSR="" NSS=""
 PIDS=()
-# "CONN_PER_S P99_US ERRORS" per round, one a line, by FILTER/FAMILY
-declare -A RES=()
+# "CONN_PER_S P99_US ERRORS REQUESTS" per round, one a line, by
+# FILTER/FAMILY; sessions or conntrack entries counted at the end of the
+# turns, by FILTER
+declare -A RES=() TRACKED=()
 
 cleanup() {
   local p ns m
@@ -147,7 +149,8 @@ EOF
   return 1
 }
 
-# wrk_run FAMILY SECONDS: one wrk run from C; prints "CONN_PER_S P99_US ERRORS".
+# wrk_run FAMILY SECONDS: one wrk run from C; prints "CONN_PER_S P99_US
+# ERRORS REQUESTS".
 wrk_run() {
   local url="http://${S4}/" out
   [[ $1 == 6 ]] && url="http://[${S6}]/"
@@ -162,9 +165,10 @@ wrk_run() {
     }
     $1 == "99%" { p99 = us($2) }
     $1 == "Requests/sec:" { rate = $2 }
+    $2 == "requests" && $3 == "in" { n = $1 }
     /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
     /Non-2xx/ { err += $NF }
-    END { if (rate == "") exit 1; printf "%.0f %.0f %d\n", rate, p99, err }' <<<"${out}"
+    END { if (rate == "") exit 1; printf "%.0f %.0f %d %d\n", rate, p99, err, n }' <<<"${out}"
 }
 
 # mseg_in NAME CMD...: run an mseg command against the pins of NAME.
@@ -193,19 +197,23 @@ filter_on() {
   esac
 }
 
-# filter_off NAME: the filter gone and its table emptied.
+# filter_off NAME: the filter gone and its table emptied; adds the entries
+# the table held to TRACKED[NAME].
 filter_off() {
+  local n=0
   case $1 in
     none) ;;
     mseg-*)
       ip netns exec "${NSR}" tc qdisc del dev rc clsact
-      mseg_in "${1#mseg-}" sessions flush >/dev/null
+      n=$(mseg_in "${1#mseg-}" sessions flush --json | jq .deleted)
       ;;
     nft-*)
       ip netns exec "${NSR}" nft delete table inet "mseg_${TAG}"
+      n=$(ip netns exec "${NSR}" conntrack -C)
       ip netns exec "${NSR}" conntrack -F 2>/dev/null
       ;;
   esac
+  TRACKED[$1]=$((${TRACKED[$1]:-0} + n))
 }
 
 # mseg_pins NAME POLICY_FILE: a bpffs of its own with POLICY applied, and
@@ -268,6 +276,11 @@ report() {
     done
     printf 'connrate: IPv%s mseg-100k / nft-100k: conn/s x%.2f, p99 x%.2f\n' "${fam}" \
       "$(per_round 1 "mseg-100k/${fam}" "nft-100k/${fam}")" "$(per_round 2 "mseg-100k/${fam}" "nft-100k/${fam}")"
+  done
+  for f in "${FILTERS[@]}"; do
+    [[ ${f} == none ]] && continue
+    printf 'connrate: %s: %d connections (wrk, both families, every round), %d entries left in its table after its turns\n' \
+      "${f}" "$(cat <(column 4 "${f}/4") <(column 4 "${f}/6") | awk '{ s += $1 } END { print s }')" "${TRACKED[${f}]}"
   done
   echo "connrate: ratios: the median over the rounds of each round's figure / the same round's \"none\" (or nft-100k)"
 }
