@@ -13,7 +13,7 @@
 #   test-run  mseg alone through BPF_PROG_TEST_RUN, as pkt.sh and
 #             segments.sh measure it, beside the floor program (parse + one
 #             5-tuple hash lookup)
-#   stack     the probe sent RUNS x 101 x 1000 times into a veth by
+#   stack     the probe sent TURNS x 2001 x 100 times into a veth by
 #             build/mseg-blast, which prints the sending thread's CPU ns per
 #             frame: the peer receives it in that thread, so this is the
 #             whole receive path up to the drop. What the filter adds is the
@@ -30,6 +30,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly REPEAT="${MSEG_BENCH_REPEAT:-200000}"
 readonly RUNS="${MSEG_BENCH_RUNS:-5}"
+readonly TURNS="${MSEG_BENCH_STACK_TURNS:-3}"
 read -r -a COUNTS <<<"${MSEG_BENCH_RULECOUNTS:-10 1000 10000 100000}"
 readonly COUNTS
 readonly PROBE_SRC=192.0.2.1 PROBE_DST=198.51.100.1
@@ -76,7 +77,7 @@ off() {
 counter() { in_ns nstat -asz "$1" | awk -v n="$1" '$1 == n { print $2 }'; }
 
 # measure N: load the policy of N rules into both filters, then print one
-# line: test-run medians, stack medians over RUNS turns of all four.
+# line: test-run medians, stack medians over TURNS turns of all four.
 measure() {
   local n=$1 t0 tm i w a f v
   local -A st=()
@@ -97,7 +98,7 @@ measure() {
   # session; nftables: no conntrack entry, and none reached routing.
   local routed
   routed=$(($(counter IpInAddrErrors) + $(counter IpExtInNoRoutes)))
-  for ((i = 0; i < RUNS; i++)); do
+  for ((i = 0; i < TURNS; i++)); do
     for w in tc-drop mseg nft-drop nft; do
       on "${w}"
       st[${w}]+="$(blast)"$'\n'
@@ -155,7 +156,7 @@ EOF
   printf '%s\n' "segment add probe_src ${PROBE_SRC%.*}.0/24" "segment add probe_dst ${PROBE_DST%.*}.0/24" \
     "rule add --src probe_src --dst probe_dst --proto udp --dport 9 --action deny" "default deny" >"${WORK}/own"
   echo "rulecount: a new flow denied by a segment rule among N (bench/policy.bash's mix), IPv4; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "rulecount: test-run: BPF_PROG_TEST_RUN, repeat ${REPEAT}, median of ${RUNS}; stack: CPU ns per frame above the same frame dropped at once, median of ${RUNS} turns (each the fastest of 101 batches of 1000 frames)"
+  echo "rulecount: test-run: BPF_PROG_TEST_RUN, repeat ${REPEAT}, median of ${RUNS}; stack: CPU ns per frame above the same frame dropped at once, median of ${TURNS} turns (each the fastest of 2001 batches of 100 frames)"
   local n
   for n in "${COUNTS[@]}"; do
     measure "${n}"
