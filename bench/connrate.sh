@@ -39,7 +39,11 @@ readonly THREADS="${MSEG_BENCH_CONNRATE_THREADS:-2}"
 readonly RULES="${MSEG_BENCH_RULES:-100000}"
 readonly C4=10.97.1.2 R4C=10.97.1.1 R4S=10.97.2.1 S4=10.97.2.2
 readonly C6=fd97:1::2 R6C=fd97:1::1 R6S=fd97:2::1 S6=fd97:2::2
-readonly FILTERS=(none mseg-small mseg-100k nft-100k)
+# the big policy's name: 100k for 100,000 rules
+BIG=${RULES}
+((RULES % 1000)) || BIG="$((RULES / 1000))k"
+readonly BIG
+readonly FILTERS=(none mseg-small "mseg-${BIG}" "nft-${BIG}")
 SERVER_CPU=$(($(nproc) - 1))
 readonly SERVER_CPU
 
@@ -241,17 +245,17 @@ policies() {
     "segment add web ${S4%.*}.0/24 ${S6%::*}::/64" \
     "rule add --src clients --dst web --proto tcp --dport 80 --action allow" "default deny")
   echo "${own}" >"${WORK}/small.policy"
-  { policy_mix $((RULES - 1)) && echo "${own}"; } >"${WORK}/100k.policy"
-  policy_nft "mseg_${TAG}" forward 0 <"${WORK}/100k.policy" >"${WORK}/100k.nft"
+  { policy_mix $((RULES - 1)) && echo "${own}"; } >"${WORK}/${BIG}.policy"
+  policy_nft "mseg_${TAG}" forward 0 <"${WORK}/${BIG}.policy" >"${WORK}/${BIG}.nft"
   echo "connrate: mseg-small: $(mseg_pins small "${WORK}/small.policy")"
   t0=$(date +%s.%N)
-  echo "connrate: mseg-100k: $(mseg_pins 100k "${WORK}/100k.policy"), mseg apply in $(awk -v a="${t0}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s (with attach)"
+  echo "connrate: mseg-${BIG}: $(mseg_pins "${BIG}" "${WORK}/${BIG}.policy"), mseg apply in $(awk -v a="${t0}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s (with attach)"
   t0=$(date +%s.%N)
-  filter_on nft-100k
+  filter_on "nft-${BIG}"
   t1=$(date +%s.%N)
-  filter_off nft-100k
-  printf 'connrate: nft-100k: the same policy as %d set and map elements, nft -f in %.1f s\n' \
-    "$(grep -c ' : ' "${WORK}/100k.nft")" "$(awk -v a="${t0}" -v b="${t1}" 'BEGIN { print b - a }')"
+  filter_off "nft-${BIG}"
+  printf 'connrate: nft-%s: the same policy as %d set and map elements, nft -f in %.1f s\n' \
+    "${BIG}" "$(grep -c ' : ' "${WORK}/${BIG}.nft")" "$(awk -v a="${t0}" -v b="${t1}" 'BEGIN { print b - a }')"
 }
 
 # column N KEY: field N of every round of RES[KEY], one a line.
@@ -274,15 +278,15 @@ report() {
         "$(awk -v v="${p99}" 'BEGIN { print v / 1000 }')" "$(per_round 2 "${f}/${fam}" "none/${fam}")" \
         "${err}" "$(column 1 "${f}/${fam}" | paste -sd' ')"
     done
-    printf 'connrate: IPv%s mseg-100k / nft-100k: conn/s x%.2f, p99 x%.2f\n' "${fam}" \
-      "$(per_round 1 "mseg-100k/${fam}" "nft-100k/${fam}")" "$(per_round 2 "mseg-100k/${fam}" "nft-100k/${fam}")"
+    printf 'connrate: IPv%s mseg-%s / nft-%s: conn/s x%.2f, p99 x%.2f\n' "${fam}" "${BIG}" "${BIG}" \
+      "$(per_round 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(per_round 2 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")"
   done
   for f in "${FILTERS[@]}"; do
     [[ ${f} == none ]] && continue
     printf 'connrate: %s: %d connections (wrk, both families, every round), %d entries left in its table after its turns\n' \
       "${f}" "$(cat <(column 4 "${f}/4") <(column 4 "${f}/6") | awk '{ s += $1 } END { print s }')" "${TRACKED[${f}]}"
   done
-  echo "connrate: ratios: the median over the rounds of each round's figure / the same round's \"none\" (or nft-100k)"
+  echo "connrate: ratios: the median over the rounds of each round's figure / the same round's \"none\" (or nft-${BIG})"
 }
 
 main() {

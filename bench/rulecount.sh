@@ -115,7 +115,7 @@ measure() {
   m=$(median <<<"${a}") mf=$(median <<<"${f}")
   sd=$(median <<<"${st[tc-drop]}") sm=$(median <<<"${st[mseg]}")
   snd=$(median <<<"${st[nft-drop]}") sn=$(median <<<"${st[nft]}")
-  printf 'rulecount: %6d rules  test-run: mseg %4d ns (floor %3d ns)  stack: mseg +%4d ns  nft +%4d ns  nft/mseg x%s  (dropped at once: tc %d ns, nft %d ns per frame; mseg apply %s s)\n' \
+  printf 'rulecount: %6d rules  test-run: mseg %4d ns (floor %3d ns)  stack: mseg +%d ns  nft +%d ns  nft/mseg x%s  (dropped at once: tc %d ns, nft %d ns per frame; mseg apply %s s)\n' \
     "${n}" "${m}" "${mf}" $((sm - sd)) $((sn - snd)) "$(ratio $((sn - snd)) $((sm - sd)))" \
     "${sd}" "${snd}" "${tm}"
 }
