@@ -35,7 +35,7 @@ run_ns() {
 attach() {
   local tree=$1 mnt=$2 ns=$3
   # the edit lock cannot live on a bpffs
-  mkdir -p -m 0700 "${mnt}.lock"
+  mkdir -m 0700 "${mnt}.lock"
   ip netns add "${ns}"
   ip -n "${ns}" link add b0 type veth peer name b1
   TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" ip netns exec "${ns}" "${tree}/scripts/mseg" attach b0 --ingress >/dev/null
