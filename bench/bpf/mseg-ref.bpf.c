@@ -3,6 +3,9 @@
  * Reference classifiers for bench/pkt.sh, built by the benchmark itself:
  *   ref_empty  returns TC_ACT_OK and does nothing else: the cost of the
  *              hook and of BPF_PROG_TEST_RUN themselves;
+ *   ref_drop   returns TC_ACT_SHOT and does nothing else: bench/rulecount.sh
+ *              drops a frame with it at once, the baseline of what a filter
+ *              adds to the receive path;
  *   ref_floor  parses Ethernet, IPv4 or IPv6 and TCP/UDP ports, and looks
  *              the 5-tuple up once in a hash: the least a stateful
  *              classifier can do per packet.
@@ -36,6 +39,12 @@ SEC("tc")
 int ref_empty(struct __sk_buff *skb)
 {
 	return TC_ACT_OK;
+}
+
+SEC("tc")
+int ref_drop(struct __sk_buff *skb)
+{
+	return TC_ACT_SHOT;
 }
 
 SEC("tc")

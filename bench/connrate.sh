@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Benchmark: how many short TCP connections per second pass a router with
+# each filter on it, from a real load generator (wrk) to a real server
+# (nginx), IPv4 and IPv6. Namespaces: client C - router R - server S, veth
+# pairs, forwarding on in R; every filter works in R:
+#   none        no filter
+#   mseg-small  mseg on R's client-facing veth, ingress and egress (as
+#               `make demo` and the tests attach it), a policy of two
+#               segments (clients, web) and one rule allowing clients ->
+#               web tcp/80, default deny
+#   mseg-100k   the same three statements among RULES-1 others: segments,
+#               rules between them, exact rules and CIDR rules
+#               (bench/policy.bash), default deny
+#   nft-100k    nftables in R's forward hook with conntrack:
+#               `ct state established,related accept` first, then the same
+#               100k policy translated into sets and verdict maps
+#               (policy_nft), policy drop
+# wrk runs on CPU 0 (THREADS threads, CONNS connections, each request on a
+# new connection: `Connection: close`), nginx (one process) on the last CPU,
+# so neither pushes the other around. The filters take turns, ROUNDS times,
+# each turn both families, the first filter of a round moving along; drift
+# on this shared machine hits them alike. Before each turn the tables are
+# empty: mseg's sessions flushed, the nft table loaded anew (its conntrack
+# hooks go with it, so conntrack never runs for the other filters) and
+# conntrack's entries flushed. Per filter: the median conn/s and p99 latency
+# of its rounds, their ratios to "none" of the same rounds, and
+# mseg-100k / nft-100k.
+# wrk's latency runs from the request's first byte to the response's last,
+# on a connection it just opened: the handshake (the SYN is the packet that
+# pays for the policy) is before it and counts in conn/s only.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly ROOT
+readonly DURATION="${MSEG_BENCH_CONNRATE_SECONDS:-2}"
+readonly ROUNDS="${MSEG_BENCH_CONNRATE_ROUNDS:-5}"
+readonly CONNS="${MSEG_BENCH_CONNRATE_CONNS:-32}"
+readonly THREADS="${MSEG_BENCH_CONNRATE_THREADS:-2}"
+readonly RULES="${MSEG_BENCH_RULES:-100000}"
+readonly C4=10.97.1.2 R4C=10.97.1.1 R4S=10.97.2.1 S4=10.97.2.2
+readonly C6=fd97:1::2 R6C=fd97:1::1 R6S=fd97:2::1 S6=fd97:2::2
+# the big policy's name: 100k for 100,000 rules
+BIG=${RULES}
+((RULES % 1000)) || BIG="$((RULES / 1000))k"
+readonly BIG
+readonly FILTERS=(none mseg-small "mseg-${BIG}" "nft-${BIG}")
+SERVER_CPU=$(($(nproc) - 1))
+readonly SERVER_CPU
+
+# shellcheck source=bench/lib.bash
+source "${ROOT}/bench/lib.bash"
+# shellcheck source=bench/policy.bash
+source "${ROOT}/bench/policy.bash"
+
+TAG="cr$$"
+NSC="" NSR="" NSS=""
+PIDS=()
+# "CONN_PER_S P99_US ERRORS REQUESTS" per round, one a line, by
+# FILTER/FAMILY; sessions or conntrack entries counted at the end of the
+# turns, by FILTER
+declare -A RES=() TRACKED=()
+
+cleanup() {
+  local p ns m
+  for p in "${PIDS[@]}"; do kill "${p}" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "${p}" 2>/dev/null || true; done
+  for ns in "${NSC}" "${NSR}" "${NSS}"; do
+    [[ -n "${ns}" ]] && ip netns del "${ns}" 2>/dev/null
+  done
+  if [[ -n "${WORK}" ]]; then
+    for m in "${WORK}"/bpffs-*; do
+      mountpoint -q "${m}" && umount "${m}"
+    done
+    rm -rf "${WORK}"
+  fi
+  return 0
+}
+
+# link NS_A DEV_A NS_B DEV_B
+link() {
+  ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
+  ip -n "$1" link set "$2" up
+  ip -n "$3" link set "$4" up
+}
+
+# addr NS DEV ADDR4/LEN ADDR6/LEN
+addr() {
+  ip netns exec "$1" sysctl -qw "net.ipv6.conf.$2.accept_dad=0"
+  ip -n "$1" addr add "$3" dev "$2"
+  ip -n "$1" -6 addr add "$4" dev "$2" nodad
+}
+
+lab_up() {
+  local ns
+  NSC="msegc${TAG}" NSR="msegr${TAG}" NSS="msegs${TAG}"
+  for ns in "${NSC}" "${NSR}" "${NSS}"; do
+    ip netns add "${ns}"
+    ip -n "${ns}" link set lo up
+  done
+  link "${NSC}" c0 "${NSR}" rc
+  link "${NSS}" s0 "${NSR}" rs
+  addr "${NSC}" c0 "${C4}/24" "${C6}/64"
+  addr "${NSR}" rc "${R4C}/24" "${R6C}/64"
+  addr "${NSR}" rs "${R4S}/24" "${R6S}/64"
+  addr "${NSS}" s0 "${S4}/24" "${S6}/64"
+  ip netns exec "${NSR}" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+  ip -n "${NSC}" route add default via "${R4C}"
+  ip -n "${NSC}" -6 route add default via "${R6C}"
+  ip -n "${NSS}" route add default via "${R4S}"
+  ip -n "${NSS}" -6 route add default via "${R6S}"
+  # Every request is a new connection: reuse the client's ports in
+  # TIME_WAIT, and let the server queue a burst of handshakes.
+  ip netns exec "${NSC}" sysctl -qw net.ipv4.tcp_tw_reuse=1 \
+    net.ipv4.ip_local_port_range="1024 65000"
+  ip netns exec "${NSS}" sysctl -qw net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=4096
+}
+
+# nginx_up: one nginx process in S, its files in WORK, listening on S's two
+# addresses only, in the foreground of a bounded background job.
+nginx_up() {
+  local d="${WORK}/nginx" i
+  mkdir -p "${d}/tmp"
+  cat >"${d}/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid ${d}/nginx.pid;
+lock_file ${d}/nginx.lock;
+error_log ${d}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${d}/tmp/body;
+  proxy_temp_path ${d}/tmp/proxy;
+  fastcgi_temp_path ${d}/tmp/fastcgi;
+  uwsgi_temp_path ${d}/tmp/uwsgi;
+  scgi_temp_path ${d}/tmp/scgi;
+  server {
+    listen ${S4}:80 backlog=4096;
+    listen [${S6}]:80 backlog=4096;
+    location / { return 200 "ok\n"; }
+  }
+}
+EOF
+  ip netns exec "${NSS}" taskset -c "${SERVER_CPU}" timeout -k 5 900 \
+    nginx -e "${d}/error.log" -p "${d}" -c "${d}/nginx.conf" &
+  PIDS+=("$!")
+  for ((i = 0; i < 50; i++)); do
+    (($(ip netns exec "${NSS}" ss -Htln sport = :80 | wc -l) == 2)) && return 0
+    sleep 0.1
+  done
+  echo "mseg: bench: nginx did not listen on ${S4}:80 and [${S6}]:80: $(cat "${d}/error.log")" >&2
+  return 1
+}
+
+# wrk_run FAMILY SECONDS: one wrk run from C; prints "CONN_PER_S P99_US
+# ERRORS REQUESTS".
+wrk_run() {
+  local url="http://${S4}/" out
+  [[ $1 == 6 ]] && url="http://[${S6}]/"
+  out="$(ip netns exec "${NSC}" taskset -c 0 timeout -k 5 $(($2 + 30)) \
+    wrk -t "${THREADS}" -c "${CONNS}" -d "$2s" --latency -H 'Connection: close' "${url}")"
+  awk '
+    function us(v) {
+      if (v ~ /us$/) return v + 0
+      if (v ~ /ms$/) return v * 1000
+      if (v ~ /m$/) return v * 60e6
+      return v * 1e6
+    }
+    $1 == "99%" { p99 = us($2) }
+    $1 == "Requests/sec:" { rate = $2 }
+    $2 == "requests" && $3 == "in" { n = $1 }
+    /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
+    /Non-2xx/ { err += $NF }
+    END { if (rate == "") exit 1; printf "%.0f %.0f %d %d\n", rate, p99, err, n }' <<<"${out}"
+}
+
+# mseg_in NAME CMD...: run an mseg command against the pins of NAME.
+mseg_in() {
+  local name=$1
+  shift
+  TC_BPF_MNT="${WORK}/bpffs-${name}" MSEG_LOCK_DIR="${WORK}/lock-${name}" \
+    ip netns exec "${NSR}" "${ROOT}/scripts/mseg" "$@"
+}
+
+# Switching a filter must not cost a turn seconds of the verifier: each
+# mseg configuration's two programs (ingress, egress) were loaded once by
+# `mseg attach` and pinned; a turn puts them back in mseg's own tc slot.
+filter_on() {
+  local d="${WORK}/bpffs-${1#mseg-}" dir
+  case $1 in
+    none) ;;
+    mseg-*)
+      ip netns exec "${NSR}" tc qdisc add dev rc clsact
+      for dir in ingress egress; do
+        ip netns exec "${NSR}" tc filter add dev rc "${dir}" pref 1337 handle 1 \
+          bpf da object-pinned "${d}/prog-${dir}"
+      done
+      ;;
+    nft-*) ip netns exec "${NSR}" nft -f "${WORK}/${1#nft-}.nft" ;;
+  esac
+}
+
+# filter_off NAME: the filter gone and its table emptied; adds the entries
+# the table held to TRACKED[NAME].
+filter_off() {
+  local n=0
+  case $1 in
+    none) ;;
+    mseg-*)
+      ip netns exec "${NSR}" tc qdisc del dev rc clsact
+      n=$(mseg_in "${1#mseg-}" sessions flush --json | jq .deleted)
+      ;;
+    nft-*)
+      ip netns exec "${NSR}" nft delete table inet "mseg_${TAG}"
+      n=$(ip netns exec "${NSR}" conntrack -C)
+      ip netns exec "${NSR}" conntrack -F 2>/dev/null
+      ;;
+  esac
+  TRACKED[$1]=$((${TRACKED[$1]:-0} + n))
+}
+
+# mseg_pins NAME POLICY_FILE: a bpffs of its own with POLICY applied, and
+# the programs `mseg attach rc --both` loaded pinned beside the maps; mseg
+# attached nowhere.
+mseg_pins() {
+  local d="${WORK}/bpffs-$1" dir id
+  mkdir -p "${d}" "${WORK}/lock-$1"
+  chmod 0700 "${WORK}/lock-$1"
+  mount -t bpf bpf "${d}"
+  mseg_in "$1" attach rc --both >/dev/null
+  for dir in ingress egress; do
+    id=$(ip netns exec "${NSR}" tc -j filter show dev rc "${dir}" |
+      jq -r '[.[] | .options.prog.id // empty] | first')
+    bpftool prog pin id "${id}" "${d}/prog-${dir}"
+  done
+  mseg_in "$1" detach rc >/dev/null
+  TC_BPF_MNT="${WORK}/bpffs-$1" MSEG_LOCK_DIR="${WORK}/lock-$1" \
+    "${ROOT}/scripts/mseg" apply "$2"
+}
+
+policies() {
+  local own t0 t1
+  own=$(printf '%s\n' "segment add clients ${C4%.*}.0/24 ${C6%::*}::/64" \
+    "segment add web ${S4%.*}.0/24 ${S6%::*}::/64" \
+    "rule add --src clients --dst web --proto tcp --dport 80 --action allow" "default deny")
+  echo "${own}" >"${WORK}/small.policy"
+  { policy_mix $((RULES - 1)) && echo "${own}"; } >"${WORK}/${BIG}.policy"
+  policy_nft "mseg_${TAG}" forward 0 <"${WORK}/${BIG}.policy" >"${WORK}/${BIG}.nft"
+  echo "connrate: mseg-small: $(mseg_pins small "${WORK}/small.policy")"
+  t0=$(date +%s.%N)
+  echo "connrate: mseg-${BIG}: $(mseg_pins "${BIG}" "${WORK}/${BIG}.policy"), mseg apply in $(awk -v a="${t0}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s (with attach)"
+  t0=$(date +%s.%N)
+  filter_on "nft-${BIG}"
+  t1=$(date +%s.%N)
+  filter_off "nft-${BIG}"
+  printf 'connrate: nft-%s: the same policy as %d set and map elements, nft -f in %.1f s\n' \
+    "${BIG}" "$(grep -c ' : ' "${WORK}/${BIG}.nft")" "$(awk -v a="${t0}" -v b="${t1}" 'BEGIN { print b - a }')"
+}
+
+# column N KEY: field N of every round of RES[KEY], one a line.
+column() { awk -v n="$1" 'NF { print $n }' <<<"${RES[$2]}"; }
+
+# per_round N A B: the median over the rounds of A's field N / B's field N.
+per_round() {
+  paste <(column "$1" "$2") <(column "$1" "$3") | awk '{ print $1 / $2 }' | median
+}
+
+report() {
+  local fam f rate p99 err
+  for fam in 4 6; do
+    for f in "${FILTERS[@]}"; do
+      rate=$(column 1 "${f}/${fam}" | median)
+      p99=$(column 2 "${f}/${fam}" | median)
+      err=$(column 3 "${f}/${fam}" | awk '{ s += $1 } END { print s + 0 }')
+      printf 'connrate: IPv%s %-10s %6d conn/s (x%.2f)  p99 %6.2f ms (x%.2f)  errors %d  rounds: %s\n' \
+        "${fam}" "${f}" "${rate}" "$(per_round 1 "${f}/${fam}" "none/${fam}")" \
+        "$(awk -v v="${p99}" 'BEGIN { print v / 1000 }')" "$(per_round 2 "${f}/${fam}" "none/${fam}")" \
+        "${err}" "$(column 1 "${f}/${fam}" | paste -sd' ')"
+    done
+    printf 'connrate: IPv%s mseg-%s / nft-%s: conn/s x%.2f, p99 x%.2f\n' "${fam}" "${BIG}" "${BIG}" \
+      "$(per_round 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(per_round 2 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")"
+  done
+  for f in "${FILTERS[@]}"; do
+    [[ ${f} == none ]] && continue
+    printf 'connrate: %s: %d connections (wrk, both families, every round), %d entries left in its table after its turns\n' \
+      "${f}" "$(cat <(column 4 "${f}/4") <(column 4 "${f}/6") | awk '{ s += $1 } END { print s }')" "${TRACKED[${f}]}"
+  done
+  echo "connrate: ratios: the median over the rounds of each round's figure / the same round's \"none\" (or nft-${BIG})"
+}
+
+main() {
+  trap cleanup EXIT
+  local f r i fam n
+  if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+    echo "connrate: skipped: wrk/nginx missing (apt-get install wrk nginx-light, or scripts/mseg-deps)"
+    return 0
+  fi
+  make -s -C "${ROOT}" >/dev/null
+  WORK="$(mktemp -d /tmp/mseg-bench-connrate.XXXXXX)"
+  echo "connrate: load average before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
+  lab_up
+  nginx_up
+  policies
+  # the first connections of each family resolve neighbours: not measured
+  wrk_run 4 1 >/dev/null
+  wrk_run 6 1 >/dev/null
+  echo "connrate: wrk -t ${THREADS} -c ${CONNS} -d ${DURATION}s --latency -H 'Connection: close' on CPU 0, nginx on CPU ${SERVER_CPU}; ${ROUNDS} rounds, the filters in turn"
+  n=${#FILTERS[@]}
+  for ((r = 0; r < ROUNDS; r++)); do
+    for ((i = 0; i < n; i++)); do
+      f=${FILTERS[$(((r + i) % n))]}
+      filter_on "${f}"
+      for fam in 4 6; do
+        RES[${f}/${fam}]+="$(wrk_run "${fam}" "${DURATION}")"$'\n'
+      done
+      filter_off "${f}"
+    done
+  done
+  report
+  echo "connrate: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "connrate: commands: ip netns exec C taskset -c 0 wrk -t ${THREADS} -c ${CONNS} -d ${DURATION}s --latency -H 'Connection: close' http://${S4}/ (and http://[${S6}]/);" \
+    "ip netns exec S taskset -c ${SERVER_CPU} nginx (return 200, master_process off); mseg attach rc --both + mseg apply FILE, its programs pinned and put back in its tc slot (pref 1337) each turn; nft -f FILE (forward hook, generated by bench/policy.bash)"
+}
+
+main "$@"
