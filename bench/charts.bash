@@ -38,7 +38,7 @@ chart_connrate() {
   local data
   data=$(awk '$1 == "connrate:" && $2 ~ /^IPv[46]$/ && $5 == "conn/s" {
       if (!($3 in seen)) { seen[$3] = 1; order[++n] = $3 }
-      v[$3, $2] = $4; r[$3, $2] = $6; gsub(/[()]/, "", r[$3, $2])
+      v[$3, $2] = $4; r[$3, $2] = $6; gsub(/[(),]/, "", r[$3, $2])
     }
     END {
       for (i = 1; i <= n; i++) {

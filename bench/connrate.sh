@@ -282,6 +282,12 @@ per_round() {
   paste <(column "$1" "$2") <(column "$1" "$3") | awk '{ print $1 / $2 }' | median
 }
 
+# quartiles N A B: the first and third quartiles of the same ratios, "Q1-Q3".
+quartiles() {
+  paste <(column "$1" "$2") <(column "$1" "$3") | awk '{ print $1 / $2 }' | sort -g |
+    awk '{ v[++n] = $1 } END { printf "%.2f-%.2f", v[int((n + 3) / 4)], v[int((3 * n + 3) / 4)] }'
+}
+
 report() {
   local fam f rate p99 err cpu
   for fam in 4 6; do
@@ -290,14 +296,14 @@ report() {
       p99=$(column 2 "${f}/${fam}" | median)
       err=$(column 3 "${f}/${fam}" | awk '{ s += $1 } END { print s + 0 }')
       cpu=$(column 5 "${f}/${fam}" | median)
-      printf 'connrate: IPv%s %-10s %6d conn/s (x%.2f)  p99 %6.2f ms (x%.2f)  cpu %5.1f us/conn (x%.2f)  errors %d  rounds: %s\n' \
-        "${fam}" "${f}" "${rate}" "$(per_round 1 "${f}/${fam}" "none/${fam}")" \
+      printf 'connrate: IPv%s %-10s %6d conn/s (x%.2f, %s)  p99 %6.2f ms (x%.2f)  cpu %5.1f us/conn (x%.2f)  errors %d  rounds: %s\n' \
+        "${fam}" "${f}" "${rate}" "$(per_round 1 "${f}/${fam}" "none/${fam}")" "$(quartiles 1 "${f}/${fam}" "none/${fam}")" \
         "$(awk -v v="${p99}" 'BEGIN { print v / 1000 }')" "$(per_round 2 "${f}/${fam}" "none/${fam}")" \
         "${cpu}" "$(per_round 5 "${f}/${fam}" "none/${fam}")" \
         "${err}" "$(column 1 "${f}/${fam}" | paste -sd' ')"
     done
-    printf 'connrate: IPv%s mseg-%s / nft-%s: conn/s x%.2f, p99 x%.2f, cpu/conn x%.2f\n' "${fam}" "${BIG}" "${BIG}" \
-      "$(per_round 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(per_round 2 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" \
+    printf 'connrate: IPv%s mseg-%s / nft-%s: conn/s x%.2f (%s), p99 x%.2f, cpu/conn x%.2f\n' "${fam}" "${BIG}" "${BIG}" \
+      "$(per_round 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(quartiles 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(per_round 2 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" \
       "$(per_round 5 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")"
   done
   for f in "${FILTERS[@]}"; do
@@ -305,7 +311,7 @@ report() {
       "${f}" "$(cat <(column 4 "${f}/4") <(column 4 "${f}/6") | awk '{ s += $1 } END { print s }')" "${TRACKED[${f}]}"
     [[ ${f} == none ]] && echo "connrate: (none's table: conntrack's in R, which must stay off outside nft's turns)"
   done
-  echo "connrate: ratios: the median over the rounds of each round's figure / the same round's \"none\" (or nft-${BIG})"
+  echo "connrate: ratios: the median over the rounds of each round's figure / the same round's \"none\" (or nft-${BIG}); beside the conn/s ratio, the quartiles of the rounds' ratios"
   echo "connrate: cpu: wrk's and nginx's CPU time per connection, the router's softirq work included (see wrk_run); what conn/s would be on idle CPUs goes as its inverse"
 }
 
