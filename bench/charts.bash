@@ -50,7 +50,7 @@ chart_connrate() {
   gnuplot <<EOF
 set terminal svg size 800,480 dynamic font "sans,13"
 set output "$2"
-set title "Short connections per second through the router (bench/connrate.sh, wrk + nginx)"
+set title "Short connections per second through the router (bench/connrate.sh, wrk + nginx)\nbars: median conn/s of the rounds; labels: median of the rounds' ratios to none"
 set ylabel "connections per second (median of the rounds)"
 set style data histograms
 set style histogram clustered gap 1
