@@ -82,7 +82,9 @@ bench_charts() {
     if "chart_${name}" "${log}" "${dir}/${name}.svg"; then
       echo "bench: chart bench/${dir##*/}/${name}.svg"
     else
-      echo "bench: chart ${name}.svg skipped: no ${name}.sh figures in this run"
+      # an old chart would show another run's figures beside this one's
+      rm -f "${dir}/${name}.svg"
+      echo "bench: chart ${name}.svg skipped (and removed): no ${name}.sh figures in this run"
     fi
   done
 }
