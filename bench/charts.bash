@@ -38,7 +38,7 @@ chart_connrate() {
   local data
   data=$(awk '$1 == "connrate:" && $2 ~ /^IPv[46]$/ && $5 == "conn/s" {
       if (!($3 in seen)) { seen[$3] = 1; order[++n] = $3 }
-      v[$3, $2] = $4; r[$3, $2] = $6; gsub(/[()]/, "", r[$3, $2])
+      v[$3, $2] = $4; r[$3, $2] = $6; gsub(/[(),]/, "", r[$3, $2])
     }
     END {
       for (i = 1; i <= n; i++) {
@@ -50,7 +50,7 @@ chart_connrate() {
   gnuplot <<EOF
 set terminal svg size 800,480 dynamic font "sans,13"
 set output "$2"
-set title "Short connections per second through the router (bench/connrate.sh, wrk + nginx)"
+set title "Short connections per second through the router (bench/connrate.sh, wrk + nginx)\nbars: median conn/s of the rounds; labels: median of the rounds' ratios to none"
 set ylabel "connections per second (median of the rounds)"
 set style data histograms
 set style histogram clustered gap 1
@@ -82,7 +82,9 @@ bench_charts() {
     if "chart_${name}" "${log}" "${dir}/${name}.svg"; then
       echo "bench: chart bench/${dir##*/}/${name}.svg"
     else
-      echo "bench: chart ${name}.svg skipped: no ${name}.sh figures in this run"
+      # an old chart would show another run's figures beside this one's
+      rm -f "${dir}/${name}.svg"
+      echo "bench: chart ${name}.svg skipped (and removed): no ${name}.sh figures in this run"
     fi
   done
 }

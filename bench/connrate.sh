@@ -19,12 +19,14 @@
 # new connection: `Connection: close`), nginx (one process) on the last CPU,
 # so neither pushes the other around. The filters take turns, ROUNDS times,
 # each turn both families, the first filter of a round moving along; drift
-# on this shared machine hits them alike. Before each turn the tables are
-# empty: mseg's sessions flushed, the nft table loaded anew (its conntrack
-# hooks go with it, so conntrack never runs for the other filters) and
-# conntrack's entries flushed. Per filter: the median conn/s and p99 latency
-# of its rounds, their ratios to "none" of the same rounds, and
-# mseg-100k / nft-100k.
+# on this shared machine hits them alike. Each turn starts from empty
+# tables: mseg's sessions are flushed after its turns, conntrack's entries
+# after nft's. The nft maps stay loaded; its chain is added for its turn and
+# deleted after it, and conntrack (which the chain's ct expressions switch
+# on in R) goes with it: the script counts conntrack's entries after the
+# other turns too (0). Per filter: the median conn/s, p99 latency and CPU
+# time per connection of its rounds, their ratios to "none" of the same
+# rounds, and mseg-100k / nft-100k.
 # wrk's latency runs from the request's first byte to the response's last,
 # on a connection it just opened: the handshake (the SYN is the packet that
 # pays for the policy) is before it and counts in conn/s only.
@@ -33,7 +35,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly DURATION="${MSEG_BENCH_CONNRATE_SECONDS:-2}"
-readonly ROUNDS="${MSEG_BENCH_CONNRATE_ROUNDS:-5}"
+readonly ROUNDS="${MSEG_BENCH_CONNRATE_ROUNDS:-7}"
 readonly CONNS="${MSEG_BENCH_CONNRATE_CONNS:-32}"
 readonly THREADS="${MSEG_BENCH_CONNRATE_THREADS:-2}"
 readonly RULES="${MSEG_BENCH_RULES:-100000}"
@@ -55,7 +57,7 @@ source "${ROOT}/bench/policy.bash"
 TAG="cr$$"
 NSC="" NSR="" NSS=""
 PIDS=()
-# "CONN_PER_S P99_US ERRORS REQUESTS" per round, one a line, by
+# "CONN_PER_S P99_US ERRORS REQUESTS CPU_US_PER_CONN" per round, one a line, by
 # FILTER/FAMILY; sessions or conntrack entries counted at the end of the
 # turns, by FILTER
 declare -A RES=() TRACKED=()
@@ -153,14 +155,24 @@ EOF
   return 1
 }
 
+# nginx_cpu_ns: the CPU time nginx has run, in ns (its schedstat).
+nginx_cpu_ns() { cut -d' ' -f1 "/proc/$(cat "${WORK}/nginx/nginx.pid")/schedstat"; }
+
 # wrk_run FAMILY SECONDS: one wrk run from C; prints "CONN_PER_S P99_US
-# ERRORS REQUESTS".
+# ERRORS REQUESTS CPU_US_PER_CONN". The CPU time is wrk's and nginx's
+# during the run, which holds the router's forwarding and filtering too:
+# a veth delivers a packet in the sender's own softirq, so R's work on C's
+# packets runs in wrk and on S's packets in nginx. Unlike conn/s, it does
+# not fall when other work on the machine takes the CPUs.
 wrk_run() {
-  local url="http://${S4}/" out
+  local url="http://${S4}/" n0 n1 TIMEFORMAT='%3U %3S'
   [[ $1 == 6 ]] && url="http://[${S6}]/"
-  out="$(ip netns exec "${NSC}" taskset -c 0 timeout -k 5 $(($2 + 30)) \
-    wrk -t "${THREADS}" -c "${CONNS}" -d "$2s" --latency -H 'Connection: close' "${url}")"
-  awk '
+  n0=$(nginx_cpu_ns)
+  { time ip netns exec "${NSC}" taskset -c 0 timeout -k 5 $(($2 + 30)) \
+    wrk -t "${THREADS}" -c "${CONNS}" -d "$2s" --latency -H 'Connection: close' "${url}" \
+    >"${WORK}/wrk.out" 2>"${WORK}/wrk.err"; } 2>"${WORK}/wrk.time"
+  n1=$(nginx_cpu_ns)
+  awk -v nginx_ns=$((n1 - n0)) -v wrk_s="$(awk '{ print $1 + $2 }' "${WORK}/wrk.time")" '
     function us(v) {
       if (v ~ /us$/) return v + 0
       if (v ~ /ms$/) return v * 1000
@@ -172,7 +184,10 @@ wrk_run() {
     $2 == "requests" && $3 == "in" { n = $1 }
     /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
     /Non-2xx/ { err += $NF }
-    END { if (rate == "") exit 1; printf "%.0f %.0f %d %d\n", rate, p99, err, n }' <<<"${out}"
+    END {
+      if (rate == "" || n == 0) exit 1
+      printf "%.0f %.0f %d %d %.1f\n", rate, p99, err, n, (wrk_s * 1e6 + nginx_ns / 1e3) / n
+    }' "${WORK}/wrk.out"
 }
 
 # mseg_in NAME CMD...: run an mseg command against the pins of NAME.
@@ -197,7 +212,7 @@ filter_on() {
           bpf da object-pinned "${d}/prog-${dir}"
       done
       ;;
-    nft-*) ip netns exec "${NSR}" nft -f "${WORK}/${1#nft-}.nft" ;;
+    nft-*) ip netns exec "${NSR}" nft -f "${WORK}/${1#nft-}.chain" ;;
   esac
 }
 
@@ -206,13 +221,13 @@ filter_on() {
 filter_off() {
   local n=0
   case $1 in
-    none) ;;
+    none) n=$(ip netns exec "${NSR}" conntrack -C) ;;
     mseg-*)
       ip netns exec "${NSR}" tc qdisc del dev rc clsact
       n=$(mseg_in "${1#mseg-}" sessions flush --json | jq .deleted)
       ;;
     nft-*)
-      ip netns exec "${NSR}" nft delete table inet "mseg_${TAG}"
+      ip netns exec "${NSR}" nft delete chain inet "mseg_${TAG}" filter
       n=$(ip netns exec "${NSR}" conntrack -C)
       ip netns exec "${NSR}" conntrack -F 2>/dev/null
       ;;
@@ -247,11 +262,12 @@ policies() {
   echo "${own}" >"${WORK}/small.policy"
   { policy_mix $((RULES - 1)) && echo "${own}"; } >"${WORK}/${BIG}.policy"
   policy_nft "mseg_${TAG}" forward 0 <"${WORK}/${BIG}.policy" >"${WORK}/${BIG}.nft"
+  policy_nft "mseg_${TAG}" forward 0 chain <"${WORK}/${BIG}.policy" >"${WORK}/${BIG}.chain"
   echo "connrate: mseg-small: $(mseg_pins small "${WORK}/small.policy")"
   t0=$(date +%s.%N)
   echo "connrate: mseg-${BIG}: $(mseg_pins "${BIG}" "${WORK}/${BIG}.policy"), mseg apply in $(awk -v a="${t0}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s (with attach)"
   t0=$(date +%s.%N)
-  filter_on "nft-${BIG}"
+  ip netns exec "${NSR}" nft -f "${WORK}/${BIG}.nft"
   t1=$(date +%s.%N)
   filter_off "nft-${BIG}"
   printf 'connrate: nft-%s: the same policy as %d set and map elements, nft -f in %.1f s\n' \
@@ -266,27 +282,37 @@ per_round() {
   paste <(column "$1" "$2") <(column "$1" "$3") | awk '{ print $1 / $2 }' | median
 }
 
+# quartiles N A B: the first and third quartiles of the same ratios, "Q1-Q3".
+quartiles() {
+  paste <(column "$1" "$2") <(column "$1" "$3") | awk '{ print $1 / $2 }' | sort -g |
+    awk '{ v[++n] = $1 } END { printf "%.2f-%.2f", v[int((n + 3) / 4)], v[int((3 * n + 3) / 4)] }'
+}
+
 report() {
-  local fam f rate p99 err
+  local fam f rate p99 err cpu
   for fam in 4 6; do
     for f in "${FILTERS[@]}"; do
       rate=$(column 1 "${f}/${fam}" | median)
       p99=$(column 2 "${f}/${fam}" | median)
       err=$(column 3 "${f}/${fam}" | awk '{ s += $1 } END { print s + 0 }')
-      printf 'connrate: IPv%s %-10s %6d conn/s (x%.2f)  p99 %6.2f ms (x%.2f)  errors %d  rounds: %s\n' \
-        "${fam}" "${f}" "${rate}" "$(per_round 1 "${f}/${fam}" "none/${fam}")" \
+      cpu=$(column 5 "${f}/${fam}" | median)
+      printf 'connrate: IPv%s %-10s %6d conn/s (x%.2f, %s)  p99 %6.2f ms (x%.2f)  cpu %5.1f us/conn (x%.2f)  errors %d  rounds: %s\n' \
+        "${fam}" "${f}" "${rate}" "$(per_round 1 "${f}/${fam}" "none/${fam}")" "$(quartiles 1 "${f}/${fam}" "none/${fam}")" \
         "$(awk -v v="${p99}" 'BEGIN { print v / 1000 }')" "$(per_round 2 "${f}/${fam}" "none/${fam}")" \
+        "${cpu}" "$(per_round 5 "${f}/${fam}" "none/${fam}")" \
         "${err}" "$(column 1 "${f}/${fam}" | paste -sd' ')"
     done
-    printf 'connrate: IPv%s mseg-%s / nft-%s: conn/s x%.2f, p99 x%.2f\n' "${fam}" "${BIG}" "${BIG}" \
-      "$(per_round 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(per_round 2 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")"
+    printf 'connrate: IPv%s mseg-%s / nft-%s: conn/s x%.2f (%s), p99 x%.2f, cpu/conn x%.2f\n' "${fam}" "${BIG}" "${BIG}" \
+      "$(per_round 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(quartiles 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(per_round 2 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" \
+      "$(per_round 5 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")"
   done
   for f in "${FILTERS[@]}"; do
-    [[ ${f} == none ]] && continue
     printf 'connrate: %s: %d connections (wrk, both families, every round), %d entries left in its table after its turns\n' \
       "${f}" "$(cat <(column 4 "${f}/4") <(column 4 "${f}/6") | awk '{ s += $1 } END { print s }')" "${TRACKED[${f}]}"
+    [[ ${f} == none ]] && echo "connrate: (none's table: conntrack's in R, which must stay off outside nft's turns)"
   done
-  echo "connrate: ratios: the median over the rounds of each round's figure / the same round's \"none\" (or nft-${BIG})"
+  echo "connrate: ratios: the median over the rounds of each round's figure / the same round's \"none\" (or nft-${BIG}); beside the conn/s ratio, the quartiles of the rounds' ratios"
+  echo "connrate: cpu: wrk's and nginx's CPU time per connection, the router's softirq work included (see wrk_run); what conn/s would be on idle CPUs goes as its inverse"
 }
 
 main() {

@@ -36,8 +36,8 @@ policy_mix() {
   }'
 }
 
-# policy_nft TABLE HOOK PRIORITY: the `mseg apply` statements on stdin as
-# one nft table (family inet) whose base chain on HOOK accepts established
+# policy_nft TABLE HOOK PRIORITY [maps|chain]: the `mseg apply` statements
+# on stdin as one nft table (family inet) whose base chain on HOOK accepts established
 # and related packets first (conntrack) and then decides a new flow as the
 # policy does. It takes what policy_mix and the benchmarks write: `default`,
 # `segment add NAME PREFIX...`, `rule add` between two segments or two
@@ -50,8 +50,11 @@ policy_mix() {
 # verdict map looked up with the source and with the destination. The
 # translation decides every flow as mseg does when no two rules with
 # different actions match one flow, as in every policy the benchmarks make.
+# With "maps" only the table and its maps are written, with "chain" only the
+# chain (to add to a table loaded with the maps: the chain brings conntrack
+# with it, the maps alone cost a packet nothing).
 policy_nft() {
-  awk -v table="$1" -v hook="$2" -v prio="$3" '
+  awk -v table="$1" -v hook="$2" -v prio="$3" -v part="${4:-all}" '
     function die(msg) { printf "mseg: policy_nft: line %d: %s\n", NR, msg > "/dev/stderr"; bad = 1; exit 1 }
     function verdict(a) {
       if (a == "allow") return "accept"
@@ -94,13 +97,16 @@ policy_nft() {
     END {
       if (bad) exit 1
       printf "table inet %s {\n", table
-      decl("seg4", "ipv4_addr : mark", " flags interval;")
-      decl("seg6", "ipv6_addr : mark", " flags interval;")
-      decl("pol", "mark . mark . inet_proto . inet_service : verdict", "")
-      decl("exact4", "ipv4_addr . ipv4_addr . inet_proto . inet_service : verdict", "")
-      decl("exact6", "ipv6_addr . ipv6_addr . inet_proto . inet_service : verdict", "")
-      decl("cidr4", "ipv4_addr : verdict", " flags interval;")
-      decl("cidr6", "ipv6_addr : verdict", " flags interval;")
+      if (part != "chain") {
+        decl("seg4", "ipv4_addr : mark", " flags interval;")
+        decl("seg6", "ipv6_addr : mark", " flags interval;")
+        decl("pol", "mark . mark . inet_proto . inet_service : verdict", "")
+        decl("exact4", "ipv4_addr . ipv4_addr . inet_proto . inet_service : verdict", "")
+        decl("exact6", "ipv6_addr . ipv6_addr . inet_proto . inet_service : verdict", "")
+        decl("cidr4", "ipv4_addr : verdict", " flags interval;")
+        decl("cidr6", "ipv6_addr : verdict", " flags interval;")
+      }
+      if (part == "maps") { print "}"; exit }
       printf "  chain filter { type filter hook %s priority %s; policy %s;\n", hook, prio, policy ? policy : "accept"
       print "    ct state established,related accept"
       print "    meta mark set ip saddr map @seg4"

@@ -50,7 +50,7 @@ test_run() {
   bpftool -j prog run ${1} data_in "${WORK}/probe" repeat "${REPEAT}" | jq -e .duration
 }
 
-blast() { in_ns "${ROOT}/build/mseg-blast" --dev b0 --frame "${WORK}/probe"; }
+blast() { in_ns timeout -k 5 120 "${ROOT}/build/mseg-blast" --dev b0 --frame "${WORK}/probe"; }
 
 # on WHAT / off WHAT: the four ways of receiving the probe on b1.
 on() {
