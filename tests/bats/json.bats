@@ -112,7 +112,7 @@ check() {
 		check "$c" "${SHAPE[$c]}"
 	done
 	# wildcards are "any" (rule 6): the rule names no source port
-	mseg rule list --json | jq -e '.[0] | .sport == "any" and .dport == 22' >/dev/null
+	mseg rule list --json | jq -e '.[0] | .sport == "any" and .dport == 2222' >/dev/null
 	# streams: follow prints lines too
 	run --separate-stderr "$MSEG_SCRIPTS/mseg" log --json --follow --timeout 1
 	[[ $status == 0 && -z $output ]]
