@@ -167,3 +167,34 @@ filter_error() {
 	run filter_error '{"default": "maybe"}'
 	[[ $output == *"default must be allow or deny"* ]]
 }
+
+# failsafe_lines POLICY: the failsafe statements the filter writes for POLICY.
+failsafe_lines() {
+	/usr/bin/python3 - "$ANSIBLE_DIR/roles/mseg/filter_plugins" "$1" <<-'EOF2'
+		import sys
+		sys.path.insert(0, sys.argv[1])
+		from mseg_policy import mseg_ruleset
+		for line in mseg_ruleset(eval(sys.argv[2]), {}, {}, "segments"):
+		    if line.startswith("failsafe"):
+		        print(line)
+	EOF2
+}
+
+@test "ansible: the policy's failsafe key becomes mseg's failsafe statement, which mseg accepts" {
+	run failsafe_lines '{}'
+	[ "$status" -eq 0 ] && [ -z "$output" ]
+	# YAML reads a bare off as false.
+	for p in '{"failsafe": "off"}' '{"failsafe": False}' '{"failsafe": []}'; do
+		run failsafe_lines "$p"
+		[ "$output" = "failsafe off" ]
+	done
+	run failsafe_lines '{"failsafe": ["tcp/22", "udp/53"]}'
+	[ "$output" = "failsafe set tcp/22 udp/53" ]
+	printf 'default deny\n%s\n' "$output" >"$BATS_TEST_TMPDIR/rules"
+	run mseg apply --check "$BATS_TEST_TMPDIR/rules"
+	[ "$status" -eq 0 ]
+	run filter_error '{"failsafe": ["icmp/1"]}'
+	[[ $output == *"failsafe 'icmp/1': must be tcp/PORT or udp/PORT"* ]]
+	run filter_error '{"failsafe": "sometimes"}'
+	[[ $output == *'failsafe must be default, "off" or a list'* ]]
+}

@@ -86,11 +86,13 @@ lab_policy() {
 	EOF
 	echo 'mseg_health_probes: [{to: h2, port: 5001}]' >"$gv/web.yml"
 	echo 'mseg_health_probes: [{to: h1, port: 5003}]' >"$gv/db.yml"
-	# The policy that cuts SSH: the management rule for port 22 is gone.
+	# The policy that cuts SSH: the management rule for port 22 is gone,
+	# and so are the failsafes that would keep port 22 open without it.
 	cat >"$FLEET_DIR/no-ssh.yml" <<-EOF
 		mseg_confirm_seconds: 40
 		mseg_policy:
 		  default: deny
+		  failsafe: "off"
 		  segments:
 		    mgmt: {prefixes: [$FLEET_CTL_ADDR/32]}
 		    fleet: {groups: [mseg]}

@@ -5,6 +5,8 @@ Prometheus' file_sd target list.
 The policy (group_vars/all.yml, variable mseg_policy):
 
     default: allow|deny
+    failsafe: default|"off"|[PROTO/PORT...]   # docs/policy.md, failsafes;
+                                   # absent: mseg's default list
     segments:                      # named sets of addresses
       NAME: {prefixes: [CIDR...], groups: [INVENTORY GROUP...]}
     rules:                         # between segments
@@ -151,6 +153,23 @@ def _cidr_lines(policy, segs):
     return lines
 
 
+def _failsafe_line(policy):
+    """The policy's failsafe statement, or None for mseg's default list.
+    YAML reads a bare off as false, so false means off too."""
+    fs = policy.get("failsafe", "default")
+    if fs == "default":
+        return None
+    if fs is False or fs == "off" or fs == []:
+        return "failsafe off"
+    if not isinstance(fs, list):
+        _err('failsafe must be default, "off" or a list of PROTO/PORT')
+    for item in fs:
+        proto, _, port = str(item).partition("/")
+        if proto not in ("tcp", "udp") or not port.isdigit() or not 1 <= int(port) <= 65535:
+            _err("failsafe %r: must be tcp/PORT or udp/PORT" % (item,))
+    return "failsafe set " + " ".join(str(i) for i in fs)
+
+
 def mseg_ruleset(policy, groups, hostvars, fmt="save"):
     """The policy as the lines of a ruleset file, in a stable order."""
     if fmt not in ("save", "segments"):
@@ -161,6 +180,9 @@ def mseg_ruleset(policy, groups, hostvars, fmt="save"):
         _err("default must be allow or deny")
     segs = segment_prefixes(policy, groups, hostvars)
     lines = ["default " + default]
+    failsafe = _failsafe_line(policy)
+    if failsafe:
+        lines.append(failsafe)
     if fmt == "segments":
         whole = _exclusive(segs)
         for name, nets in sorted(segs.items()):
