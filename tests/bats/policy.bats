@@ -353,7 +353,8 @@ log_action() {
 		n=$(jq -s --arg s "$S" --arg d "$D" --arg p "$p" --arg a "$a" \
 			--argjson sp "$sp" --argjson dp "$dp" \
 			'[.[] | select(.src == $s and .dst == $d and .proto == $p and
-			  (.sport // 0) == $sp and (.dport // 0) == $dp and .action == $a)] | length' <<<"$list")
+			  (if .sport == "any" then 0 else .sport end) == $sp and
+			  (if .dport == "any" then 0 else .dport end) == $dp and .action == $a)] | length' <<<"$list")
 		assert_eq "rule '$want' in list --json" 1 "$n"
 		n=$(rules_raw | jq -s --arg s "$S" --arg d "$D" --arg p "$p" --arg a "$a" \
 			--argjson sp "$sp" --argjson dp "$dp" \
