@@ -151,6 +151,14 @@ scenario() {
 		return 0
 	fi
 	assert_eq "client socket after $2" "$expect" "$(ss_state "$sport")"
+	# The same late RST, dropped or held back by the impairment after mseg
+	# judged it (mseg sits before the impairment on that path): mseg saw a
+	# valid RST and closed the session, as nf_conntrack would, while the
+	# client never got it and stays in TIME-WAIT.
+	if [[ $expect == TIME-WAIT && $(mseg_state "$sport") == CLOSE ]]; then
+		echo "# port $sport: a late RST closed the session; the client did not get it" >&3
+		return 0
+	fi
 	same_state "$sport"
 }
 
