@@ -638,7 +638,11 @@ for i in range(20):
     echo "version $MSEG_VERSION"
     echo "abi_version $MSEG_ABI_VERSION"
     echo "max_sessions $MSEG_ABI_MAX_SESSIONS"
-    for i in "${!MSEG_ACTION_NAMES[@]}"; do echo "enum MSEG_ACT_${MSEG_ACTION_NAMES[i]^^} $i"; done
+    for i in "${!MSEG_ACTION_NAMES[@]}"; do
+      n=${MSEG_ACTION_NAMES[i]^^}
+      [[ $n == WOULD-DENY ]] && n=AUDIT
+      echo "enum MSEG_ACT_$n $i"
+    done
     for i in "${!MSEG_STATE_NAMES[@]}"; do echo "enum MSEG_TCP_${MSEG_STATE_NAMES[i]} $i"; done
   ' _ "$ROOT"
   [[ $status == 0 ]]
@@ -651,7 +655,7 @@ for i in range(20):
 @test "config CLI keys cover every tunable mseg_config field" {
   local fields keys
   fields=$("$ABI_BIN" | awk '$1 == "field" && $2 ~ /^config\./ { sub("config.", "", $2); print $2 }' |
-    grep -vxE 'abi_version|policy_gen|default_action|active_set' | sort)
+    grep -vxE 'abi_version|policy_gen|default_action|active_set|staged_gen' | sort)
   keys=$(m config show --json | jq -r 'keys[] | select(. != "default_action")
     | if startswith("timeout_") then "to_" + ltrimstr("timeout_") else . end' | sort)
   diff <(echo "$fields") <(echo "$keys")
