@@ -20,7 +20,9 @@ MSEG_ABI_MAPS=()
 declare -gA MSEG_MAP_KEYSZ=() MSEG_MAP_VALSZ=() MSEG_MAP_MAX=()
 declare -gA MSEG_FIELD_OFF=() MSEG_FIELD_SIZE=() MSEG_DEFAULT=() MSEG_CONST=()
 # mseg_config.mode's bits (MSEG_MODE_* of bpf/mseg_abi.h)
-MSEG_MODE_AUDIT= MSEG_MODE_STAGED= MSEG_MODE_STAGED_DENY=
+MSEG_MODE_AUDIT=""
+MSEG_MODE_STAGED=""
+MSEG_MODE_STAGED_DENY=""
 
 # enum mseg_action and enum mseg_tcp_state of bpf/mseg_abi.h. mseg-abi does
 # not print enums; tests/bats/cli.bats checks these against the header.

@@ -42,8 +42,9 @@ teardown() {
 v() {
 	local s=$S4 d=$D4
 	if [[ $1 == 6 ]]; then s=$S6 d=$D6; fi
-	verdict --src "$s" --dst "$d" --proto "$2" --sport "$3" --dport "$4" --payload 8 \
-		$([[ $2 == tcp ]] && echo --flags S)
+	local -a flags=()
+	[[ $2 == tcp ]] && flags=(--flags S)
+	verdict --src "$s" --dst "$d" --proto "$2" --sport "$3" --dport "$4" --payload 8 "${flags[@]}"
 }
 
 expect() {
@@ -93,7 +94,8 @@ rule_json() { mseg rule list --json | jq -c --argjson id "$1" '.[] | select(.id 
 	expect 6 $DENY udp 41004 5001
 	expect 4 $DENY tcp 41005 5002
 	[ "$(stat_delta audit_denied)" = 3 ]
-	! mseg save | grep -q 'config mode'
+	run -0 mseg save
+	[[ $output != *"config mode"* ]]
 	stats_invariant
 }
 
@@ -234,4 +236,27 @@ rule_json() { mseg rule list --json | jq -c --argjson id "$1" '.[] | select(.id 
 	[ "$(mseg config show --json | jq -r .mode)" = enforce ]
 	run -0 mseg staged --help
 	[[ $output == *"usage: mseg staged"* ]]
+}
+
+@test "Prometheus: would-denies and staged disagreements as totals, audit mode and the staged state as gauges" {
+	local dir=$BATS_TEST_TMPDIR/prom
+	mkdir -p "$dir"
+	policy "default deny"
+	mseg config set mode audit
+	expect 4 $PASS tcp 47001 7101
+	expect 4 $PASS tcp 47002 7101
+	mseg config set mode enforce
+	staged "default allow" >/dev/null
+	expect 4 $DENY tcp 47003 7102
+	"$MSEG_BUILD/mseg-textfile" --dir "$dir"
+	grep -qx 'mseg_staged_loaded 1' "$dir/mseg.prom"
+	grep -qx 'mseg_audit_mode 0' "$dir/mseg.prom"
+	# counters are host-wide: at least this test's
+	(($(awk '$1 == "mseg_audit_denied_total" { print $2 }' "$dir/mseg.prom") >= 2))
+	(($(awk '$1 == "mseg_staged_disagreements_total" { print $2 }' "$dir/mseg.prom") >= 1))
+	[ "$(stat_delta audit_denied)" = 2 ]
+	[ "$(stat_delta staged_disagree)" = 1 ]
+	mseg staged drop >/dev/null
+	"$MSEG_BUILD/mseg-textfile" --dir "$dir"
+	grep -qx 'mseg_staged_loaded 0' "$dir/mseg.prom"
 }

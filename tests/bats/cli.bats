@@ -277,6 +277,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
     i=$((i + 1))
     case $key in
       strict) m config set strict on ;;
+      mode) m config set mode audit ;;
       *_pct) m config set "$key" $((40 + i)) ;;
       *) m config set "$key" $((1000 + i)) ;;
     esac
@@ -289,11 +290,14 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
     v=$(cfg "$field")
     case $key in
       strict) [[ $v == 1 ]] ;;
+      mode) [[ $v == 1 ]] ;;
       *_pct) [[ $v == $((40 + i)) ]] ;;
       *) [[ $v == $((1000 + i)) ]] ;;
     esac || { echo "$key -> $field holds $v" >&2; return 1; }
   done
   [[ $(m config show --json | jq .strict) == true ]]
+  [[ $(m config show --json | jq -r .mode) == audit ]]
+  m config set mode enforce
   m config set strict off
   m config set timeout_udp 0
   [[ $(cfg strict) == 0 ]]
@@ -326,7 +330,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   run --separate-stderr r list --json
   [[ $status == 0 ]]
   [[ $(jq -c . <<<"$output") == \
-    '[{"id":1,"src":"10.1.2.3","dst":"10.4.5.6","proto":"tcp","sport":"any","dport":443,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
+    '[{"id":1,"src":"10.1.2.3","dst":"10.4.5.6","proto":"tcp","sport":"any","dport":443,"action":"deny","priority":100,"audit":false,"would_deny":0,"hits":0,"packets":0,"comment":""}]' ]]
   # What the compiler laid out (BTF): the two hosts are identities, the
   # rule one entry of their key on tcp/443 with the rule's id and action
   # (beside the failsafes' entries, between any and any: ids 0 and 0).
@@ -347,7 +351,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   run --separate-stderr r list --json
   [[ $status == 0 ]]
   [[ $(jq -c 'map(select(.src == "2001:db8::1"))' <<<"$output") == \
-    '[{"id":1,"src":"2001:db8::1","dst":"2001:db8::2","proto":"icmp","sport":"any","dport":"any","action":"log","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
+    '[{"id":1,"src":"2001:db8::1","dst":"2001:db8::2","proto":"icmp","sport":"any","dport":"any","action":"log","priority":100,"audit":false,"would_deny":0,"hits":0,"packets":0,"comment":""}]' ]]
   [[ $(jq -c 'map(select(.src == "fe80::1")) | .[0] | [.proto, .sport, .dport, .action]' <<<"$output") == \
     '["udp",546,547,"allow"]' ]]
   # ICMP is ICMPv6 (58) for IPv6 addresses.
