@@ -604,7 +604,7 @@ __noinline int mseg_flow_count(struct __sk_buff *skb, int verdict)
 	struct mseg_stats *st;
 	__u32 zero = 0, i, way;
 	bool fresh = false;
-	__u8 note, sv = 0xff;
+	__u8 note;
 	__u64 now;
 
 	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
@@ -632,17 +632,6 @@ __noinline int mseg_flow_count(struct __sk_buff *skb, int verdict)
 	k->family = t->family;
 	k->verdict = mseg_flow_verdict_of(x->rv.action);
 	__builtin_memset(k->pad, 0, sizeof(k->pad));
-	/*
-	 * A staged policy judges the same flow, the originator's way: the
-	 * verdict goes in x->sv (the scratch map's: this frame stays small).
-	 */
-	if (cfg->mode & MSEG_MODE_STAGED) {
-		mseg_policy_decide((note & MSEG_FLOWN_REVERSED) ? &x->t : t, cfg,
-				   &x->sv, 1);
-		sv = mseg_flow_verdict_of(x->sv.action);
-		if (sv != k->verdict)
-			st->staged_disagree++;
-	}
 	i = mseg_flow_set(k) * MSEG_FLOW_WAYS;
 #pragma unroll
 	for (way = 0; way < MSEG_FLOW_WAYS; way++) {
@@ -679,15 +668,29 @@ __noinline int mseg_flow_count(struct __sk_buff *skb, int verdict)
 	}
 	slot->count.connections++;
 	slot->count.last_ns = now;
-	if (sv != 0xff) {
-		if (slot->staged.gen != cfg->staged_gen) {
-			__builtin_memset(&slot->staged, 0, sizeof(slot->staged));
-			slot->staged.gen = cfg->staged_gen;
+	/*
+	 * A staged policy judges the same flow, the originator's way (into
+	 * x->sv: this frame stays small). Its verdict of the flow's last new
+	 * flow stands while the staged set is the same (staged_gen) and no
+	 * staged rule names a source port, which the flow's key leaves out:
+	 * a flow's later connections cost no second policy lookup.
+	 */
+	if (cfg->mode & MSEG_MODE_STAGED) {
+		if (slot->staged.gen != cfg->staged_gen ||
+		    (cfg->mode & MSEG_MODE_STAGED_SPORT)) {
+			mseg_policy_decide((note & MSEG_FLOWN_REVERSED) ? &x->t : t,
+					   cfg, &x->sv, 1);
+			if (slot->staged.gen != cfg->staged_gen) {
+				__builtin_memset(&slot->staged, 0, sizeof(slot->staged));
+				slot->staged.gen = cfg->staged_gen;
+			}
+			slot->staged.verdict = mseg_flow_verdict_of(x->sv.action);
+			slot->staged.rule_id = x->sv.rule_id;
 		}
-		slot->staged.verdict = sv;
-		slot->staged.rule_id = x->sv.rule_id;
-		if (sv != k->verdict)
+		if (slot->staged.verdict != k->verdict) {
 			slot->staged.disagreements++;
+			st->staged_disagree++;
+		}
 	}
 	if (!(note & MSEG_FLOWN_SESSION)) {
 		slot->count.packets++;

@@ -439,6 +439,9 @@ struct mseg_config {
 #define MSEG_MODE_AUDIT 0x1	  /* pass denies as would-deny (docs/policy.md, audit) */
 #define MSEG_MODE_STAGED 0x2	  /* the other set holds a staged policy */
 #define MSEG_MODE_STAGED_DENY 0x4 /* ... whose default is deny */
+#define MSEG_MODE_STAGED_SPORT 0x8 /* ... and a rule of it names a source port */
+#define MSEG_MODE_STAGED_BITS \
+	(MSEG_MODE_STAGED | MSEG_MODE_STAGED_DENY | MSEG_MODE_STAGED_SPORT)
 
 /*
  * mseg_pressure: the session table's load, written by the data path only

@@ -992,7 +992,7 @@ int main(int argc, char **argv)
 		size_t i, k = 0;
 
 		for (i = 0; i < n; i++)
-			if (rows[i].st.valid && rows[i].st.verdict != rows[i].verdict)
+			if (rows[i].st.valid && rows[i].st.disagreements)
 				rows[k++] = rows[i];
 		n = k;
 	}

@@ -258,7 +258,7 @@ static int apply_policy(__u8 set, __u8 active, struct mr_policy *given)
 		return 1;
 	cfg.active_set = set;
 	cfg.default_action = (__u8)p.def;
-	cfg.mode &= (__u8)~(MSEG_MODE_STAGED | MSEG_MODE_STAGED_DENY);
+	cfg.mode &= (__u8)~MSEG_MODE_STAGED_BITS;
 	cfg.policy_gen++;
 	if (bpf_map_update_elem(maps.config, &zero, &cfg, BPF_ANY)) {
 		fprintf(stderr, "mseg: switching to the new rule set failed: %s\n", strerror(errno));
@@ -289,6 +289,15 @@ static int cmd_apply(__u8 set, __u8 active, const char *file, bool allow_empty)
 	open_maps();
 	refuse_staged();
 	return apply_policy(set, active, &p);
+}
+
+/* Does a rule of p name a source port? (the data path then judges every new flow again) */
+static bool names_sport(const struct mr_policy *p)
+{
+	for (size_t i = 0; i < p->nr; i++)
+		if (p->r[i].sport)
+			return true;
+	return false;
 }
 
 /* The staged policy's statements (set NEW) and default (mseg_config.mode). */
@@ -347,7 +356,7 @@ static int cmd_stage(__u8 new, __u8 active, const char *file)
 		fprintf(stderr, "mseg: note: %zu config line%s not staged: settings are not part of "
 				"a staged policy ('mseg config set' changes them)\n",
 			p.ncfg, p.ncfg == 1 ? " is" : "s are");
-	if (write_mode(0, MSEG_MODE_STAGED | MSEG_MODE_STAGED_DENY, false))
+	if (write_mode(0, MSEG_MODE_STAGED_BITS, false))
 		return 1;
 	find_bases(s, active, &old, &b);
 	if (mr_sync_set(&w, new, &s[new], b.of[new], &t)) {
@@ -357,7 +366,8 @@ static int cmd_stage(__u8 new, __u8 active, const char *file)
 	}
 	mr_zero_new_ids(&w, &p, &old);
 	if (write_mode(MSEG_MODE_STAGED |
-			       (p.def == MSEG_ACT_DENY ? MSEG_MODE_STAGED_DENY : 0),
+			       (p.def == MSEG_ACT_DENY ? MSEG_MODE_STAGED_DENY : 0) |
+			       (names_sport(&p) ? MSEG_MODE_STAGED_SPORT : 0),
 		       0, true))
 		return 1;
 	summary(&p, &c);
@@ -407,7 +417,7 @@ static int cmd_unstage(__u8 new, __u8 active)
 		return 1;
 	config_default(&cur);
 	build(&cur, &old, &c, &t);
-	if (write_mode(0, MSEG_MODE_STAGED | MSEG_MODE_STAGED_DENY, false))
+	if (write_mode(0, MSEG_MODE_STAGED_BITS, false))
 		return 1;
 	find_bases(s, active, &old, &b);
 	if (mr_sync_set(&w, new, &s[new], b.of[new], &t)) {

@@ -260,3 +260,22 @@ rule_json() { mseg rule list --json | jq -c --argjson id "$1" '.[] | select(.id 
 	"$MSEG_BUILD/mseg-textfile" --dir "$dir"
 	grep -qx 'mseg_staged_loaded 0' "$dir/mseg.prom"
 }
+
+@test "staged: a flow's later connections reuse its staged verdict, unless a staged rule names a source port" {
+	policy "default allow"
+	staged "default allow" \
+		"rule add --src $S4 --dst $D4 --proto tcp --sport 5555 --dport 80 --action deny" >/dev/null
+	[ "$(($(config_get mode) & 8))" = 8 ]
+	expect 4 $PASS tcp 5556 80
+	expect 4 $PASS tcp 5555 80
+	expect 4 $PASS tcp 5557 80
+	# one flow (the key has no source port): three connections, one disagreement
+	[ "$(stat_delta staged_disagree)" = 1 ]
+	[ "$(mseg staged diff --json | jq -c 'map([.dport, .connections, .disagreements])')" = '[[80,3,1]]' ]
+	# without a source-port rule the flag is off and the verdict is kept
+	staged "default allow" "rule add --src $S4 --dst $D4 --proto tcp --dport 81 --action deny" >/dev/null
+	[ "$(($(config_get mode) & 8))" = 0 ]
+	expect 4 $PASS tcp 5556 81
+	expect 4 $PASS tcp 5557 81
+	[ "$(mseg staged diff --json | jq -c 'map([.dport, .connections, .disagreements])')" = '[[81,2,2]]' ]
+}
