@@ -10,7 +10,15 @@
 # opens no session, so every run is a new flow, as bench/pkt.sh's exact
 # case): the path a change to the new-flow path (flow aggregation) costs.
 #
-# Usage: bench/ab-session.sh [--new-flow] [REV]   (REV: a git revision of this repository)
+# With --staged this tree also has the same policy staged beside it
+# (docs/policy.md, staged policies: every new flow judged twice): what a
+# staged set costs the new-flow path (issue 15). The data path keeps the
+# staged verdict of a flow with it, so the probe (one flow again and again)
+# pays the second lookup once; --staged-sport adds a staged rule naming a
+# source port, which turns that off: every new flow judged twice, the worst
+# case.
+#
+# Usage: bench/ab-session.sh [--new-flow] [--staged|--staged-sport] [REV]   (REV: a git revision of this repository)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,11 +26,17 @@ readonly ROOT
 readonly REPEAT="${MSEG_BENCH_REPEAT:-1000000}"
 readonly RUNS="${MSEG_BENCH_RUNS:-9}"
 CASE=session
-if [[ ${1:-} == --new-flow ]]; then
-  CASE=new-flow
+STAGED=0
+while [[ ${1:-} == --* ]]; do
+  case $1 in
+    --new-flow) CASE=new-flow ;;
+    --staged) STAGED=1 ;;
+    --staged-sport) STAGED=2 ;;
+    *) echo "ab-session: unknown option $1" >&2; exit 2 ;;
+  esac
   shift
-fi
-readonly CASE
+done
+readonly CASE STAGED
 readonly REF="${1:-main}"
 
 # shellcheck source=bench/lib.bash
@@ -50,12 +64,18 @@ attach() {
   ip netns add "${ns}"
   ip -n "${ns}" link add b0 type veth peer name b1
   TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" ip netns exec "${ns}" "${tree}/scripts/mseg" attach b0 --ingress >/dev/null
-  printf '%s\n' "default deny" \
+  local policy
+  policy=$(printf '%s\n' "default deny" \
     "rule --src 192.0.2.1 --dst 198.51.100.1 --proto udp --dport 9 --action allow" \
     "rule --src fd00:1::1 --dst fd00:2::1 --proto udp --dport 9 --action allow" \
     "rule --src 192.0.2.1 --dst 198.51.100.2 --proto udp --dport 9 --action deny" \
-    "rule --src fd00:1::1 --dst fd00:2::2 --proto udp --dport 9 --action deny" |
-    TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" "${tree}/scripts/mseg" apply - >/dev/null
+    "rule --src fd00:1::1 --dst fd00:2::2 --proto udp --dport 9 --action deny")
+  TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" "${tree}/scripts/mseg" apply - <<<"${policy}" >/dev/null
+  if ((STAGED)) && [[ ${tree} == "${ROOT}" ]]; then
+    ((STAGED == 2)) &&
+      policy+=$'\nrule --src 203.0.113.1 --dst 203.0.113.2 --proto tcp --sport 1 --dport 1 --action allow'
+    TC_BPF_MNT="${mnt}" MSEG_LOCK_DIR="${mnt}.lock" "${tree}/scripts/mseg" apply --staged - <<<"${policy}" >/dev/null
+  fi
   ip netns exec "${ns}" tc -j filter show dev b0 ingress | jq -r '[.[] | .options.prog.id // empty] | first'
 }
 
@@ -78,6 +98,8 @@ main() {
   b=$(attach "${WORK}/ref" "${WORK}/bpffs-ref" "${NS2}")
   local what="a packet of an established UDP session"
   [[ ${CASE} == new-flow ]] && what="a new UDP flow a rule denies (every run a new flow)"
+  ((STAGED)) && what+=", this tree with the same policy staged"
+  ((STAGED == 2)) && what+=" and a rule naming a source port (no staged verdict kept)"
   echo "ab-session: ${what}, this tree against ${REF} ($(git -C "${ROOT}" rev-parse --short "${REF}")), BPF_PROG_TEST_RUN repeat ${REPEAT}, median of ${RUNS} turns (this, ${REF}, floor)"
   for fam in 4 6; do
     if [[ ${fam} == 4 ]]; then src=192.0.2.1 dst=198.51.100.1; else src=fd00:1::1 dst=fd00:2::1; fi

@@ -53,7 +53,7 @@ _Static_assert(MSEG_BY_EXACT == MSEG_RSN_EXACT && MSEG_BY_CIDR == MSEG_RSN_CIDR 
 		       MSEG_BY_DEFAULT == MSEG_RSN_DEFAULT,
 	       "verdict origins double as event reasons");
 
-/* Denies and log verdicts are told to `mseg log`. */
+/* Denies, log and would-deny (audit) verdicts are told to `mseg log`. */
 static __always_inline void mseg_verdict_event(const struct mseg_config *cfg,
 					       struct mseg_stats *st,
 					       const struct mseg_tuple *t,
@@ -67,6 +67,10 @@ static __always_inline void mseg_verdict_event(const struct mseg_config *cfg,
 	else if (v->action == MSEG_ACT_LOG)
 		mseg_event(cfg, st, t,
 			   mseg_ev(MSEG_EV_LOG, v->by, v->action, flags,
+				   v->rule_id));
+	else if (v->action == MSEG_ACT_AUDIT)
+		mseg_event(cfg, st, t,
+			   mseg_ev(MSEG_EV_AUDIT, v->by, v->action, flags,
 				   v->rule_id));
 }
 
@@ -88,7 +92,7 @@ static __always_inline int mseg_drop(struct mseg_stats *st)
 static __always_inline void mseg_count_decision(struct mseg_stats *st,
 						const struct mseg_verdict *v)
 {
-	mseg_rule_count(&v->rule_id, true);
+	mseg_rule_count_flow(v, st);
 	if (v->by == MSEG_BY_EXACT)
 		st->policy_hit++;
 	else if (v->by == MSEG_BY_CIDR)
@@ -102,7 +106,7 @@ static __always_inline void mseg_judge_new(const struct mseg_tuple *t,
 					   struct mseg_stats *st,
 					   struct mseg_verdict *v)
 {
-	mseg_policy_decide(t, cfg, v);
+	mseg_policy_decide(t, cfg, v, 0);
 	mseg_count_decision(st, v);
 }
 
@@ -145,8 +149,8 @@ __noinline int mseg_pickup_decide(const struct mseg_pkt *p)
 		return 0;
 	x->t = p->t;
 	mseg_tuple_reverse(&x->t);
-	mseg_policy_decide(&p->t, cfg, &own);
-	mseg_policy_decide(&x->t, cfg, &x->rv);
+	mseg_policy_decide(&p->t, cfg, &own, 0);
+	mseg_policy_decide(&x->t, cfg, &x->rv, 0);
 	o = own.action != MSEG_ACT_DENY;
 	b = x->rv.action != MSEG_ACT_DENY;
 	return o == b ? p->t.sport < p->t.dport : b;
@@ -161,9 +165,11 @@ static __always_inline int mseg_answer_dir(const struct mseg_session *s)
 	return (s->flags & MSEG_SESS_FIRST_REPLY) ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
 }
 
+/* A would-deny (audit) is no allow: it earns no admission under pressure. */
 static __always_inline bool mseg_exact_allows(const struct mseg_verdict *v)
 {
-	return v->by == MSEG_BY_EXACT && v->action != MSEG_ACT_DENY;
+	return v->by == MSEG_BY_EXACT &&
+	       (v->action == MSEG_ACT_ALLOW || v->action == MSEG_ACT_LOG);
 }
 
 /*
@@ -308,19 +314,19 @@ static __always_inline bool mseg_rejudge(const struct mseg_config *cfg,
 	if (!x)
 		return false;
 	mseg_session_orig(key, s, key->family, &x->t);
-	mseg_policy_decide(&x->t, cfg, &v);
+	mseg_policy_decide(&x->t, cfg, &v, 0);
 	/* A picked-up session's orientation was a guess: either may be right. */
 	if (v.action == MSEG_ACT_DENY && (s->flags & MSEG_SESS_PICKUP)) {
 		struct mseg_verdict rv;
 
 		mseg_tuple_reverse(&x->t);
-		mseg_policy_decide(&x->t, cfg, &rv);
+		mseg_policy_decide(&x->t, cfg, &rv, 0);
 		if (rv.action != MSEG_ACT_DENY)
 			v = rv;
 		else
 			mseg_tuple_reverse(&x->t);
 	}
-	mseg_rule_count(&v.rule_id, true);
+	mseg_rule_count_flow(&v, st);
 	if (v.action != s->action)
 		mseg_verdict_event(cfg, st, &x->t, &v, MSEG_EVF_REJUDGED);
 	s->action = v.action;
@@ -349,7 +355,7 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 	__u8 state = s->state, flags = s->flags;
 
 	if (!mseg_rejudge(cfg, st, key, s))
-		mseg_rule_count(&s->rule_id, false);
+		mseg_rule_count(&s->rule_id);
 	if (s->action == MSEG_ACT_DENY) {
 		st->session_hit++;
 		st->denied++;
@@ -490,6 +496,10 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 		st->denied++;
 		return TC_ACT_SHOT;
 	}
+	if (v->action == MSEG_ACT_AUDIT)
+		mseg_verdict_event(cfg, st,
+				   (how & MSEG_NEW_REVERSED) ? &x->t : &p->t,
+				   v, 0);
 	if (!trackable)
 		return mseg_pass(st, v->action);
 	admitted = mseg_dns_or_icmp(&p->t);
@@ -590,13 +600,17 @@ __noinline int mseg_flow_count(struct __sk_buff *skb, int verdict)
 	const struct mseg_tuple *t;
 	struct mseg_flow_key *k;
 	struct mseg_scratch *x;
+	struct mseg_config *cfg;
+	struct mseg_stats *st;
 	__u32 zero = 0, i, way;
 	bool fresh = false;
 	__u8 note;
 	__u64 now;
 
 	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
-	if (!skb || !x)
+	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
+	st = bpf_map_lookup_elem(&mseg_stats, &zero);
+	if (!skb || !x || !cfg || !st)
 		return verdict;
 	note = x->flow_note;
 	if (!(note & MSEG_FLOWN_DECIDED))
@@ -649,10 +663,35 @@ __noinline int mseg_flow_count(struct __sk_buff *skb, int verdict)
 	if (fresh) {
 		slot->flow = *k;
 		__builtin_memset(&slot->count, 0, sizeof(slot->count));
+		__builtin_memset(&slot->staged, 0, sizeof(slot->staged));
 		slot->count.first_ns = now;
 	}
 	slot->count.connections++;
 	slot->count.last_ns = now;
+	/*
+	 * A staged policy judges the same flow, the originator's way (into
+	 * x->sv: this frame stays small). Its verdict of the flow's last new
+	 * flow stands while the staged set is the same (staged_gen) and no
+	 * staged rule names a source port, which the flow's key leaves out:
+	 * a flow's later connections cost no second policy lookup.
+	 */
+	if (cfg->mode & MSEG_MODE_STAGED) {
+		if (slot->staged.gen != cfg->staged_gen ||
+		    (cfg->mode & MSEG_MODE_STAGED_SPORT)) {
+			mseg_policy_decide((note & MSEG_FLOWN_REVERSED) ? &x->t : t,
+					   cfg, &x->sv, 1);
+			if (slot->staged.gen != cfg->staged_gen) {
+				__builtin_memset(&slot->staged, 0, sizeof(slot->staged));
+				slot->staged.gen = cfg->staged_gen;
+			}
+			slot->staged.verdict = mseg_flow_verdict_of(x->sv.action);
+			slot->staged.rule_id = x->sv.rule_id;
+		}
+		if (slot->staged.verdict != k->verdict) {
+			slot->staged.disagreements++;
+			st->staged_disagree++;
+		}
+	}
 	if (!(note & MSEG_FLOWN_SESSION)) {
 		slot->count.packets++;
 		slot->count.bytes += skb->len;
@@ -844,7 +883,7 @@ static __always_inline int mseg_fast(struct __sk_buff *skb,
 		return MSEG_SLOW_VERDICT;
 	}
 	st->session_hit++;
-	mseg_rule_count(&s->rule_id, false);
+	mseg_rule_count(&s->rule_id);
 	mseg_account(s, dir, skb->len);
 	return mseg_pass(st, s->action);
 }

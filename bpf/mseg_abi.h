@@ -24,7 +24,7 @@
 
 #include <linux/types.h>
 
-#define MSEG_ABI_VERSION 4
+#define MSEG_ABI_VERSION 5
 
 /* Session table capacity: one build setting (make MSEG_MAX_SESSIONS=N). */
 #ifndef MSEG_MAX_SESSIONS
@@ -61,6 +61,13 @@ enum mseg_action {
 	MSEG_ACT_ALLOW = 0,
 	MSEG_ACT_DENY = 1,
 	MSEG_ACT_LOG = 2, /* allow and emit an event */
+	/*
+	 * Not a rule's action in the grammar: a deny that audit mode (the
+	 * global mode, or the rule's --audit) passes, counts and tells as a
+	 * would-deny. The compiler writes it for a deny rule with --audit;
+	 * mseg_policy_decide() turns any deny into it in audit mode.
+	 */
+	MSEG_ACT_AUDIT = 3,
 	MSEG_ACT_MAX,
 };
 
@@ -238,6 +245,7 @@ struct mseg_rule_val {
 struct mseg_rule_hits {
 	__u64 packets; /* packets of the sessions (and untracked packets) it decided */
 	__u64 flows;   /* new flows and re-judged sessions it decided */
+	__u64 audited; /* of those, the ones its deny passed as would-deny */
 };
 
 /*
@@ -313,9 +321,24 @@ struct mseg_flow_val {
 	__u64 last_ns;     /* last decision; 0: the slot is unused */
 };
 
+/*
+ * What the staged policy (docs/policy.md, staged) said of a flow's new
+ * flows, while one is loaded: its verdict and rule for the last one, and
+ * how many it judged otherwise than the policy in force. Valid while gen
+ * is mseg_config.staged_gen: a new staged policy starts every flow anew.
+ */
+struct mseg_flow_staged {
+	__u64 disagreements;
+	__u32 rule_id;
+	__u32 gen;
+	__u8 verdict; /* enum mseg_flow_verdict */
+	__u8 pad[7];
+};
+
 struct mseg_flow_slot {
 	struct mseg_flow_key flow;
 	struct mseg_flow_val count;
+	struct mseg_flow_staged staged;
 };
 
 /*
@@ -386,7 +409,7 @@ struct mseg_config {
 	__u8 default_action;
 	__u8 strict; /* drop malformed frames and TCP without a session */
 	__u8 active_set;
-	__u8 pad0;
+	__u8 mode; /* MSEG_MODE_*: in the same word as the set it qualifies */
 	/* timeouts in seconds (0 = nf_conntrack's default) */
 	__u32 to_syn_sent;
 	__u32 to_syn_recv;
@@ -409,7 +432,16 @@ struct mseg_config {
 	__u32 flood_syn_timeout;
 	__u32 event_rate; /* events per second the data path may emit */
 	__u32 to_unconfirmed; /* s; a session picked up mid-stream, unanswered */
+	__u32 staged_gen; /* bumped by every `mseg apply --staged`: never 0 then */
 };
+
+/* mseg_config.mode */
+#define MSEG_MODE_AUDIT 0x1	  /* pass denies as would-deny (docs/policy.md, audit) */
+#define MSEG_MODE_STAGED 0x2	  /* the other set holds a staged policy */
+#define MSEG_MODE_STAGED_DENY 0x4 /* ... whose default is deny */
+#define MSEG_MODE_STAGED_SPORT 0x8 /* ... and a rule of it names a source port */
+#define MSEG_MODE_STAGED_BITS \
+	(MSEG_MODE_STAGED | MSEG_MODE_STAGED_DENY | MSEG_MODE_STAGED_SPORT)
 
 /*
  * mseg_pressure: the session table's load, written by the data path only
@@ -478,6 +510,7 @@ enum mseg_event_kind {
 	MSEG_EV_PRESSURE = 4, /* the table entered a pressure level */
 	MSEG_EV_FLOOD = 5,    /* the SYN-flood flag rose */
 	MSEG_EV_EVICT = 6,    /* a session dropped early for a new one: its flow */
+	MSEG_EV_AUDIT = 7,    /* a flow a deny would stop, passed by audit mode */
 };
 
 enum mseg_event_reason {
@@ -511,7 +544,7 @@ struct mseg_event {
 	__u8 reason; /* enum mseg_event_reason */
 	__u32 suppressed; /* events the rate limit dropped since the last one */
 	__u32 value;      /* pressure: percent of capacity; flood: the count;
-			   * deny and log: the deciding rule's id (0: default) */
+			   * deny, log, audit: the deciding rule's id (0: default) */
 	__u8 flags;       /* MSEG_EVF_* */
 	__u8 pad[7];
 };
@@ -569,6 +602,8 @@ struct mseg_stats {
 	__u64 frag_full;    /* first fragments not remembered: table full */
 	__u64 out_of_window; /* TCP outside what the peers could send or ack */
 	__u64 early_drop;    /* sessions dropped to make room for a new one */
+	__u64 audit_denied;  /* new flows a deny would stop, passed by audit */
+	__u64 staged_disagree; /* new flows the staged policy judged otherwise */
 };
 
 #define MSEG_STATS_FIELDS (sizeof(struct mseg_stats) / sizeof(__u64))
@@ -583,7 +618,7 @@ _Static_assert((__builtin_offsetof(struct mseg_rule_key, proto) - 4) * 8 ==
 		       MSEG_RULE_IDS_BITS, "rule key: set and ids, then proto");
 _Static_assert(sizeof(struct mseg_rule_cand) == 16, "rule candidate layout");
 _Static_assert(sizeof(struct mseg_rule_val) == 64, "rule value layout");
-_Static_assert(sizeof(struct mseg_rule_hits) == 16, "rule hits layout");
+_Static_assert(sizeof(struct mseg_rule_hits) == 24, "rule hits layout");
 _Static_assert(sizeof(struct mseg_source_key) == 8, "source key layout");
 _Static_assert(sizeof(struct mseg_source_val) == MSEG_SOURCE_LINE, "source layout");
 _Static_assert(sizeof(struct mseg_flow_key) == 48, "flow key layout");
@@ -591,11 +626,12 @@ _Static_assert(__builtin_offsetof(struct mseg_flow_key, rule_id) == 32 &&
 		       __builtin_offsetof(struct mseg_flow_key, verdict) == 40,
 	       "flow key: addresses, rule, port, protocol, family, verdict");
 _Static_assert(sizeof(struct mseg_flow_val) == 5 * 8, "flow value layout");
-_Static_assert(sizeof(struct mseg_flow_slot) == 88, "flow slot layout");
+_Static_assert(sizeof(struct mseg_flow_staged) == 24, "flow staged layout");
+_Static_assert(sizeof(struct mseg_flow_slot) == 112, "flow slot layout");
 _Static_assert(sizeof(struct mseg_frag_key) == 40, "frag key layout");
 _Static_assert(sizeof(struct mseg_frag_val) == 16, "frag value layout");
-_Static_assert(sizeof(struct mseg_config) == 92, "config layout");
-_Static_assert(sizeof(struct mseg_stats) == 33 * 8, "stats layout");
+_Static_assert(sizeof(struct mseg_config) == 96, "config layout");
+_Static_assert(sizeof(struct mseg_stats) == 35 * 8, "stats layout");
 _Static_assert(sizeof(struct mseg_pressure) == 12 * 8 + 8 + 4 * 8,
 	       "pressure layout");
 _Static_assert(sizeof(struct mseg_gc_state) == 7 * 8, "gc state layout");

@@ -27,7 +27,9 @@
 
 static __always_inline __u8 mseg_flow_verdict_of(__u8 action)
 {
-	return action == MSEG_ACT_DENY ? MSEG_FLOW_DENIED : MSEG_FLOW_ALLOWED;
+	if (action == MSEG_ACT_DENY)
+		return MSEG_FLOW_DENIED;
+	return action == MSEG_ACT_AUDIT ? MSEG_FLOW_WOULD_DENY : MSEG_FLOW_ALLOWED;
 }
 
 /*

@@ -216,6 +216,7 @@ struct mseg_scratch {
 	struct mseg_tuple t;          /* a session's flow, for a rule or an event */
 	__u64 frag_reclaim_ns; /* this CPU's last walk over a full mseg_frags */
 	struct mseg_verdict rv;       /* a new flow's verdict; a pickup's reverse flow's */
+	struct mseg_verdict sv;       /* the staged policy's verdict of the flow counted */
 	__u8 sender_hi;               /* the packet's sender is key's "hi" end */
 	__u8 evicted;                 /* 1 + the ring early drop took a victim of; 0: none */
 	__u8 flow_note;               /* MSEG_FLOWN_*: what mseg_new_flow() decided */

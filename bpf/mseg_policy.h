@@ -62,27 +62,31 @@ static __always_inline void mseg_rules_try(struct mseg_rule_key *k, __u32 src,
 }
 
 /*
- * default_action, strict and active_set share one aligned 32-bit word of
- * mseg_config. `mseg apply` switches the set and the default in one config
- * write; reading the word once means a flow is judged by one rule set and
- * that set's default, never by a mix of the old and the new.
+ * default_action, strict, active_set and mode share one aligned 32-bit
+ * word of mseg_config. `mseg apply` switches the set and the default in
+ * one config write (`--promote` the staged set, its default and the mode);
+ * reading the word once means a flow is judged by one rule set and that
+ * set's default, never by a mix of the old and the new.
  */
 _Static_assert(__builtin_offsetof(struct mseg_config, default_action) == 8 &&
-		       __builtin_offsetof(struct mseg_config, active_set) == 10,
-	       "default_action and active_set share the word at offset 8");
+		       __builtin_offsetof(struct mseg_config, active_set) == 10 &&
+		       __builtin_offsetof(struct mseg_config, mode) == 11,
+	       "default_action, active_set and mode share the word at offset 8");
 
 /*
- * Judge a flow given as originator -> responder. A global BPF function:
- * the verifier checks it once, not once per caller and path (four lookups
- * of four candidates each would multiply the caller's states), and its
- * lookup keys live in its own frame.
+ * Judge a flow given as originator -> responder, by the policy in force
+ * or (staged) by the staged one in the other set. In audit mode a deny
+ * comes out as MSEG_ACT_AUDIT. A global BPF function: the verifier checks
+ * it once, not once per caller and path (four lookups of four candidates
+ * each would multiply the caller's states), and its lookup keys live in
+ * its own frame.
  */
 __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 				  const struct mseg_config *cfg,
-				  struct mseg_verdict *v)
+				  struct mseg_verdict *v, int staged)
 {
 	__u32 word;
-	__u8 def, set;
+	__u8 def, set, mode;
 	/* one stack slot for both keys: the frame adds to the caller's */
 	union {
 		struct mseg_ident_key ik;
@@ -98,10 +102,16 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	def = word & 0xff;
 	set = (word >> 16) & 0xff;
+	mode = word >> 24;
 #else
 	def = word >> 24;
 	set = (word >> 8) & 0xff;
+	mode = word & 0xff;
 #endif
+	if (staged) {
+		set ^= 1;
+		def = (mode & MSEG_MODE_STAGED_DENY) ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
+	}
 	/* the default's verdict until a rule beats it: nothing else stays live */
 	v->rule_id = 0;
 	v->action = def == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
@@ -137,23 +147,38 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 		mseg_rules_try(k, 0, di >> 32, t->sport, v, &rank);
 	if (todo & 8)
 		mseg_rules_try(k, 0, 0, t->sport, v, &rank);
+	if (v->action == MSEG_ACT_DENY && (mode & MSEG_MODE_AUDIT))
+		v->action = MSEG_ACT_AUDIT;
 	return 0;
 }
 
 /*
- * Count a decision (flows) or a packet of a decided session (packets).
- * The id is passed where it already lies (the verdict, the session), so
- * no key is copied onto the stack.
+ * Count a packet of a decided session under its rule. The id is passed
+ * where it already lies (the verdict, the session), so no key is copied
+ * onto the stack.
  */
-static __always_inline void mseg_rule_count(const __u32 *rule_id, bool flow)
+static __always_inline void mseg_rule_count(const __u32 *rule_id)
 {
 	struct mseg_rule_hits *h = bpf_map_lookup_elem(&mseg_rule_hits, rule_id);
 
+	if (h)
+		h->packets++;
+}
+
+/* Count a decision (a new flow, a re-judged session) under its rule. */
+static __always_inline void mseg_rule_count_flow(const struct mseg_verdict *v,
+						 struct mseg_stats *st)
+{
+	struct mseg_rule_hits *h = bpf_map_lookup_elem(&mseg_rule_hits, &v->rule_id);
+
+	if (v->action == MSEG_ACT_AUDIT)
+		st->audit_denied++;
 	if (!h)
 		return;
 	h->packets++;
-	if (flow)
-		h->flows++;
+	h->flows++;
+	if (v->action == MSEG_ACT_AUDIT)
+		h->audited++;
 }
 
 #endif /* MSEG_POLICY_H */

@@ -580,6 +580,14 @@ static void render_counters(FILE *f, const struct mseg_stats *st)
 		st->early_drop);
 	counter(f, "mseg_events_lost_total",
 		"Events the data path could not queue.", st->events_lost);
+	counter(f, "mseg_audit_denied_total",
+		"New flows (and re-judged sessions) a deny would have stopped, passed as "
+		"would-deny by audit mode (mode audit, or the rule's --audit).",
+		st->audit_denied);
+	counter(f, "mseg_staged_disagreements_total",
+		"New flows the staged policy (mseg apply --staged) judged otherwise than "
+		"the policy in force.",
+		st->staged_disagree);
 }
 
 static void render_events(FILE *f, const struct mseg_event_limit *ev)
@@ -703,6 +711,11 @@ static void render(FILE *f, const struct tf_sample *x)
 	render_sessions(f, x);
 	render_flows(f, x);
 	render_pressure(f, x);
+	gauge(f, "mseg_audit_mode", "1 while mode audit passes every deny as a would-deny.",
+	      (x->cfg.mode & MSEG_MODE_AUDIT) ? 1 : 0);
+	gauge(f, "mseg_staged_loaded",
+	      "1 while a staged policy is judged beside the policy in force.",
+	      (x->cfg.mode & MSEG_MODE_STAGED) ? 1 : 0);
 	labelled(f, "mseg_rules", "gauge",
 		 "Statements in the active rule set: rules (rule add) and CIDR rules (cidr add).",
 		 "kind", rules, ARRAY_LEN(rules));

@@ -54,6 +54,8 @@ static void print_fields(void)
 	CONF(default_action, 0);
 	CONF(strict, 0);
 	CONF(active_set, 0);
+	CONF(mode, 0);
+	CONF(staged_gen, 0);
 	CONF(to_syn_sent, MSEG_DEF_TO_SYN_SENT);
 	CONF(to_syn_recv, MSEG_DEF_TO_SYN_RECV);
 	CONF(to_established, MSEG_DEF_TO_ESTABLISHED);
@@ -97,6 +99,10 @@ int main(int argc, char **argv)
 	/* How mseg_ident prefix lengths are stored (bpf/mseg_abi.h). */
 	printf("const ident_hdr_bits %d\n", MSEG_IDENT_HDR_BITS);
 	printf("const ident_v4_base_bits %d\n", MSEG_IDENT_V4_BASE_BITS);
+	/* mseg_config.mode's bits */
+	printf("const mode_audit %d\n", MSEG_MODE_AUDIT);
+	printf("const mode_staged %d\n", MSEG_MODE_STAGED);
+	printf("const mode_staged_deny %d\n", MSEG_MODE_STAGED_DENY);
 	print_maps();
 	print_fields();
 	return 0;

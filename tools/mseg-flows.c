@@ -48,6 +48,18 @@ enum out_form { OUT_TEXT, OUT_JSON, OUT_DOT };
 struct opts {
 	enum out_form form;
 	__u64 since_ns; /* 0: every flow */
+	bool staged_diff; /* only the flows the staged policy judges otherwise */
+};
+
+/* mseg_config.staged_gen while a staged policy is loaded, else 0. */
+static __u32 staged_gen;
+
+/* What the staged policy said of a flow (struct mseg_flow_staged). */
+struct staged {
+	bool valid; /* judged by the staged policy loaded now */
+	__u8 verdict;
+	__u32 rule_id;
+	__u64 disagreements;
 };
 
 /* One flow as the maps hold it: an address pair (mseg_flows' key). */
@@ -56,6 +68,7 @@ struct rec {
 	__u64 connections, packets, bytes;
 	__u64 first_ns; /* 0: unknown (only sessions seen) */
 	__u64 last_ns;
+	struct staged st;
 };
 
 struct recs {
@@ -74,6 +87,7 @@ struct row {
 	__u16 dport;
 	__u8 proto, verdict;
 	__u64 connections, packets, bytes, first_ns, last_ns;
+	struct staged st;
 	char src_text[ROW_TEXT];
 	char dst_text[ROW_TEXT];
 };
@@ -157,6 +171,12 @@ static int flows_batch(void *ctx, const void *keys, const void *vals, __u32 n)
 			r->bytes = f->count.bytes;
 			r->first_ns = f->count.first_ns;
 			r->last_ns = f->count.last_ns;
+			if (staged_gen && f->staged.gen == staged_gen) {
+				r->st.valid = true;
+				r->st.verdict = f->staged.verdict;
+				r->st.rule_id = f->staged.rule_id;
+				r->st.disagreements = f->staged.disagreements;
+			}
 		}
 	}
 	return 0;
@@ -388,6 +408,12 @@ static int cmp_row_key(const struct row *x, const struct row *y)
 		c = (int)x->verdict - (int)y->verdict;
 	if (!c)
 		c = x->rule_id < y->rule_id ? -1 : x->rule_id > y->rule_id;
+	if (!c)
+		c = (int)x->st.valid - (int)y->st.valid;
+	if (!c)
+		c = (int)x->st.verdict - (int)y->st.verdict;
+	if (!c)
+		c = x->st.rule_id < y->st.rule_id ? -1 : x->st.rule_id > y->st.rule_id;
 	return c;
 }
 
@@ -415,6 +441,11 @@ static void add_counts(struct row *to, const struct row *r)
 		to->first_ns = r->first_ns;
 	if (r->last_ns > to->last_ns)
 		to->last_ns = r->last_ns;
+	/* a flow's sessions carry no staged verdict: its map entries do */
+	if (r->st.valid && !to->st.valid)
+		to->st = r->st;
+	else if (r->st.valid)
+		to->st.disagreements += r->st.disagreements;
 }
 
 static void name_side(const struct segs *sg, const __u8 a[16], __u8 family,
@@ -456,6 +487,7 @@ static struct row *make_rows(struct recs *rs, const struct segs *sg,
 		x.bytes = r->bytes;
 		x.first_ns = r->first_ns;
 		x.last_ns = r->last_ns;
+		x.st = r->st;
 		/* the same key as the previous record: its session */
 		if (n && i && !cmp_rec(r, &rs->r[i - 1])) {
 			add_counts(&rows[n - 1], &x);
@@ -519,12 +551,19 @@ static void time_str(__u64 boot_ns, long long boot_to_real, char *buf, size_t le
 }
 
 enum { COL_SRC, COL_DST, COL_PROTO, COL_DPORT, COL_VERDICT, COL_RULE,
+       COL_STAGED, COL_STAGED_RULE, COL_DISAGREE,
        COL_CONNS, COL_PACKETS, COL_BYTES, COL_FIRST, COL_LAST, COL_MAX };
 
 static const char *const col_names[COL_MAX] = {
-	"SRC", "DST", "PROTO", "DPORT", "VERDICT", "RULE", "CONNECTIONS",
-	"PACKETS", "BYTES", "FIRST_SEEN", "LAST_SEEN",
+	"SRC", "DST", "PROTO", "DPORT", "VERDICT", "RULE", "STAGED", "STAGED_RULE",
+	"DISAGREEMENTS", "CONNECTIONS", "PACKETS", "BYTES", "FIRST_SEEN", "LAST_SEEN",
 };
+
+/* The staged columns are shown while a staged policy is loaded. */
+static bool col_shown(int c)
+{
+	return staged_gen || (c != COL_STAGED && c != COL_STAGED_RULE && c != COL_DISAGREE);
+}
 
 /* The cells of one row, as text. */
 struct cells {
@@ -541,6 +580,9 @@ static void row_cells(const struct row *r, long long boot_to_real, struct cells 
 	snprintf(x->c[COL_DPORT], 64, "%s", port_str(r, buf));
 	snprintf(x->c[COL_VERDICT], 64, "%s", verdict_str(r->verdict, buf));
 	snprintf(x->c[COL_RULE], 64, "%s", rule_str(r->rule_id, buf));
+	snprintf(x->c[COL_STAGED], 64, "%s", r->st.valid ? verdict_str(r->st.verdict, buf) : "-");
+	snprintf(x->c[COL_STAGED_RULE], 64, "%s", r->st.valid ? rule_str(r->st.rule_id, buf) : "-");
+	snprintf(x->c[COL_DISAGREE], 64, "%llu", (unsigned long long)r->st.disagreements);
 	snprintf(x->c[COL_CONNS], 64, "%llu", (unsigned long long)r->connections);
 	snprintf(x->c[COL_PACKETS], 64, "%llu", (unsigned long long)r->packets);
 	snprintf(x->c[COL_BYTES], 64, "%llu", (unsigned long long)r->bytes);
@@ -576,6 +618,8 @@ static void print_table(struct mseg_out *out, const struct row *rows, size_t n,
 		for (c = 0; c < COL_MAX; c++) {
 			const char *s = i ? x.c[c] : col_names[c];
 
+			if (!col_shown(c))
+				continue;
 			l = strlen(s);
 			memcpy(p, s, l);
 			p += l;
@@ -634,8 +678,23 @@ static void print_json(struct mseg_out *out, const struct row *rows, size_t n,
 		else
 			l = snprintf(line, sizeof(line), "\"first_seen\":null,\"first_seen_ns\":null,");
 		mseg_out_mem(out, line, (size_t)l);
-		l = snprintf(line, sizeof(line), "\"last_seen\":\"%s\",\"last_seen_ns\":%llu}",
+		l = snprintf(line, sizeof(line), "\"last_seen\":\"%s\",\"last_seen_ns\":%llu,",
 			     last, (unsigned long long)r->last_ns);
+		mseg_out_mem(out, line, (size_t)l);
+		/* what a staged policy (if one is loaded) says of it */
+		if (r->st.valid) {
+			if (r->st.rule_id)
+				snprintf(rule, sizeof(rule), "%u", r->st.rule_id);
+			else
+				snprintf(rule, sizeof(rule), "\"default\"");
+			l = snprintf(line, sizeof(line),
+				     "\"staged_verdict\":\"%s\",\"staged_rule\":%s,\"disagreements\":%llu}",
+				     verdict_str(r->st.verdict, vbuf), rule,
+				     (unsigned long long)r->st.disagreements);
+		} else {
+			l = snprintf(line, sizeof(line),
+				     "\"staged_verdict\":null,\"staged_rule\":null,\"disagreements\":0}");
+		}
 		mseg_out_mem(out, line, (size_t)l);
 	}
 	mseg_out_str(out, "]\n");
@@ -738,7 +797,7 @@ static int print_dot(struct mseg_out *out, const struct row *rows, size_t n)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: mseg flows [--since DURATION] [--json|--dot]\n"
+		"usage: mseg flows [--since DURATION] [--staged-diff] [--json|--dot]\n"
 		"\n"
 		"Traffic aggregated by flow, as the data path decided it: one line per\n"
 		"source, destination, protocol, destination port, verdict and deciding\n"
@@ -751,7 +810,10 @@ static void usage(FILE *f)
 		"judged without one; FIRST_SEEN and LAST_SEEN the first decision and\n"
 		"the last packet (UTC). VERDICT is allowed, denied or would-deny\n"
 		"(passed, a deny would apply: audit mode); RULE the rule's id, or\n"
-		"default. DPORT is - for a protocol without ports.\n"
+		"default. DPORT is - for a protocol without ports. While a staged\n"
+		"policy is loaded ('mseg apply --staged'), STAGED and STAGED_RULE say\n"
+		"what it decided of the flow's last new flow, and DISAGREEMENTS how\n"
+		"many of its new flows it judged otherwise than the policy in force.\n"
 		"\n"
 		"Each CPU keeps %u flows it decided, in sets of %u: a flow whose set is\n"
 		"full takes the place of the one seen least recently there.\n"
@@ -761,6 +823,8 @@ static void usage(FILE *f)
 		"                    Ns, Nm, Nh, Nd (the counts are since first seen)\n"
 		"  --json            one JSON array of objects (docs/json.md)\n"
 		"  --dot             the flows as a Graphviz digraph ('mseg graph' draws it)\n"
+		"  --staged-diff     only the flows the staged policy judges otherwise\n"
+		"                    ('mseg staged diff')\n"
 		"  --version         print the version\n"
 		"Maps are read from $TC_BPF_MNT/tc/globals (default /sys/fs/bpf/tc/globals).\n",
 		MSEG_FLOW_SLOTS, MSEG_FLOW_WAYS);
@@ -815,6 +879,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "since", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "dot", no_argument, NULL, 'd' },
+		{ "staged-diff", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -838,6 +903,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (o->form == OUT_JSON)
 				return bad("%s", "flows: --json or --dot, not both");
 			o->form = OUT_DOT;
+			break;
+		case 'D':
+			o->staged_diff = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -870,6 +938,7 @@ static int read_policy(struct mr_policy *p)
 		goto out;
 	if (mr_read_policy(&m, cfg.active_set, p))
 		rc = 0;
+	staged_gen = (cfg.mode & MSEG_MODE_STAGED) ? cfg.staged_gen : 0;
 out:
 	if (m.ident >= 0)
 		close(m.ident);
@@ -901,8 +970,12 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc == 1 ? 0 : rc;
 	memset(&sg, 0, sizeof(sg));
-	/* the flows first: a session mseg gc moves meanwhile is missed once, never counted twice */
-	if (read_flows(&rs) || read_sessions(&rs) || read_policy(&p)) {
+	/*
+	 * The policy (and whether one is staged) first, then the flows, then
+	 * the sessions: a session mseg gc moves meanwhile is missed once,
+	 * never counted twice.
+	 */
+	if (read_policy(&p) || read_flows(&rs) || read_sessions(&rs)) {
 		free(rs.r);
 		return 1;
 	}
@@ -915,6 +988,14 @@ int main(int argc, char **argv)
 			 o.since_ns && now > o.since_ns ? now - o.since_ns : 0, &n);
 	if (!rows || mseg_out_init(&out, stdout))
 		goto out;
+	if (o.staged_diff) {
+		size_t i, k = 0;
+
+		for (i = 0; i < n; i++)
+			if (rows[i].st.valid && rows[i].st.disagreements)
+				rows[k++] = rows[i];
+		n = k;
+	}
 	if (o.form == OUT_JSON)
 		print_json(&out, rows, n, boot_to_real);
 	else if (o.form == OUT_TEXT)

@@ -142,6 +142,22 @@ static void config_default(struct mr_policy *p)
 		p->def = cfg.default_action == MSEG_ACT_DENY ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
 }
 
+/* mseg_config.mode (MSEG_MODE_*); 0 when it cannot be read. */
+static __u8 config_mode(void)
+{
+	struct mseg_config cfg;
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(maps.config, &zero, &cfg) ? 0 : cfg.mode;
+}
+
+/* mseg_policy_decide()'s last step: in audit mode a deny is a would-deny. */
+static void audit_mode(struct mr_decision *d, __u8 mode)
+{
+	if (d->action == MSEG_ACT_DENY && (mode & MSEG_MODE_AUDIT))
+		d->action = MSEG_ACT_AUDIT;
+}
+
 /*
  * What the compiled maps of each set hold, where its seal says so: the
  * compiled form of its statements (old's, when it holds the policy in
@@ -195,15 +211,31 @@ static int write_error(const struct mr_writer *w, const char *what)
 }
 
 /*
- * apply NEW ACTIVE FILE: FILE's policy into set NEW (only what differs
+ * The spare set holds a staged policy (docs/policy.md, staged): a change
+ * of the policy in force would write over it.
+ */
+static void refuse_staged(void)
+{
+	if (!(config_mode() & MSEG_MODE_STAGED))
+		return;
+	fprintf(stderr, "mseg: a staged policy is loaded in the spare rule set: 'mseg apply "
+			"--promote' puts it in force, 'mseg staged drop' discards it; then change "
+			"the policy\n");
+	exit(1);
+}
+
+/*
+ * apply NEW ACTIVE FILE: FILE's policy (apply_policy: a parsed one; promote:
+ * the staged one) into set NEW (only what differs
  * from what NEW holds), then one mseg_config write switches to it with
  * its default and a policy_gen bump, then set ACTIVE is brought up to date
  * the same way and policy_gen is bumped again: a packet that raced the
- * switch and cached a verdict of the old set is judged again.
+ * switch and cached a verdict of the old set is judged again. A staged
+ * policy's mode bits go with the switch.
  */
-static int cmd_apply(__u8 set, __u8 active, const char *file, bool allow_empty)
+static int apply_policy(__u8 set, __u8 active, struct mr_policy *given)
 {
-	struct mr_policy p, old;
+	struct mr_policy old, p = *given;
 	struct mr_compiled c;
 	struct mr_target t;
 	struct mr_set s[2];
@@ -212,11 +244,6 @@ static int cmd_apply(__u8 set, __u8 active, const char *file, bool allow_empty)
 	struct mseg_config cfg;
 	__u32 zero = 0;
 
-	mr_policy_init(&p);
-	if (!mr_parse_file(&p, file, NULL))
-		return 2;
-	refuse_empty(&p, allow_empty);
-	open_maps();
 	if (set == active || !mr_read_sets(&maps, s) || !mr_set_policy(&s[active], &old))
 		return 1;
 	build(&p, &old, &c, &t);
@@ -231,6 +258,7 @@ static int cmd_apply(__u8 set, __u8 active, const char *file, bool allow_empty)
 		return 1;
 	cfg.active_set = set;
 	cfg.default_action = (__u8)p.def;
+	cfg.mode &= (__u8)~MSEG_MODE_STAGED_BITS;
 	cfg.policy_gen++;
 	if (bpf_map_update_elem(maps.config, &zero, &cfg, BPF_ANY)) {
 		fprintf(stderr, "mseg: switching to the new rule set failed: %s\n", strerror(errno));
@@ -247,6 +275,157 @@ static int cmd_apply(__u8 set, __u8 active, const char *file, bool allow_empty)
 		return 1;
 	}
 	summary(&p, &c);
+	return 0;
+}
+
+static int cmd_apply(__u8 set, __u8 active, const char *file, bool allow_empty)
+{
+	struct mr_policy p;
+
+	mr_policy_init(&p);
+	if (!mr_parse_file(&p, file, NULL))
+		return 2;
+	refuse_empty(&p, allow_empty);
+	open_maps();
+	refuse_staged();
+	return apply_policy(set, active, &p);
+}
+
+/* Does a rule of p name a source port? (the data path then judges every new flow again) */
+static bool names_sport(const struct mr_policy *p)
+{
+	for (size_t i = 0; i < p->nr; i++)
+		if (p->r[i].sport)
+			return true;
+	return false;
+}
+
+/* The staged policy's statements (set NEW) and default (mseg_config.mode). */
+static bool staged_policy(const struct mr_set s[2], __u8 new, __u8 mode, struct mr_policy *p)
+{
+	if (!mr_set_policy(&s[new], p))
+		return false;
+	p->def = (mode & MSEG_MODE_STAGED_DENY) ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
+	return true;
+}
+
+/* Write mode bits (set, then cleared) and, with bump, a new staged_gen. */
+static int write_mode(__u8 set_bits, __u8 clear_bits, bool bump)
+{
+	struct mseg_config cfg;
+	__u32 zero = 0;
+
+	if (mseg_read_config(maps.config, &cfg))
+		return 1;
+	cfg.mode = (__u8)((cfg.mode | set_bits) & ~clear_bits);
+	if (bump && !++cfg.staged_gen)
+		cfg.staged_gen = 1; /* 0 is "never staged" */
+	if (bpf_map_update_elem(maps.config, &zero, &cfg, BPF_ANY)) {
+		fprintf(stderr, "mseg: writing mseg_config failed: %s\n", strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * stage NEW ACTIVE FILE: FILE's policy into the spare set NEW beside the
+ * policy in force, judged beside it for every new flow (docs/policy.md,
+ * staged) and never enforced. The data path stops reading NEW (the mode
+ * bit goes) before it is rewritten, and starts again with a new
+ * staged_gen once it holds the whole policy. Rule ids follow the policy in
+ * force, as an apply would number them.
+ */
+static int cmd_stage(__u8 new, __u8 active, const char *file)
+{
+	struct mr_policy p, old;
+	struct mr_compiled c;
+	struct mr_target t;
+	struct mr_set s[2];
+	struct bases b;
+	struct mr_writer w = { .m = &maps };
+
+	mr_policy_init(&p);
+	if (!mr_parse_file(&p, file, NULL))
+		return 2;
+	refuse_empty(&p, false);
+	open_maps();
+	if (new == active || !mr_read_sets(&maps, s) || !mr_set_policy(&s[active], &old))
+		return 1;
+	build(&p, &old, &c, &t);
+	if (p.ncfg)
+		fprintf(stderr, "mseg: note: %zu config line%s not staged: settings are not part of "
+				"a staged policy ('mseg config set' changes them)\n",
+			p.ncfg, p.ncfg == 1 ? " is" : "s are");
+	if (write_mode(0, MSEG_MODE_STAGED_BITS, false))
+		return 1;
+	find_bases(s, active, &old, &b);
+	if (mr_sync_set(&w, new, &s[new], b.of[new], &t)) {
+		write_error(&w, "the staged rule set");
+		mr_clear_set(&maps, new);
+		return 1;
+	}
+	mr_zero_new_ids(&w, &p, &old);
+	if (write_mode(MSEG_MODE_STAGED |
+			       (p.def == MSEG_ACT_DENY ? MSEG_MODE_STAGED_DENY : 0) |
+			       (names_sport(&p) ? MSEG_MODE_STAGED_SPORT : 0),
+		       0, true))
+		return 1;
+	summary(&p, &c);
+	return 0;
+}
+
+/* promote NEW ACTIVE: the staged policy in set NEW goes in force, as by apply. */
+static int cmd_promote(__u8 new, __u8 active)
+{
+	__u8 mode;
+	struct mr_set s[2];
+	struct mr_policy p;
+
+	open_maps();
+	mode = config_mode();
+	if (!(mode & MSEG_MODE_STAGED)) {
+		fprintf(stderr, "mseg: no staged policy to promote ('mseg apply --staged FILE' loads one)\n");
+		return 1;
+	}
+	if (!mr_read_sets(&maps, s) || !s[new].sealed || !staged_policy(s, new, mode, &p)) {
+		fprintf(stderr, "mseg: the staged rule set is not whole: stage it again\n");
+		return 1;
+	}
+	return apply_policy(new, active, &p);
+}
+
+/*
+ * unstage NEW ACTIVE: the data path stops judging by set NEW, which is
+ * then brought back to the policy in force (its copy between commands).
+ */
+static int cmd_unstage(__u8 new, __u8 active)
+{
+	struct mr_policy old, cur;
+	struct mr_compiled c;
+	struct mr_target t;
+	struct mr_set s[2];
+	struct bases b;
+	struct mr_writer w = { .m = &maps };
+
+	open_maps();
+	if (!(config_mode() & MSEG_MODE_STAGED)) {
+		printf("no staged policy\n");
+		return 3;
+	}
+	if (new == active || !mr_read_sets(&maps, s) || !mr_set_policy(&s[active], &old) ||
+	    !mr_set_policy(&s[active], &cur))
+		return 1;
+	config_default(&cur);
+	build(&cur, &old, &c, &t);
+	if (write_mode(0, MSEG_MODE_STAGED_BITS, false))
+		return 1;
+	find_bases(s, active, &old, &b);
+	if (mr_sync_set(&w, new, &s[new], b.of[new], &t)) {
+		write_error(&w, "the spare rule set");
+		fprintf(stderr, "mseg: the staged policy is dropped; the next change rewrites the spare set\n");
+		return 1;
+	}
+	printf("staged policy dropped\n");
 	return 0;
 }
 
@@ -269,6 +448,7 @@ static int cmd_edit(int argc, char **argv)
 	struct mr_writer w = { .m = &maps }, w2 = { .m = &maps };
 
 	open_maps();
+	refuse_staged();
 	if (set == new || !mr_read_sets(&maps, s) || !mr_set_policy(&s[set], &old) ||
 	    !mr_set_policy(&s[set], &p))
 		return 1;
@@ -438,20 +618,23 @@ static int cmd_list(__u8 set, const char *what, bool json, bool all)
 			putchar('[');
 		else {
 			/* HITS last, as the seed's lists had it (`awk '{print $NF}'`) */
-			static const char *hr[] = { "ID", "SRC", "DST", "PROTO", "SPORT", "DPORT",
-						    "ACTION", "PRIORITY", "COMMENT", "PACKETS", "HITS" };
-			static const char *hc[] = { "CIDR", "ID", "ACTION", "PRIORITY", "COMMENT",
-						    "PACKETS", "HITS" };
+			static const char *hr[] = { "ID",	"SRC",	    "DST",     "PROTO",
+						    "SPORT",	"DPORT",    "ACTION",  "PRIORITY",
+						    "COMMENT",	"WOULD-DENY", "PACKETS", "HITS" };
+			static const char *hc[] = { "CIDR",	 "ID",		"ACTION",  "PRIORITY",
+						    "COMMENT", "WOULD-DENY", "PACKETS", "HITS" };
 
-			cols = kind == MR_CIDR ? 7 : 11;
+			cols = kind == MR_CIDR ? 8 : 12;
 			cells = mr_grow(cells, &cap, (size_t)cols, sizeof(*cells));
 			for (int c = 0; c < cols; c++)
 				cells[c] = strdup(kind == MR_CIDR ? hc[c] : hr[c]);
 			rows = 1;
 		}
 		for (size_t i = 0; i < n; i++) {
-			char a[64], b[64], pb[8], ports[800], v[11][1024];
-			__u64 packets, flows = mr_hits(&maps, r[i].id, &packets);
+			char a[64], b[64], pb[8], ports[800], v[12][1024];
+			__u64 packets, audited, flows = mr_hits(&maps, r[i].id, &packets, &audited);
+			/* an audited deny: "deny(audit)" in the table, "audit": true in JSON */
+			const char *act = r[i].audit ? "deny(audit)" : mr_action_names[r[i].action];
 
 			if (json) {
 				printf("%s{\"id\":%u,", first ? "" : ",", r[i].id);
@@ -480,6 +663,8 @@ static int cmd_list(__u8 set, const char *what, bool json, bool all)
 					printf("null");
 				else
 					printf("%u", r[i].priority);
+				printf(",\"audit\":%s,\"would_deny\":%llu", r[i].audit ? "true" : "false",
+				       (unsigned long long)audited);
 				printf(",\"hits\":%llu,\"packets\":%llu,\"comment\":",
 				       (unsigned long long)flows, (unsigned long long)packets);
 				json_str(r[i].comment);
@@ -493,11 +678,12 @@ static int cmd_list(__u8 set, const char *what, bool json, bool all)
 			if (kind == MR_CIDR) {
 				snprintf(v[0], sizeof(v[0]), "%s", mr_pfx_text(&r[i].dst.p, a));
 				snprintf(v[1], sizeof(v[1]), "%u", r[i].id);
-				snprintf(v[2], sizeof(v[2]), "%s", mr_action_names[r[i].action]);
+				snprintf(v[2], sizeof(v[2]), "%s", act);
 				snprintf(v[3], sizeof(v[3]), "%u", r[i].priority);
 				snprintf(v[4], sizeof(v[4]), "%s", r[i].comment[0] ? r[i].comment : "-");
-				snprintf(v[5], sizeof(v[5]), "%llu", (unsigned long long)packets);
-				snprintf(v[6], sizeof(v[6]), "%llu", (unsigned long long)flows);
+				snprintf(v[5], sizeof(v[5]), "%llu", (unsigned long long)audited);
+				snprintf(v[6], sizeof(v[6]), "%llu", (unsigned long long)packets);
+				snprintf(v[7], sizeof(v[7]), "%llu", (unsigned long long)flows);
 			} else {
 				snprintf(v[1], sizeof(v[1]), "%s", mr_sel_text(&r[i].src, a));
 				snprintf(v[2], sizeof(v[2]), "%s", mr_sel_text(&r[i].dst, b));
@@ -505,13 +691,14 @@ static int cmd_list(__u8 set, const char *what, bool json, bool all)
 				snprintf(v[4], sizeof(v[4]), r[i].sport ? "%u" : "any", r[i].sport);
 				snprintf(v[5], sizeof(v[5]), "%s",
 					 r[i].nports ? mr_ports_text(&r[i], ports, sizeof(ports)) : "any");
-				snprintf(v[6], sizeof(v[6]), "%s", mr_action_names[r[i].action]);
+				snprintf(v[6], sizeof(v[6]), "%s", act);
 				snprintf(v[7], sizeof(v[7]), "%u", r[i].priority);
 				if (r[i].kind == MR_FAILSAFE)
 					snprintf(v[7], sizeof(v[7]), "failsafe");
 				snprintf(v[8], sizeof(v[8]), "%s", r[i].comment[0] ? r[i].comment : "-");
-				snprintf(v[9], sizeof(v[9]), "%llu", (unsigned long long)packets);
-				snprintf(v[10], sizeof(v[10]), "%llu", (unsigned long long)flows);
+				snprintf(v[9], sizeof(v[9]), "%llu", (unsigned long long)audited);
+				snprintf(v[10], sizeof(v[10]), "%llu", (unsigned long long)packets);
+				snprintf(v[11], sizeof(v[11]), "%llu", (unsigned long long)flows);
 			}
 			cells = mr_grow(cells, &cap, (rows + 1) * (size_t)cols, sizeof(*cells));
 			for (int c = 0; c < cols; c++)
@@ -551,7 +738,7 @@ static int cmd_failsafes(__u8 set, bool json)
 	for (int i = 0; i < n; i++) {
 		struct mr_failsafe f = { .proto = (__u8)fs[i].proto, .port = fs[i].ports[0].lo };
 		const char *svc = mr_failsafe_service(&f);
-		__u64 packets, flows = mr_hits(&maps, fs[i].id, &packets);
+		__u64 packets, audited, flows = mr_hits(&maps, fs[i].id, &packets, &audited);
 		char v[6][32], pb[8];
 
 		if (json) {
@@ -612,6 +799,7 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 	bool json = false;
 	size_t n;
 	char text[MSEG_SOURCE_LINE * 2];
+	__u8 mode;
 
 	if (argc && !strcmp(argv[0], "--json")) {
 		json = true;
@@ -622,6 +810,7 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 	if (!mr_read_policy(&maps, set, &p))
 		return 1;
 	config_default(&p);
+	mode = config_mode();
 	if (!mr_compile(&p, set, &c))
 		fail();
 	if (argc == 2 && !strcmp(argv[0], "--batch")) {
@@ -645,6 +834,7 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 				return 2;
 			}
 			mr_lookup(&c, &f, p.def, &d);
+			audit_mode(&d, mode);
 			printf("%s %u\n", mr_action_names[d.action], d.rule_id);
 		}
 		return 0;
@@ -652,6 +842,7 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 	if (!mr_flow_parse(argc, argv, &f))
 		fail();
 	mr_lookup(&c, &f, p.def, &d);
+	audit_mode(&d, mode);
 	n = mr_matching(&p, &f, &all);
 	/* the compiled lookup and the definition must agree */
 	if ((n ? all[0].rule_id : 0) != d.rule_id) {
@@ -660,8 +851,10 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 		return 1;
 	}
 	if (json) {
-		printf("{\"verdict\":\"%s\",\"rule\":%u,\"failsafe\":%s,", mr_action_names[d.action],
-		       d.rule_id, d.rule_id >= MR_FAILSAFE_ID0 ? "true" : "false");
+		printf("{\"verdict\":\"%s\",\"rule\":%u,\"failsafe\":%s,\"mode\":\"%s\",",
+		       mr_action_names[d.action], d.rule_id,
+		       d.rule_id >= MR_FAILSAFE_ID0 ? "true" : "false",
+		       (mode & MSEG_MODE_AUDIT) ? "audit" : "enforce");
 		printf("\"statement\":");
 		if (d.rule_id) {
 			mr_rule_text(mr_rule_by_id(&p, d.rule_id), true, text, sizeof(text));
@@ -680,7 +873,11 @@ static int cmd_explain(__u8 set, int argc, char **argv)
 		printf("]}\n");
 		return 0;
 	}
-	printf("verdict: %s\n", mr_action_names[d.action]);
+	printf("verdict: %s%s\n", mr_action_names[d.action],
+	       d.action == MSEG_ACT_AUDIT && (mode & MSEG_MODE_AUDIT) ?
+		       " (audit mode: a deny passes, counted and logged)" :
+	       d.action == MSEG_ACT_AUDIT ? " (the rule's --audit: a deny passes, counted and logged)" :
+					    "");
 	if (d.rule_id >= MR_FAILSAFE_ID0) {
 		const struct mr_rule *r = mr_rule_by_id(&p, d.rule_id);
 		const char *svc = strchr(r->comment, ' ');
@@ -813,6 +1010,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: mseg-ruleset check [--stats] [--allow-empty] [--lines] [--copy OUT] FILE\n"
 		   "       mseg-ruleset apply [--allow-empty] SET ACTIVE FILE | clear SET | save SET\n"
 		   "       mseg-ruleset copy FILE OUT\n"
+		   "       mseg-ruleset stage NEW ACTIVE FILE | promote NEW ACTIVE | unstage NEW ACTIVE\n"
 		   "       mseg-ruleset edit SET NEW WRITE SYNC STATEMENT...\n"
 		   "       mseg-ruleset list SET rules|cidrs|segments|failsafes [--json] [--all] | show SET SEGMENT\n"
 		   "       mseg-ruleset status SET\n"
@@ -915,6 +1113,12 @@ int main(int argc, char **argv)
 		return cmd_apply(set_arg(argv[3]), set_arg(argv[4]), argv[5], true);
 	if (!strcmp(cmd, "apply") && argc == 5)
 		return cmd_apply(set_arg(argv[2]), set_arg(argv[3]), argv[4], false);
+	if (!strcmp(cmd, "stage") && argc == 5)
+		return cmd_stage(set_arg(argv[2]), set_arg(argv[3]), argv[4]);
+	if (!strcmp(cmd, "promote") && argc == 4)
+		return cmd_promote(set_arg(argv[2]), set_arg(argv[3]));
+	if (!strcmp(cmd, "unstage") && argc == 4)
+		return cmd_unstage(set_arg(argv[2]), set_arg(argv[3]));
 	if (!strcmp(cmd, "clear") && argc == 3) {
 		__u8 set = set_arg(argv[2]);
 
@@ -924,11 +1128,16 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "save") && argc == 3) {
 		struct mr_policy p;
 		__u8 set = set_arg(argv[2]);
+		struct mseg_config cfg;
 
 		open_maps();
 		if (!mr_read_policy(&maps, set, &p))
 			return 1;
 		config_default(&p);
+		/* the spare set's default, when it holds a staged policy */
+		if (!mseg_read_config(maps.config, &cfg) && set != cfg.active_set &&
+		    (cfg.mode & MSEG_MODE_STAGED))
+			p.def = (cfg.mode & MSEG_MODE_STAGED_DENY) ? MSEG_ACT_DENY : MSEG_ACT_ALLOW;
 		mr_policy_lines(&p, print_line, NULL);
 		return fflush(stdout) ? 1 : 0;
 	}

@@ -106,6 +106,7 @@ static const char *const action_names[MSEG_ACT_MAX] = {
 	[MSEG_ACT_ALLOW] = "allow",
 	[MSEG_ACT_DENY] = "deny",
 	[MSEG_ACT_LOG] = "log",
+	[MSEG_ACT_AUDIT] = "would-deny",
 };
 
 /* --- the originator's view of an entry ------------------------------------ */

@@ -35,6 +35,8 @@ static inline const char *mseg_event_kind_name(__u8 kind)
 		return "flood";
 	case MSEG_EV_EVICT:
 		return "evict";
+	case MSEG_EV_AUDIT:
+		return "would-deny";
 	}
 	return "unknown";
 }
@@ -71,6 +73,8 @@ static inline const char *mseg_event_action_name(__u8 action)
 		return "deny";
 	case MSEG_ACT_LOG:
 		return "log";
+	case MSEG_ACT_AUDIT:
+		return "would-deny";
 	}
 	return "unknown";
 }
@@ -107,12 +111,13 @@ static inline void mseg_event_time(long long real_ns, char *buf, size_t len)
 static inline bool mseg_event_has_flow(const struct mseg_event *e)
 {
 	return e->kind == MSEG_EV_DENY || e->kind == MSEG_EV_LOG ||
-	       e->kind == MSEG_EV_DROP || e->kind == MSEG_EV_EVICT;
+	       e->kind == MSEG_EV_AUDIT || e->kind == MSEG_EV_DROP ||
+	       e->kind == MSEG_EV_EVICT;
 }
 
 /*
  * The JSON line of event e (with its newline) into buf; returns its length.
- * "rule" is the id of the rule that decided a deny or log event (the data
+ * "rule" is the id of the rule that decided a deny, log or would-deny event (the data
  * path puts it in value), "default" for the default action, null for the
  * other kinds.
  */
@@ -132,7 +137,7 @@ static inline int mseg_event_json(const struct mseg_event *e,
 		     mseg_event_kind_name(e->kind),
 		     mseg_event_action_name(e->action),
 		     mseg_event_reason_name(e->reason));
-	if (e->kind != MSEG_EV_DENY && e->kind != MSEG_EV_LOG)
+	if (e->kind != MSEG_EV_DENY && e->kind != MSEG_EV_LOG && e->kind != MSEG_EV_AUDIT)
 		n += snprintf(buf + n, len - (size_t)n, "null");
 	else if (e->value)
 		n += snprintf(buf + n, len - (size_t)n, "%u", e->value);

@@ -172,7 +172,7 @@ mseg_config_get() {
 #   [--bump-gen] then FIELD VALUE pairs (field names without "config.").
 #######################################
 mseg_config_edit() {
-  local bump=0 gen key
+  local bump=0 gen key cur
   local -a cfg
   if [[ ${1:-} == --bump-gen ]]; then
     bump=1
@@ -180,6 +180,13 @@ mseg_config_edit() {
   fi
   mseg_config_read cfg
   while (($# >= 2)); do
+    if [[ $1 == mode ]]; then
+      # only the audit bit: the staged bits are mseg apply --staged's; a
+      # change of mode changes verdicts, so sessions are judged again
+      cur=$(mseg_buf_get_uint cfg config.mode) || exit
+      set -- mode $(((cur & ~MSEG_MODE_AUDIT) | ($2 & MSEG_MODE_AUDIT))) "${@:3}"
+      (((cur & MSEG_MODE_AUDIT) == ($2 & MSEG_MODE_AUDIT))) || bump=1
+    fi
     mseg_buf_set_uint cfg "config.$1" "$2"
     shift 2
   done

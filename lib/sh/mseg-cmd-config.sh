@@ -5,8 +5,11 @@
 
 # CLI key : mseg_config field : kind. Kinds: bool (on/off/1/0), pct (a
 # percentage), num (any value the field holds), count (a number of sessions
-# the table can exceed: below its capacity). 0 restores the default.
+# the table can exceed: below its capacity), mode (enforce or audit: bit
+# MSEG_MODE_AUDIT of mseg_config.mode, whose other bits say whether a
+# staged policy is loaded). 0 restores the default.
 readonly -a MSEG_CONFIG_KEYS=(
+  mode:mode:mode
   strict:strict:bool
   timeout_syn_sent:to_syn_sent:num
   timeout_syn_recv:to_syn_recv:num
@@ -38,7 +41,10 @@ usage: mseg config show [--json]
 
 show prints the effective value of every key (a key never set shows its
 built-in default). set writes one key; VALUE 0 restores the default.
-strict takes on|off|1|0; *_pct are percentages of the session table
+mode is enforce (the default) or audit: in audit mode a deny that would
+apply passes, counted (mseg_audit_denied_total, and per rule in 'mseg rule
+list') and logged as a would-deny naming the rule (docs/policy.md); open
+sessions are judged again when it changes. strict takes on|off|1|0; *_pct are percentages of the session table
 (0..100) that must rise: warn_pct < crit_pct < degrade_pct (set them in the
 order that keeps it so); timeout_* are seconds (timeout_unconfirmed: a TCP
 session picked up mid-stream that the other side has not answered yet);
@@ -63,6 +69,15 @@ EOF
 }
 
 #######################################
+# The name of mseg_config.mode's audit bit: audit or enforce.
+# Arguments:
+#   the mode byte
+#######################################
+_mseg_mode_name() {
+  if (($1 & MSEG_MODE_AUDIT)); then echo audit; else echo enforce; fi
+}
+
+#######################################
 # Print the JSON object of effective settings.
 #######################################
 _mseg_config_json() {
@@ -74,6 +89,10 @@ _mseg_config_json() {
   for entry in "${MSEG_CONFIG_KEYS[@]}"; do
     IFS=: read -r key field kind <<<"$entry"
     v=$(mseg_buf_get_uint cfg "config.$field") || exit
+    if [[ $kind == mode ]]; then
+      args+=(--arg "$key" "$(_mseg_mode_name "$v")")
+      continue
+    fi
     def=${MSEG_DEFAULT[$field]:-0}
     ((v != 0)) || v=$def
     if [[ $kind == bool ]]; then
@@ -139,6 +158,13 @@ mseg_config_resolve() {
   fi
   mseg_abi_load
   case $kind in
+    mode)
+      case $value in
+        enforce | 0) value=0 ;;
+        audit) value=$MSEG_MODE_AUDIT ;;
+        *) MSEG_CFG_ERROR="invalid value for $key: '$value' (expected enforce or audit)" ;;
+      esac
+      ;;
     bool)
       case $value in
         on | 1) value=1 ;;
@@ -222,8 +248,10 @@ mseg_config_lines() {
   for entry in "${MSEG_CONFIG_KEYS[@]}"; do
     IFS=: read -r key field kind <<<"$entry"
     v=$(mseg_buf_get_uint cfg "config.$field") || exit
+    [[ $kind == mode ]] && v=$((v & MSEG_MODE_AUDIT))
     ((v != 0)) || continue
     [[ $kind == bool ]] && v=on
+    [[ $kind == mode ]] && v=audit
     printf 'config %s %s\n' "$key" "$v"
   done
 }

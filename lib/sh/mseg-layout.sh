@@ -19,10 +19,15 @@ MSEG_ABI_MAX_SESSIONS=
 MSEG_ABI_MAPS=()
 declare -gA MSEG_MAP_KEYSZ=() MSEG_MAP_VALSZ=() MSEG_MAP_MAX=()
 declare -gA MSEG_FIELD_OFF=() MSEG_FIELD_SIZE=() MSEG_DEFAULT=() MSEG_CONST=()
+# mseg_config.mode's bits (MSEG_MODE_* of bpf/mseg_abi.h)
+MSEG_MODE_AUDIT=""
+MSEG_MODE_STAGED=""
+MSEG_MODE_STAGED_DENY=""
 
 # enum mseg_action and enum mseg_tcp_state of bpf/mseg_abi.h. mseg-abi does
 # not print enums; tests/bats/cli.bats checks these against the header.
-readonly -a MSEG_ACTION_NAMES=(allow deny log)
+# would-deny is MSEG_ACT_AUDIT: a deny passed by audit mode.
+readonly -a MSEG_ACTION_NAMES=(allow deny log would-deny)
 readonly -a MSEG_STATE_NAMES=(NONE SYN_SENT SYN_RECV ESTABLISHED FIN_WAIT1
   FIN_WAIT2 TIME_WAIT CLOSE CLOSE_WAIT LAST_ACK CLOSING)
 
@@ -54,6 +59,9 @@ mseg_abi_load() {
     esac
   done <<<"$out"
   [[ -n $MSEG_ABI_VERSION ]] || mseg_die "$MSEG_ABI_BIN printed no abi_version"
+  MSEG_MODE_AUDIT=${MSEG_CONST[mode_audit]}
+  MSEG_MODE_STAGED=${MSEG_CONST[mode_staged]}
+  MSEG_MODE_STAGED_DENY=${MSEG_CONST[mode_staged_deny]}
 }
 
 #######################################

@@ -277,6 +277,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
     i=$((i + 1))
     case $key in
       strict) m config set strict on ;;
+      mode) m config set mode audit ;;
       *_pct) m config set "$key" $((40 + i)) ;;
       *) m config set "$key" $((1000 + i)) ;;
     esac
@@ -289,11 +290,14 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
     v=$(cfg "$field")
     case $key in
       strict) [[ $v == 1 ]] ;;
+      mode) [[ $v == 1 ]] ;;
       *_pct) [[ $v == $((40 + i)) ]] ;;
       *) [[ $v == $((1000 + i)) ]] ;;
     esac || { echo "$key -> $field holds $v" >&2; return 1; }
   done
   [[ $(m config show --json | jq .strict) == true ]]
+  [[ $(m config show --json | jq -r .mode) == audit ]]
+  m config set mode enforce
   m config set strict off
   m config set timeout_udp 0
   [[ $(cfg strict) == 0 ]]
@@ -326,7 +330,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   run --separate-stderr r list --json
   [[ $status == 0 ]]
   [[ $(jq -c . <<<"$output") == \
-    '[{"id":1,"src":"10.1.2.3","dst":"10.4.5.6","proto":"tcp","sport":"any","dport":443,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
+    '[{"id":1,"src":"10.1.2.3","dst":"10.4.5.6","proto":"tcp","sport":"any","dport":443,"action":"deny","priority":100,"audit":false,"would_deny":0,"hits":0,"packets":0,"comment":""}]' ]]
   # What the compiler laid out (BTF): the two hosts are identities, the
   # rule one entry of their key on tcp/443 with the rule's id and action
   # (beside the failsafes' entries, between any and any: ids 0 and 0).
@@ -347,7 +351,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   run --separate-stderr r list --json
   [[ $status == 0 ]]
   [[ $(jq -c 'map(select(.src == "2001:db8::1"))' <<<"$output") == \
-    '[{"id":1,"src":"2001:db8::1","dst":"2001:db8::2","proto":"icmp","sport":"any","dport":"any","action":"log","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
+    '[{"id":1,"src":"2001:db8::1","dst":"2001:db8::2","proto":"icmp","sport":"any","dport":"any","action":"log","priority":100,"audit":false,"would_deny":0,"hits":0,"packets":0,"comment":""}]' ]]
   [[ $(jq -c 'map(select(.src == "fe80::1")) | .[0] | [.proto, .sport, .dport, .action]' <<<"$output") == \
     '["udp",546,547,"allow"]' ]]
   # ICMP is ICMPv6 (58) for IPv6 addresses.
@@ -638,7 +642,11 @@ for i in range(20):
     echo "version $MSEG_VERSION"
     echo "abi_version $MSEG_ABI_VERSION"
     echo "max_sessions $MSEG_ABI_MAX_SESSIONS"
-    for i in "${!MSEG_ACTION_NAMES[@]}"; do echo "enum MSEG_ACT_${MSEG_ACTION_NAMES[i]^^} $i"; done
+    for i in "${!MSEG_ACTION_NAMES[@]}"; do
+      n=${MSEG_ACTION_NAMES[i]^^}
+      [[ $n == WOULD-DENY ]] && n=AUDIT
+      echo "enum MSEG_ACT_$n $i"
+    done
     for i in "${!MSEG_STATE_NAMES[@]}"; do echo "enum MSEG_TCP_${MSEG_STATE_NAMES[i]} $i"; done
   ' _ "$ROOT"
   [[ $status == 0 ]]
@@ -651,7 +659,7 @@ for i in range(20):
 @test "config CLI keys cover every tunable mseg_config field" {
   local fields keys
   fields=$("$ABI_BIN" | awk '$1 == "field" && $2 ~ /^config\./ { sub("config.", "", $2); print $2 }' |
-    grep -vxE 'abi_version|policy_gen|default_action|active_set' | sort)
+    grep -vxE 'abi_version|policy_gen|default_action|active_set|staged_gen' | sort)
   keys=$(m config show --json | jq -r 'keys[] | select(. != "default_action")
     | if startswith("timeout_") then "to_" + ltrimstr("timeout_") else . end' | sort)
   diff <(echo "$fields") <(echo "$keys")

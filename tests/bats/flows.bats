@@ -277,8 +277,8 @@ mine() {
 	[[ $output == *"usage: mseg graph"* ]]
 }
 
-@test "would-deny is a verdict of its own (reserved for audit mode): a row, a dotted orange edge" {
-	# No data path writes it yet: put a slot in the map as audit mode will,
+@test "would-deny is a verdict of its own (audit mode): a row, a dotted orange edge" {
+	# A slot as audit mode writes it (audit_staged.bats has the data path),
 	# in the last set's last way (the few flows of these tests leave it alone)
 	local k v cpus
 	k=$(printf '%02x ' 0 0 0 0 0 0 0 0 0 0 255 255 10 81 "$BATS_TEST_NUMBER" 1 \
@@ -286,7 +286,8 @@ mine() {
 		$((ID & 255)) $((ID >> 8)) 0 0 187 1 6 4 2 0 0 0 0 0 0 0)
 	# 5 connections, first and last seen just after boot
 	v=$(printf '%02x ' 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 \
-		1 0 0 0 0 0 0 0 1 0 0 0 0 0 0 0)
+		1 0 0 0 0 0 0 0 1 0 0 0 0 0 0 0 \
+		0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0)
 	# shellcheck disable=SC2086 # hex bytes are words; bpftool writes it on every CPU
 	bpftool map update pinned "$(pin mseg_flows)" key hex ff 1f 00 00 value hex $k $v
 	cpus=$(bpftool -j map lookup pinned "$(pin mseg_flows)" key hex ff 1f 00 00 | jq '.values | length')

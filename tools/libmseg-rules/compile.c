@@ -313,7 +313,7 @@ static void emit(struct ctx *x, __u32 s, __u32 d, int proto, int plen,
 		e->v.c[i].rank = c[i].rank;
 		e->v.c[i].rule_id = c[i].r->id;
 		e->v.c[i].sport = c[i].r->sport;
-		e->v.c[i].action = c[i].r->action;
+		e->v.c[i].action = mr_rule_action(c[i].r);
 		e->v.c[i].by = c[i].r->kind == MR_CIDR ? MSEG_BY_CIDR : MSEG_BY_EXACT;
 	}
 }

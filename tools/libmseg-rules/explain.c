@@ -268,7 +268,7 @@ size_t mr_matching(const struct mr_policy *p, const struct mr_flow *f,
 		if (!have)
 			continue;
 		d = mr_grow(d, &cap, n, sizeof(*d));
-		d[n++] = (struct mr_decision){ r->id, r->action, best };
+		d[n++] = (struct mr_decision){ r->id, mr_rule_action(r), best };
 	}
 	qsort(d, n, sizeof(*d), cmp_dec);
 	*out = d;

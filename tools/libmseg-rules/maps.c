@@ -461,17 +461,18 @@ int mr_clear_set(const struct mr_maps *m, __u8 set)
 	return w.err;
 }
 
-__u64 mr_hits(const struct mr_maps *m, __u32 id, __u64 *packets)
+__u64 mr_hits(const struct mr_maps *m, __u32 id, __u64 *packets, __u64 *audited)
 {
 	int ncpu = libbpf_num_possible_cpus();
 	struct mseg_rule_hits *h = calloc((size_t)(ncpu > 0 ? ncpu : 1), sizeof(*h));
 	__u64 flows = 0;
 
-	*packets = 0;
+	*packets = *audited = 0;
 	if (h && !bpf_map_lookup_elem(m->hits, &id, h))
 		for (int i = 0; i < ncpu; i++) {
 			flows += h[i].flows;
 			*packets += h[i].packets;
+			*audited += h[i].audited;
 		}
 	free(h);
 	return flows;

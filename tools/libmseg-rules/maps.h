@@ -55,7 +55,7 @@ int mr_sync_set(struct mr_writer *w, __u8 set, const struct mr_set *cur,
 void mr_zero_new_ids(struct mr_writer *w, const struct mr_policy *p,
 		     const struct mr_policy *old);
 int mr_clear_set(const struct mr_maps *m, __u8 set);
-__u64 mr_hits(const struct mr_maps *m, __u32 id, __u64 *packets);
+__u64 mr_hits(const struct mr_maps *m, __u32 id, __u64 *packets, __u64 *audited);
 void *mr_keys_of_set(int fd, size_t ksz, size_t set_off, __u8 set, size_t *n);
 
 #endif

@@ -325,18 +325,18 @@ void mr_rule_text(const struct mr_rule *r, bool with_id, char *buf, size_t len)
 		quote(r->comment, com + 11, sizeof(com) - 11);
 	}
 	if (r->kind == MR_CIDR) {
-		snprintf(buf, len, "cidr add %s --action %s%s%s%s",
+		snprintf(buf, len, "cidr add %s --action %s%s%s%s%s",
 			 mr_pfx_text(&r->dst.p, a), mr_action_names[r->action],
-			 prio, idb, com);
+			 r->audit ? " --audit" : "", prio, idb, com);
 		return;
 	}
-	snprintf(buf, len, "rule add --src %s --dst %s%s%s%s%.0u%s%s --action %s%s%s%s",
+	snprintf(buf, len, "rule add --src %s --dst %s%s%s%s%.0u%s%s --action %s%s%s%s%s",
 		 mr_sel_text(&r->src, a), mr_sel_text(&r->dst, b),
 		 r->proto == MR_PROTO_ANY ? "" : " --proto ",
 		 r->proto == MR_PROTO_ANY ? "" : rule_proto_text(r, pb),
 		 r->sport ? " --sport " : "", r->sport,
 		 r->nports ? " --dport " : "", mr_ports_text(r, ports, sizeof(ports)),
-		 mr_action_names[r->action], prio, idb, com);
+		 mr_action_names[r->action], r->audit ? " --audit" : "", prio, idb, com);
 }
 
 static size_t str_hash(const char *s, int kind)
@@ -562,9 +562,19 @@ static int sel_family(const struct mr_sel *s)
 	return s->kind == MR_SEL_PFX ? s->p.family : 0;
 }
 
-/* The options rules and CIDR rules share: action, priority, comment, id. */
-static bool parse_common_opts(struct mr_rule *r, const char *action, const char *prio,
-			      const char *comment, const char *id)
+/* --audit, the one option without a value: taken where it stands. */
+static bool take_audit(struct opts *o, bool *audit)
+{
+	if (mr_failed() || o->i >= o->argc || strcmp(o->argv[o->i], "--audit"))
+		return false;
+	o->i++;
+	*audit = true;
+	return true;
+}
+
+/* The options rules and CIDR rules share: action, audit, priority, comment, id. */
+static bool parse_common_opts(struct mr_rule *r, const char *action, bool audit,
+			      const char *prio, const char *comment, const char *id)
 {
 	unsigned long long n;
 
@@ -576,6 +586,10 @@ static bool parse_common_opts(struct mr_rule *r, const char *action, const char 
 			       false;
 		r->action = (__u8)a;
 	}
+	if (audit && r->action != MSEG_ACT_DENY)
+		return mr_err("--audit applies to --action deny (it passes the deny as a would-deny)"),
+		       false;
+	r->audit = audit;
 	if (prio) {
 		if (!mr_uint(prio, 4294967295ULL, &n))
 			return mr_err("invalid --priority: '%s' (expected an integer 0..4294967295)", prio),
@@ -616,13 +630,16 @@ static bool parse_rule_opts(int argc, char **argv, const char *cmd, struct mr_ru
 		   *action = "", *prio = NULL, *comment = NULL, *id = NULL, *opt, *val;
 	char optbuf[64];
 	unsigned long long n;
+	bool audit = false;
 	int fam;
 
 	memset(r, 0, sizeof(*r));
 	r->kind = MR_RULE;
 	r->priority = MR_DEFAULT_PRIORITY;
-	while (next_opt(&o, cmd, "mseg rule", known, false, &opt, &val, optbuf,
-			sizeof(optbuf))) {
+	for (bool flag; (flag = take_audit(&o, &audit)) ||
+			next_opt(&o, cmd, "mseg rule", known, false, &opt, &val, optbuf, sizeof(optbuf));) {
+		if (flag)
+			continue;
 		if (!strcmp(opt, "--src"))
 			src = val;
 		else if (!strcmp(opt, "--dst"))
@@ -650,7 +667,7 @@ static bool parse_rule_opts(int argc, char **argv, const char *cmd, struct mr_ru
 		return mr_err("%s: missing --dst", cmd), false;
 	if (!strcmp(cmd, "add") && !*action)
 		return mr_err("add: missing --action (allow, deny or log)"), false;
-	if (!strcmp(cmd, "del") && (*action || prio || comment || id))
+	if (!strcmp(cmd, "del") && (*action || audit || prio || comment || id))
 		return mr_err("del: give the rule's id or only its selectors (--src --dst --proto --sport --dport)"),
 		       false;
 	if (!parse_sel("--src", src, &r->src) || !parse_sel("--dst", dst, &r->dst))
@@ -679,7 +696,7 @@ static bool parse_rule_opts(int argc, char **argv, const char *cmd, struct mr_ru
 	if ((r->sport || r->nports) && r->proto != 6 && r->proto != 17)
 		return mr_err("ports need --proto tcp or udp (not %s): %s", proto, rule_shapes),
 		       false;
-	return parse_common_opts(r, action, prio, comment, id);
+	return parse_common_opts(r, action, audit, prio, comment, id);
 }
 
 /* cidr add|del: the seed's prefix rule (docs/policy.md: two arms). */
@@ -691,13 +708,16 @@ static bool parse_cidr_opts(int argc, char **argv, const char *cmd, struct mr_ru
 	const char *cidr = NULL, *action = "", *prio = NULL, *comment = NULL,
 		   *id = NULL, *opt, *val;
 	char optbuf[64];
+	bool audit = false;
 
 	memset(r, 0, sizeof(*r));
 	r->kind = MR_CIDR;
 	r->priority = MR_DEFAULT_PRIORITY;
 	r->proto = MR_PROTO_ANY;
-	while (next_opt(&o, cmd, "mseg-cidr", known, true, &opt, &val, optbuf,
-			sizeof(optbuf))) {
+	for (bool flag; (flag = take_audit(&o, &audit)) ||
+			next_opt(&o, cmd, "mseg-cidr", known, true, &opt, &val, optbuf, sizeof(optbuf));) {
+		if (flag)
+			continue;
 		if (!*opt || !strcmp(opt, "--cidr")) {
 			if (cidr)
 				return mr_err("%s: one CIDR at a time (got '%s' and '%s')",
@@ -717,7 +737,7 @@ static bool parse_cidr_opts(int argc, char **argv, const char *cmd, struct mr_ru
 		return false;
 	if (!cidr)
 		return mr_err("%s: missing CIDR (e.g. 10.0.0.0/8 or 2001:db8::/32)", cmd), false;
-	if (!strcmp(cmd, "del") && *action)
+	if (!strcmp(cmd, "del") && (*action || audit))
 		return mr_err("del: --action is not a selector: give only the CIDR"), false;
 	if (!strcmp(cmd, "del") && prio)
 		return mr_err("del: --priority is not a selector: give only the CIDR"), false;
@@ -727,7 +747,7 @@ static bool parse_cidr_opts(int argc, char **argv, const char *cmd, struct mr_ru
 		return false;
 	r->dst.kind = MR_SEL_PFX;
 	r->src = r->dst;
-	return parse_common_opts(r, action, prio, comment, id);
+	return parse_common_opts(r, action, audit, prio, comment, id);
 }
 
 static void say(char *msg, size_t len, const char *fmt, ...)
@@ -767,17 +787,18 @@ static void rule_add(struct mr_policy *p, struct mr_rule *r, char *msg, size_t l
 		return;
 	}
 	if (cur) {
-		bool same = cur->action == r->action &&
+		bool same = cur->action == r->action && cur->audit == r->audit &&
 			    (!r->prio_given || cur->priority == r->priority) &&
 			    (!r->comment_given || !strcmp(cur->comment, r->comment)) &&
 			    (!r->id || r->id == cur->id);
 
 		if (same) {
 			say(msg, len, "%s unchanged: %s: %s", what, key,
-			    mr_action_names[cur->action]);
+			    mr_action_names[mr_rule_action(cur)]);
 			return;
 		}
 		cur->action = r->action;
+		cur->audit = r->audit;
 		if (r->prio_given)
 			cur->priority = r->priority;
 		if (r->comment_given)
@@ -788,14 +809,14 @@ static void rule_add(struct mr_policy *p, struct mr_rule *r, char *msg, size_t l
 		}
 		cur->line = r->line;
 		say(msg, len, "%s updated: %s: %s", what, key,
-		    mr_action_names[cur->action]);
+		    mr_action_names[mr_rule_action(cur)]);
 		return;
 	}
 	p->r = mr_grow(p->r, &p->capr, p->nr, sizeof(*p->r));
 	p->r[p->nr] = *r;
 	index_add(p, p->nr);
 	p->nr++;
-	say(msg, len, "%s added: %s: %s", what, key, mr_action_names[r->action]);
+	say(msg, len, "%s added: %s: %s", what, key, mr_action_names[mr_rule_action(r)]);
 }
 
 static void rule_del(struct mr_policy *p, struct mr_rule *r, char *msg, size_t len)

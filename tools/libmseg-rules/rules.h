@@ -71,12 +71,19 @@ struct mr_rule {
 	int nports;    /* destination ports: sorted, disjoint ranges */
 	struct mr_range ports[MR_PORTS_MAX];
 	__u16 sport;   /* 0: any */
-	__u8 action;   /* enum mseg_action */
+	__u8 action;   /* enum mseg_action: allow, deny or log */
+	bool audit;    /* a deny passed as would-deny (--audit) */
 	bool prio_given, comment_given;
 	__u32 priority;
 	char comment[MR_COMMENT_MAX + 1];
 	long line;     /* where it was written, for messages */
 };
+
+/* What the data path does with a rule's flows: its action, or would-deny. */
+static inline __u8 mr_rule_action(const struct mr_rule *r)
+{
+	return r->audit ? MSEG_ACT_AUDIT : r->action;
+}
 
 enum mr_fs_mode { MR_FS_DEFAULT, MR_FS_SET, MR_FS_OFF };
 

@@ -8,7 +8,8 @@
 
 #include "rules.h"
 
-const char *const mr_action_names[MSEG_ACT_MAX] = { "allow", "deny", "log" };
+/* MSEG_ACT_AUDIT is no --action: a deny rule's --audit, or audit mode */
+const char *const mr_action_names[MSEG_ACT_MAX] = { "allow", "deny", "log", "would-deny" };
 
 static char errbuf[512];
 static bool failed;
@@ -75,7 +76,7 @@ bool mr_uint(const char *s, unsigned long long max, unsigned long long *out)
 
 int mr_action_num(const char *s)
 {
-	for (int i = 0; i < MSEG_ACT_MAX; i++)
+	for (int i = 0; i <= MSEG_ACT_LOG; i++)
 		if (!strcmp(s, mr_action_names[i]))
 			return i;
 	return -1;

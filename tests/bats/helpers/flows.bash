@@ -8,7 +8,7 @@
 
 # The fields of one `mseg flows --json` row, in order (docs/json.md).
 # shellcheck disable=SC2034 # the suites read it
-FLOWS_FIELDS='["src","src_kind","dst","dst_kind","proto","dport","verdict","rule","connections","packets","bytes","first_seen","first_seen_ns","last_seen","last_seen_ns"]'
+FLOWS_FIELDS='["src","src_kind","dst","dst_kind","proto","dport","verdict","rule","connections","packets","bytes","first_seen","first_seen_ns","last_seen","last_seen_ns","staged_verdict","staged_rule","disagreements"]'
 
 # boot_ns: CLOCK_BOOTTIME now, in nanoseconds: the clock of every *_ns field.
 boot_ns() {
@@ -20,7 +20,8 @@ boot_ns() {
 flows_rows() {
 	local all
 	all=$(mseg flows --json) || return 1
-	jq -c -S "[.[] | select(${1:-true}) | del(.first_seen, .first_seen_ns, .last_seen, .last_seen_ns)]
+	jq -c -S "[.[] | select(${1:-true}) | del(.first_seen, .first_seen_ns, .last_seen, .last_seen_ns,
+		.staged_verdict, .staged_rule, .disagreements)]
 		| sort_by(.src, .dst, .proto, .dport, .verdict, (.rule | tostring))" <<<"$all"
 }
 
