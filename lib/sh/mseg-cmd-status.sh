@@ -29,8 +29,9 @@ _mseg_status_json() {
   # The kernel's own count of entries: no walk of the table.
   sessions=$("$MSEG_SESSIONS_BIN" --count --all) || exit
   mseg_config_read cfg
-  local abi gen def strict set
+  local abi gen def strict set mode
   abi=$(mseg_buf_get_uint cfg config.abi_version) || exit
+  mode=$(mseg_buf_get_uint cfg config.mode) || exit
   gen=$(mseg_buf_get_uint cfg config.policy_gen) || exit
   def=$(mseg_buf_get_uint cfg config.default_action) || exit
   strict=$(mseg_buf_get_uint cfg config.strict) || exit
@@ -44,7 +45,9 @@ _mseg_status_json() {
     --argjson sessions "$sessions" --argjson policy "$policy" \
     --arg dflt "${MSEG_ACTION_NAMES[def]:-$def}" \
     --argjson gen "$gen" --argjson strict "$strict" --argjson set "$set" \
-    --argjson attached "$attached" --argjson confirm "$confirm" '{
+    --argjson attached "$attached" --argjson confirm "$confirm" \
+    --arg mode "$( ((mode & MSEG_MODE_AUDIT)) && echo audit || echo enforce)" \
+    --argjson staged "$( ((mode & MSEG_MODE_STAGED)) && echo true || echo false)" '{
       pin_dir: $pin_dir,
       abi_version: $abi,
       build_abi_version: $build_abi,
@@ -57,6 +60,8 @@ _mseg_status_json() {
       failsafes: $policy.failsafes,
       policy_gen: $gen,
       strict: ($strict != 0),
+      mode: $mode,
+      staged: $staged,
       active_set: $set,
       attached: $attached,
       confirm: $confirm
@@ -96,6 +101,8 @@ mseg_cmd_status() {
                         end)",
     "policy gen:      \(.policy_gen)",
     "strict:          \(if .strict then "on" else "off" end)",
+    "mode:            \(.mode)\(if .mode == "audit" then " (denies pass as would-deny)" else "" end)",
+    "staged policy:   \(if .staged then "loaded (mseg staged)" else "none" end)",
     "attached:        \(if .attached == [] then "none in this netns"
                         else .attached | map("\(.dev) (\(dirs))") | join(", ") end)",
     "confirm:         \($confirm)"

@@ -70,6 +70,7 @@ rule_json() { mseg rule list --json | jq -c --argjson id "$1" '.[] | select(.id 
 
 	run -0 mseg config set mode audit
 	[ "$(mseg config show --json | jq -r .mode)" = audit ]
+	[ "$(mseg status --json | jq -c '[.mode, .staged]')" = '["audit",false]' ]
 	expect 4 $PASS tcp 41002 5001
 	expect 6 $PASS udp 41002 5001
 	[ "$(stat_delta audit_denied)" = 2 ]
@@ -153,6 +154,8 @@ rule_json() { mseg rule list --json | jq -c --argjson id "$1" '.[] | select(.id 
 			  [$s6, $d6, "tcp", 443, "allowed", "default", "denied", "default", 1]] | sort')" ]
 	run -0 mseg staged status --json
 	[ "$(jq -c '[.loaded, .default, .flows, .disagreements]' <<<"$output")" = '[true,"deny",2,2]' ]
+	[ "$(mseg status --json | jq -c '[.mode, .staged]')" = '["enforce",true]' ]
+	mseg status | grep -qx 'staged policy:   loaded (mseg staged)'
 	# the flows that agree carry the staged verdict too
 	mseg flows --json | jq -e --arg d "$D4" '.[] | select(.dst == $d and .dport == 80)
 		| .staged_verdict == "allowed" and .staged_rule == 5 and .disagreements == 0' >/dev/null
