@@ -109,7 +109,8 @@ set_hits() {
   [[ -n $id ]] || { echo "set_hits: no entry $1" >&2; return 1; }
   local -a k v
   mapfile -t k < <(printf '%08x' "$id" | sed 's/../&\n/g' | grep . | tac)
-  mapfile -t v < <(printf '%016x' 0 | sed 's/../&\n/g' | grep .)
+  # packets, flows, audited: flows is the one list shows as hits
+  mapfile -t v < <(printf '%048x' 0 | sed 's/../&\n/g' | grep .)
   mapfile -t -O 8 v < <(printf '%016x' "$2" | sed 's/../&\n/g' | grep . | tac)
   # bpftool writes the value to every CPU: N / CPUs each, summed when read
   local cpus
@@ -261,7 +262,7 @@ set_hits() {
       'map(.formatted.key | select(.set == $s) | [.src_id, .dst_id]) | sort == [[0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, $id], [$id, 0]]'
   run --separate-stderr c list --json
   [[ $status == 0 ]]
-  [[ $(jq -c . <<<"$output") == '[{"id":1,"cidr":"10.20.0.0/16","family":4,"action":"deny","priority":100,"hits":0,"packets":0,"comment":""}]' ]]
+  [[ $(jq -c . <<<"$output") == '[{"id":1,"cidr":"10.20.0.0/16","family":4,"action":"deny","priority":100,"audit":false,"would_deny":0,"hits":0,"packets":0,"comment":""}]' ]]
   run m cidr list
   [[ $status == 0 && ${lines[0]} == "CIDR"*ACTION*PRIORITY*HITS && ${lines[1]} == "10.20.0.0/16"*deny*100*0 ]]
   c add 10.20.30.40/32 --action log --priority 7 >/dev/null

@@ -123,7 +123,7 @@ complete_words() {
 	[ "$(complete_words mseg failsafe add udp/1)" = "udp/123" ]
 	[ "$(complete_words mseg rule list --a)" = "--all" ]
 	[ "$(complete_words mseg fl)" = "flows" ]
-	[ "$(complete_words mseg flows --)" = "--dot --help --json --since" ]
+	[ "$(complete_words mseg flows --)" = "--dot --help --json --since --staged-diff" ]
 	[ "$(complete_words mseg graph --s)" = "--since" ]
 }
 

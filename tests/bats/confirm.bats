@@ -355,8 +355,10 @@ save_is() { [[ $(m save) == "$1" ]]; }
 	jq -e 'keys == (["deadline","file","pid","reason","seconds","seconds_left","state","time","timer_alive"])' \
 		<<<"$c" >/dev/null || fail_msg "fields: $c"
 	run -0 m apply --confirm 600 "$P/B"
+	# the deadline is the first whole second at least 600 s after the apply:
+	# read within the same second, 601 s are left
 	c=$(confirm_json)
 	jq -e '.state == "pending" and (.deadline | test("^[0-9-]+T[0-9:]+Z$")) and .seconds == 600
-		and (.seconds_left | . > 500 and . <= 600) and .timer_alive and (.pid | type) == "number"
+		and (.seconds_left | . > 500 and . <= 601) and .timer_alive and (.pid | type) == "number"
 		and (.file | endswith("/B"))' <<<"$c" >/dev/null || fail_msg "pending: $c"
 }

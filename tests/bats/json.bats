@@ -45,6 +45,9 @@ declare -gA SHAPE=(
 	["explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 2222"]=object
 	["flows --json"]=list
 	["flows --json --since 1h"]=list
+	["staged --json"]=object
+	["staged status --json"]=object
+	["staged diff --json"]=list
 )
 
 # keys_ok JSON: every object's own keys are snake_case (tcp_states maps
@@ -108,7 +111,8 @@ check() {
 		"cidr list --json" "ip-range list --json" "sessions del --json --sport 10001" \
 		"sessions flush --json" "segment list --json" "segment show web --json" "failsafe list --json" \
 		"explain --json --src 10.3.0.1 --dst 10.3.0.2 --proto tcp --dport 2222" \
-		"flows --json" "flows --json --since 1h"; do
+		"flows --json" "flows --json --since 1h" "staged --json" "staged status --json" \
+		"staged diff --json"; do
 		check "$c" "${SHAPE[$c]}"
 	done
 	# wildcards are "any" (rule 6): the rule names no source port

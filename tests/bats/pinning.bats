@@ -126,18 +126,18 @@ handshake() {
 			action orig_is_hi rule_id"
 		[mseg_ident]="prefixlen set family addr id flags"
 		[mseg_rules]="prefixlen set src_id dst_id proto dport c rank rule_id sport action by"
-		[mseg_rule_hits]="packets flows"
+		[mseg_rule_hits]="packets flows audited"
 		[mseg_source]="set index line"
 		[mseg_frags]="src dst id proto family seen_ns sport dport"
-		[mseg_config]="abi_version policy_gen default_action strict active_set to_syn_sent
+		[mseg_config]="abi_version policy_gen default_action strict active_set mode to_syn_sent
 			to_syn_recv to_established to_fin_wait to_close_wait to_last_ack to_time_wait
 			to_close to_udp to_udp_replied to_icmp to_other warn_pct crit_pct degrade_pct
-			flood_half_open flood_syn_rate flood_syn_timeout event_rate to_unconfirmed"
+			flood_half_open flood_syn_rate flood_syn_timeout event_rate to_unconfirmed staged_gen"
 		[mseg_stats]="total policy_hit session_hit new_session allowed denied logged dropped
 			ip_range_hit map_full pressure_drop tcp_established tcp_closed default_hit rejudged
 			non_ip malformed fragments invalid rst_ignored events_lost unjudged strict_drop
 			exempt related vlan_limit v4_mapped exthdr_limit frag_tiny frag_overlap frag_full
-			out_of_window early_drop"
+			out_of_window early_drop audit_denied staged_disagree"
 		[mseg_pressure]="sessions updated_ns half_open_opened half_open_closed refused
 			window_start_ns syn_count syn_rate warn_count crit_count degrade_count flood_count
 			level flags evict_head evict_tail"
@@ -145,7 +145,7 @@ handshake() {
 		[mseg_evlimit]="window_start_ns count pending emitted_total suppressed_total"
 		[mseg_evict]="addr_lo addr_hi port_lo port_hi proto family"
 		[mseg_flows]="flow src dst rule_id dport proto family verdict count connections packets
-			bytes first_ns last_ns"
+			bytes first_ns last_ns staged disagreements gen"
 		[mseg_flows_gc]="src dst rule_id dport proto family verdict connections packets bytes
 			first_ns last_ns"
 	)

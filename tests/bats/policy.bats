@@ -359,7 +359,8 @@ log_action() {
 		n=$(rules_raw | jq -s --arg s "$S" --arg d "$D" --arg p "$p" --arg a "$a" \
 			--argjson sp "$sp" --argjson dp "$dp" \
 			'[.[] | select(.src == $s and .dst == $d and .proto == $p and
-			  .sport == $sp and .dport == $dp and .action == $a)] | length')
+			  (if .sport == "any" then 0 else .sport end) == $sp and
+			  (if .dport == "any" then 0 else .dport end) == $dp and .action == $a)] | length')
 		assert_eq "rule '$want' in the map" 1 "$n"
 	done
 }
