@@ -7,7 +7,8 @@
 # port, in our own textfile directory, killed in teardown) and compared with
 # `mseg stats` and `mseg sessions`; promtool checks the file, the alert rules
 # and their unit tests; the dashboard's queries must parse and use only
-# metrics the collector writes; failures write nothing and leave no
+# metrics the collector writes (or is to write), and the policy row's are
+# evaluated on made-up series; failures write nothing and leave no
 # temporary file; an ASan/UBSan/LSan build runs clean; --interval rewrites
 # the file and ends cleanly on SIGTERM; make install ships the units.
 
@@ -513,19 +514,45 @@ mseg_names_in() {
   sed -E 's/"([^"\\]|\\.)*"//g' | grep -oE '\bmseg_[a-zA-Z0-9_]+' | sort -u
 }
 
+# Names the dashboard and the rules use that the collector is to write
+# for audit mode, staged policies and rule hits (issue 15; docs/DESIGN.md
+# "Flows", Prometheus), and mseg_policy_group, a label of the targets
+# (docs/DESIGN.md "Fleet"). Nothing else may be missing from mseg.prom.
+AWAITED_METRICS='mseg_audit_denied_total|mseg_staged_loaded|mseg_staged_disagreements_total|mseg_rule_hits_total'
+AWAITED="$AWAITED_METRICS|mseg_policy_group"
+
+# not_written NAMES FILE: the NAMES (one a line) neither in FILE nor awaited.
+not_written() {
+  comm -23 <(echo "$1") <(prom_names "$2") | grep -vxE "$AWAITED" || true
+}
+
+# rule_exprs FILE: every alert expression of FILE, whole (a folded one too).
+rule_exprs() {
+  "$MSEG_PYTHON" -c '
+import sys, yaml
+for g in yaml.safe_load(open(sys.argv[1]))["groups"]:
+    for r in g["rules"]:
+        print(r["expr"])' "$1"
+}
+
 @test "alert rules: promtool check rules and the rules' unit tests pass; every mseg metric they use exists" {
-  local rules=$MSEG_ROOT/exporters/prometheus/mseg-rules.yml
+  local rules=$MSEG_ROOT/exporters/prometheus/mseg-rules.yml used
   run promtool check rules "$rules"
   [ "$status" -eq 0 ]
-  [[ $output == *"SUCCESS: 9 rules found"* ]]
+  [[ $output == *"SUCCESS: 11 rules found"* ]]
   run promtool test rules "$MSEG_ROOT/exporters/prometheus/mseg-rules.test.yml"
   [ "$status" -eq 0 ]
   [[ $output == *SUCCESS* ]]
 
   crafted_setup
   "$TEXTFILE" --dir "$OUT"
+  used=$(rule_exprs "$rules" | mseg_names_in)
+  [ "$(wc -l <<<"$used")" -ge 10 ]
+  grep -qx mseg_staged_disagreements_total <<<"$used"
+  grep -qx mseg_staged_loaded <<<"$used"
+  grep -qx mseg_audit_denied_total <<<"$used"
   local missing
-  missing=$(comm -23 <(grep -E '^\s*expr:' "$rules" | mseg_names_in) <(prom_names "$OUT/mseg.prom"))
+  missing=$(not_written "$used" "$OUT/mseg.prom")
   [ -z "$missing" ] || { echo "not written by the collector: $missing" >&2; false; }
   grep -q 'node_textfile_mtime_seconds{file=~".\*mseg.prom"}' "$rules"
 }
@@ -544,7 +571,7 @@ mseg_names_in() {
   # Each query is valid PromQL: promtool checks them as recording rules,
   # with Grafana's variables given values.
   # shellcheck disable=SC2016 # sed and jq code, not shell
-  jq -n --rawfile e <(sed -e 's/\$__rate_interval/5m/g' -e 's/\$instance/.*/g' <<<"$exprs") '
+  jq -n --rawfile e <(sed -e 's/\$__rate_interval/5m/g' -e 's/\$__range/1h/g' -e 's/\$instance/.*/g' <<<"$exprs") '
     {groups: [{name: "dashboard", rules: ($e | split("\n") | map(select(length > 0))
       | to_entries | map({record: "dashboard:query:\(.key)", expr: .value}))}]}' \
     >"$BATS_TEST_TMPDIR/dashboard-rules.yml"
@@ -556,14 +583,31 @@ mseg_names_in() {
   # The queries and the template variables' (label_values(mseg_build_info, ...)).
   used=$(jq -r '.. | objects | (.expr?, .definition?) // empty' "$dash" | mseg_names_in)
   [ "$(wc -l <<<"$used")" -ge 20 ]
-  # mseg_would_deny_total is the one name awaited from audit mode (the
-  # fleet row's would-deny panel), mseg_policy_group a label of the targets
-  # (docs/DESIGN.md "Fleet"); nothing else may be missing.
-  local missing
-  missing=$(comm -23 <(echo "$used") <(prom_names "$OUT/mseg.prom") |
-    grep -vxE 'mseg_would_deny_total|mseg_policy_group' || true)
+  local missing name
+  missing=$(not_written "$used" "$OUT/mseg.prom")
   [ -z "$missing" ] || { echo "not written by the collector: $missing" >&2; false; }
-  grep -q 'mseg_would_deny_total' "$dash"
+  # Every awaited metric has its panel.
+  for name in ${AWAITED_METRICS//|/ }; do
+    grep -qx "$name" <<<"$used" || { echo "no panel reads $name" >&2; false; }
+  done
+}
+
+@test "dashboard: the rule-hit, audit, staged and drop panels' own queries give the expected series on made-up data" {
+  local dash=$MSEG_ROOT/exporters/grafana/mseg.json
+  "$MSEG_PYTHON" "$MSEG_HELPERS/dashqueries.py" "$dash" "$MSEG_HELPERS/dashboard-queries.test.yml" \
+    >"$BATS_TEST_TMPDIR/dashboard-queries.test.yml"
+  run promtool test rules "$BATS_TEST_TMPDIR/dashboard-queries.test.yml"
+  [ "$status" -eq 0 ] || { echo "$output" >&2; false; }
+  [[ $output == *SUCCESS* ]]
+  # Every query on an awaited metric, and the drops panel's, is evaluated there.
+  local key keys
+  keys=$(jq -r --arg a "$AWAITED_METRICS" '.panels[] | .title as $t | .targets[]?
+    | select((.expr | test("\\b(" + $a + ")\\b")) or $t == "Drops by reason") | "\($t)/\(.refId)"' "$dash")
+  [ "$(wc -l <<<"$keys")" -ge 8 ]
+  while IFS= read -r key; do
+    grep -qxF "      - panel: $key" "$MSEG_HELPERS/dashboard-queries.test.yml" ||
+      { echo "no case for $key" >&2; false; }
+  done <<<"$keys"
 }
 
 # --- installation -------------------------------------------------------------------
