@@ -74,6 +74,16 @@ struct tf_maps {
 	int pressure;
 	int gc;
 	int evlimit;
+	int hits; /* mseg_rule_hits */
+	__u32 hits_max;
+};
+
+/* mseg_rule_hits_total: the rules with the most new flows, at most this many series. */
+#define TF_TOP_RULES 10
+
+struct tf_rule_hits {
+	__u32 id;
+	__u64 flows;
 };
 
 /* One collection: everything mseg.prom is rendered from. */
@@ -101,6 +111,9 @@ struct tf_sample {
 	__u64 flow_connections[MSEG_FLOW_VERDICT_MAX];
 	struct mseg_flow_key *flow_keys;
 	size_t nflow_keys;
+	/* the rules (0: the default) with the most new flows, most first */
+	struct tf_rule_hits top[TF_TOP_RULES];
+	int ntop;
 	int ncpus;
 	double seconds;
 };
@@ -113,6 +126,7 @@ struct tf_state {
 	struct mseg_batch sessions;
 	struct mseg_batch policy;
 	struct mseg_batch flows; /* values: one struct mseg_flow_slot per possible CPU */
+	struct mseg_batch hits; /* values: one struct mseg_rule_hits per possible CPU */
 	struct mseg_flow_key *flow_keys; /* room for every slot of every CPU */
 	void *percpu; /* one struct mseg_stats per possible CPU */
 	int ncpus;
@@ -137,6 +151,8 @@ static void close_maps(struct tf_maps *m)
 		close(m->gc);
 	if (m->evlimit >= 0)
 		close(m->evlimit);
+	if (m->hits >= 0)
+		close(m->hits);
 }
 
 /* Open every map, or print one "mseg: ..." line and return -1. */
@@ -189,7 +205,44 @@ static int open_maps(struct tf_maps *m)
 		return -1;
 	m->evlimit = mseg_open_map("mseg_evlimit", sizeof(__u32),
 				   sizeof(struct mseg_event_limit), NULL);
-	return m->evlimit < 0 ? -1 : 0;
+	if (m->evlimit < 0)
+		return -1;
+	m->hits = mseg_open_map("mseg_rule_hits", sizeof(__u32),
+				sizeof(struct mseg_rule_hits), &info);
+	if (m->hits < 0)
+		return -1;
+	m->hits_max = info.max_entries;
+	return 0;
+}
+
+/*
+ * mseg_rule_hits: each rule's new flows, every CPU's added up; the
+ * TF_TOP_RULES largest (and non-zero) are kept in x->top, most first, ties
+ * by the lower id. An array: every id is an entry, the unused ones zero.
+ */
+static int top_rules(void *ctx, const void *keys, const void *vals, __u32 n)
+{
+	const __u32 *k = keys;
+	const struct mseg_rule_hits *v = vals;
+	struct tf_sample *x = ctx;
+	__u32 i;
+	int c, j;
+
+	for (i = 0; i < n; i++) {
+		__u64 flows = 0;
+
+		for (c = 0; c < x->ncpus; c++)
+			flows += v[(size_t)i * (size_t)x->ncpus + (size_t)c].flows;
+		if (!flows)
+			continue;
+		if (x->ntop == TF_TOP_RULES && flows <= x->top[TF_TOP_RULES - 1].flows)
+			continue;
+		j = x->ntop < TF_TOP_RULES ? x->ntop++ : TF_TOP_RULES - 1;
+		for (; j > 0 && x->top[j - 1].flows < flows; j--)
+			x->top[j] = x->top[j - 1];
+		x->top[j] = (struct tf_rule_hits){ k[i], flows };
+	}
+	return 0;
 }
 
 static int read_one(int fd, const char *name, void *val)
@@ -375,7 +428,7 @@ static void note_pins(struct tf_state *t, const struct tf_maps *m)
 static int collect(struct tf_state *t, struct tf_sample *x)
 {
 	struct tf_maps m = { .fd = { -1, -1, -1, -1 }, .config = -1, .stats = -1,
-			     .pressure = -1, .gc = -1, .evlimit = -1 };
+			     .pressure = -1, .gc = -1, .evlimit = -1, .hits = -1 };
 	double t0 = mseg_now_mono_s();
 	int rc = -1;
 
@@ -404,7 +457,9 @@ static int collect(struct tf_state *t, struct tf_sample *x)
 	    count_cidrs(m.fd[TF_MAP_CIDR], m.max_entries[TF_MAP_CIDR], x) ||
 	    mseg_batch_foreach(m.fd[TF_MAP_FLOWS], "mseg_flows",
 			       m.max_entries[TF_MAP_FLOWS], &t->flows,
-			       count_flows, x))
+			       count_flows, x) ||
+	    mseg_batch_foreach(m.hits, "mseg_rule_hits", m.hits_max, &t->hits,
+			       top_rules, x))
 		goto out;
 	count_flow_keys(x);
 	rc = 0;
@@ -711,6 +766,25 @@ static void render(FILE *f, const struct tf_sample *x)
 	render_sessions(f, x);
 	render_flows(f, x);
 	render_pressure(f, x);
+	family(f, "mseg_rule_hits_total", "counter",
+	       "New flows (and re-judged sessions) decided by each of the 10 rules with the most "
+	       "(rule: its id as mseg rule list shows it, or default); a rule that leaves the 10 "
+	       "leaves no series.");
+	/* the default's series is always there while there is room: a host
+	 * whose rules never decided still has the series its panels read */
+	bool dflt = false;
+
+	for (int i = 0; i < x->ntop; i++) {
+		if (x->top[i].id)
+			fprintf(f, "mseg_rule_hits_total{rule=\"%u\"} %llu\n", x->top[i].id,
+				(unsigned long long)x->top[i].flows);
+		else
+			fprintf(f, "mseg_rule_hits_total{rule=\"default\"} %llu\n",
+				(unsigned long long)x->top[i].flows);
+		dflt |= !x->top[i].id;
+	}
+	if (!dflt && x->ntop < TF_TOP_RULES)
+		fputs("mseg_rule_hits_total{rule=\"default\"} 0\n", f);
 	gauge(f, "mseg_audit_mode", "1 while mode audit passes every deny as a would-deny.",
 	      (x->cfg.mode & MSEG_MODE_AUDIT) ? 1 : 0);
 	gauge(f, "mseg_staged_loaded",
@@ -1001,6 +1075,9 @@ static int state_init(struct tf_state *t)
 			    sizeof(struct mseg_source_val), TF_BATCH) ||
 	    mseg_batch_init(&t->flows, sizeof(__u32),
 			    (__u32)(sizeof(struct mseg_flow_slot) * (size_t)t->ncpus),
+			    TF_BATCH) ||
+	    mseg_batch_init(&t->hits, sizeof(__u32),
+			    (__u32)(sizeof(struct mseg_rule_hits) * (size_t)t->ncpus),
 			    TF_BATCH))
 		return -1;
 	t->flow_keys = calloc((size_t)MSEG_FLOW_SLOTS * (size_t)t->ncpus,
@@ -1017,6 +1094,7 @@ static void state_free(struct tf_state *t)
 	mseg_batch_free(&t->sessions);
 	mseg_batch_free(&t->policy);
 	mseg_batch_free(&t->flows);
+	mseg_batch_free(&t->hits);
 	free(t->flow_keys);
 	free(t->percpu);
 }

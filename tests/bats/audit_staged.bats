@@ -254,6 +254,9 @@ rule_json() { mseg rule list --json | jq -c --argjson id "$1" '.[] | select(.id 
 	"$MSEG_BUILD/mseg-textfile" --dir "$dir"
 	grep -qx 'mseg_staged_loaded 1' "$dir/mseg.prom"
 	grep -qx 'mseg_audit_mode 0' "$dir/mseg.prom"
+	# the rules with the most new flows, at most 10 series: the default is one here
+	grep -q '^mseg_rule_hits_total{rule="default"} [1-9]' "$dir/mseg.prom"
+	(($(grep -c '^mseg_rule_hits_total{' "$dir/mseg.prom") <= 10))
 	# counters are host-wide: at least this test's
 	(($(awk '$1 == "mseg_audit_denied_total" { print $2 }' "$dir/mseg.prom") >= 2))
 	(($(awk '$1 == "mseg_staged_disagreements_total" { print $2 }' "$dir/mseg.prom") >= 1))
