@@ -48,6 +48,9 @@ send() {
 # rules FILE: the rule statements of a ruleset, in order.
 rules() { grep '^rule add' "$1" || true; }
 
+# files DIR: every name in DIR, hidden ones too.
+files() { (cd "$1" && shopt -s nullglob dotglob && echo *); }
+
 # left FILE: the flows a ruleset lists as not allowed, without their counts.
 left() { sed -n 's/^#   \(.*, rule [^:]*\):.*\(; .*\)$/\1\2/p; s/^#   \(.*, rule [^:]*\):[^;]*$/\1/p' "$1"; }
 
@@ -208,7 +211,7 @@ left() { sed -n 's/^#   \(.*, rule [^:]*\):.*\(; .*\)$/\1\2/p; s/^#   \(.*, rule
 		"$(rules "$out")"
 	head -n 1 "$out" | grep -qx "# mseg learn -o $out"
 	assert_eq "stdout is the same ruleset" "$(grep -v '^# ' "$out")" "$(mseg learn | grep -v '^# ')"
-	assert_eq "files left beside it" "l.rules" "$(ls -A "$OUT")"
+	assert_eq "files left beside it" "l.rules" "$(files "$OUT")"
 	# --since: once the flow is older than a second, a ruleset with no rule
 	_older() { ! mseg learn --since 1s | grep -q '^rule add'; }
 	wait_until 50 _older
@@ -252,7 +255,7 @@ left() { sed -n 's/^#   \(.*, rule [^:]*\):.*\(; .*\)$/\1\2/p; s/^#   \(.*, rule
 	[[ $stderr == "mseg: cannot read $OUT/missing: "* ]]
 	cmp "$OUT/before" "$out"
 	[ "$(stat -c %i "$out")" == "$ino" ]
-	assert_eq "files left" "bad before l.rules segs" "$(ls -A "$OUT" | tr '\n' ' ' | sed 's/ $//')"
+	assert_eq "files left" "bad before l.rules segs" "$(files "$OUT")"
 }
 
 # lab_exchange HOST tcp|udp DST PORT pass|block: one exchange, which must

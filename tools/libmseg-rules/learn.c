@@ -521,22 +521,31 @@ static bool render(struct ctx *x, char **text, size_t *len)
 
 /* --- the check ---------------------------------------------------------------------- */
 
+static void count_line(void *ctx, __u32 index, const char *line)
+{
+	(void)index;
+	(void)line;
+	(*(size_t *)ctx)++;
+}
+
 /*
- * Read text back as `mseg apply` would, and compile it into x->p[k] and
- * x->c[k]; says why not on stderr. (mr_lookup() indexes a compiled set by
- * its address: each of the two has its own.)
+ * Read text back as `mseg apply --check` does (mseg-ruleset's build()),
+ * and compile it into x->p[k] and x->c[k]; says why not on stderr.
+ * (mr_lookup() indexes a compiled set by its address: each has its own.)
  */
 static bool read_back(struct ctx *x, int k, char *text, size_t len)
 {
 	struct mr_input in = { .buf = text, .len = len, .pos = 0 };
+	size_t lines = 0;
 
 	mr_policy_init(&x->p[k]);
 	if (!mr_parse_input(&x->p[k], &in, NULL))
 		return false; /* it said why */
-	if (mr_policy_check(&x->p[k]))
-		mr_assign_ids(&x->p[k], NULL);
-	if (!mr_failed())
-		mr_compile(&x->p[k], 0, &x->c[k]);
+	mr_assign_ids(&x->p[k], NULL);
+	if (!mr_failed() && mr_policy_check(&x->p[k]) && mr_compile(&x->p[k], 0, &x->c[k]) &&
+	    mr_policy_lines(&x->p[k], count_line, &lines) && lines + 1 > MSEG_MAX_SOURCE / 2)
+		mr_err("the policy has %zu statements; at most %d fit beside the ruleset in force",
+		       lines, MSEG_MAX_SOURCE / 2 - 1);
 	if (mr_failed()) {
 		fprintf(stderr, "mseg: learn: the learned ruleset: %s\n", mr_error());
 		return false;

@@ -131,7 +131,7 @@ def gen(args):
             flows.append({"src": src, "dst": dst, "proto": proto, "dport": port})
     # scanners: many ports from one host to another, beyond one rule's list
     # (64 items; with long IPv6 addresses and 5-digit ports, 511 characters)
-    for fam, first, n in ((4, rng.randint(1000, 2000), 70), (6, rng.randint(10000, 20000), 80)):
+    for fam, first, n in ((4, rng.randint(1000, 2000), 100), (6, rng.randint(10000, 20000), 80)):
         src, dst = rng.sample(hosts[fam], 2)
         if fam == 6:
             src = ipaddress.ip_address(int(src) | 0x1234_5678_9ABC_DEF0 & ((1 << 64) - 1))
