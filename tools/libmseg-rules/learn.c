@@ -547,7 +547,13 @@ static bool read_back(struct ctx *x, int k, char *text, size_t len)
 		mr_err("the policy has %zu statements; at most %d fit beside the ruleset in force",
 		       lines, MSEG_MAX_SOURCE / 2 - 1);
 	if (mr_failed()) {
-		fprintf(stderr, "mseg: learn: the learned ruleset: %s\n", mr_error());
+		/* its line numbers are of a text nobody sees: said without them */
+		const char *why = mr_error();
+
+		if (!strncmp(why, "line ", 5) && strstr(why, ": "))
+			why = strstr(why, ": ") + 2;
+		fprintf(stderr, "mseg: learn: the learned ruleset would be refused (%s): nothing written; a narrower --widen or a shorter --since makes it smaller\n",
+			why);
 		return false;
 	}
 	return true;
