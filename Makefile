@@ -122,7 +122,7 @@ OPERATOR_SCRIPTS := $(filter-out scripts/mseg-deps,$(wildcard scripts/mseg*))
 # pages say exactly what the commands do (one source). `mseg CMD` pages are
 # mseg-CMD.8, as git's are; the paths in them are the installed ones.
 MAN_COMMANDS := attach detach status default config sessions stats gc monitor \
-	log flows graph staged segment rule cidr explain failsafe ip-range save apply confirm boot
+	log flows graph staged learn segment rule cidr explain failsafe ip-range save apply confirm boot
 MAN_PAGES := $(BUILD)/man/mseg.8 $(MAN_COMMANDS:%=$(BUILD)/man/mseg-%.8) \
 	$(BUILD)/man/mseg-eventd.8 $(BUILD)/man/mseg-textfile.8
 MAN_ENV := MSEG_OBJ=$(MSEG_LIB)/build/mseg.bpf.o TC_BPF_MNT=

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -35,6 +37,7 @@
 #include "mseg_pinned.h"
 #include "mseg_util.h"
 #include "libmseg-rules/hash.h"
+#include "libmseg-rules/learn.h"
 #include "libmseg-rules/maps.h"
 #include "libmseg-rules/rules.h"
 
@@ -953,6 +956,363 @@ out:
 	return rc;
 }
 
+/* --- mseg learn ------------------------------------------------------------------------- */
+
+/*
+ * `mseg learn` (docs/learn.md): the flows read as `mseg flows` reads them,
+ * each one exact (make_rows() naming by no segment), each side then given
+ * its segment; libmseg-rules/learn.c writes the ruleset.
+ */
+struct learn_opts {
+	__u64 since_ns; /* 0: every flow */
+	const char *since, *segments, *out;
+	int widen4, widen6;
+};
+
+static void learn_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mseg learn [--since DURATION] [--segments FILE] [--widen BITS4[/BITS6]] [-o FILE]\n"
+		"\n"
+		"Write a least-privilege ruleset, in the format 'mseg apply' reads, that\n"
+		"allows exactly the flows 'mseg flows' lists as allowed, under default\n"
+		"deny. A side in a segment (of the policy in force, or of --segments\n"
+		"FILE) is named by the segment, any other by its host address; the\n"
+		"flows between the same sides on one protocol are one rule with a list\n"
+		"of destination ports (split in several rules where one statement would\n"
+		"be too long). A comment above each rule says what was seen of it.\n"
+		"Denied and would-deny flows are not allowed: they are listed at the\n"
+		"end, and one the rules would pass all the same (its hosts share a\n"
+		"segment or a widened prefix with allowed ones) gets an exact deny rule.\n"
+		"The ruleset holds the segments it names sides by and the failsafes in\n"
+		"force, so it stands alone: check it with 'mseg apply --check FILE'.\n"
+		"\n"
+		"options:\n"
+		"  --since DURATION       only the flows seen within DURATION: N seconds,\n"
+		"                         or Ns, Nm, Nh, Nd (as 'mseg flows --since')\n"
+		"  --segments FILE        name sides by the segments of FILE ('segment add\n"
+		"                         NAME PREFIX...' lines), not by the policy's\n"
+		"  --widen BITS4[/BITS6]  merge the host sources of one service (the same\n"
+		"                         destination, protocol and port) that share an\n"
+		"                         IPv4 /BITS4 (8..32) or an IPv6 /BITS6 (16..128)\n"
+		"                         into that prefix; without /BITS6, IPv6 sources\n"
+		"                         stay hosts. Without --widen every host is exact\n"
+		"  -o, --output FILE      write FILE, whole or not at all (not stdout)\n"
+		"  --version              print the version\n"
+		"Maps are read from $TC_BPF_MNT/tc/globals (default /sys/fs/bpf/tc/globals).\n");
+}
+
+/* BITS4[/BITS6]: a prefix per family; IPv4 no wider than /8, IPv6 than /16. */
+static int parse_widen(const char *s, struct learn_opts *o)
+{
+	unsigned long long b4, b6 = 0;
+	char buf[16], *slash;
+
+	if (strlen(s) >= sizeof(buf))
+		return bad("learn: --widen wants BITS4[/BITS6] (such as 24 or 24/64), not '%s'", s);
+	strcpy(buf, s);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash++ = 0;
+	if (!mr_uint(buf, 255, &b4) || (slash && !mr_uint(slash, 255, &b6)))
+		return bad("learn: --widen wants BITS4[/BITS6] (such as 24 or 24/64), not '%s'", s);
+	if (b4 < 8 || b4 > 32)
+		return bad("learn: --widen %s: BITS4 is 8..32 (no IPv4 prefix wider than /8)", s);
+	if (slash && (b6 < 16 || b6 > 128))
+		return bad("learn: --widen %s: BITS6 is 16..128 (no IPv6 prefix wider than /16)", s);
+	o->widen4 = (int)b4;
+	o->widen6 = (int)b6;
+	return 0;
+}
+
+/* 0: go on, 1: --help or --version printed, 2: bad command line. */
+static int learn_args(int argc, char **argv, struct learn_opts *o)
+{
+	static const struct option opts[] = {
+		{ "since", required_argument, NULL, 's' },
+		{ "segments", required_argument, NULL, 'g' },
+		{ "widen", required_argument, NULL, 'w' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char opt[3] = "-?";
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (parse_since(optarg, &o->since_ns))
+				return bad("learn: --since wants a duration (N, Ns, Nm, Nh or Nd, N >= 1), not '%s'",
+					   optarg);
+			o->since = optarg;
+			break;
+		case 'g':
+			if (!*optarg)
+				return bad("%s", "learn: --segments wants a file");
+			o->segments = optarg;
+			break;
+		case 'w':
+			if (parse_widen(optarg, o))
+				return 2;
+			break;
+		case 'o':
+			if (!*optarg)
+				return bad("%s", "learn: -o wants a file");
+			o->out = optarg;
+			break;
+		case 'h':
+			learn_usage(stdout);
+			return 1;
+		case 'V':
+			printf("mseg-flows %s (abi %d)\n", MSEG_VERSION, MSEG_ABI_VERSION);
+			return 1;
+		case ':':
+			return bad("learn: option '%s' wants a value", argv[optind - 1]);
+		default:
+			opt[1] = (char)optopt;
+			return bad("learn: unknown option '%s' (see 'mseg learn --help')",
+				   optopt ? opt : argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return bad("learn: unexpected argument '%s' (see 'mseg learn --help')", argv[optind]);
+	return 0;
+}
+
+/* A word for a '#' line: no control character may end the comment. */
+static void comment_word(FILE *f, const char *s)
+{
+	for (; *s; s++)
+		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+}
+
+/* The ruleset's first lines: the command, where and when, from what. */
+static char *learn_header(const struct learn_opts *o, int argc, char **argv,
+			  const struct mr_policy *segs, long long now_real)
+{
+	char host[256] = "this host", at[64], *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	int i;
+
+	if (!f)
+		return NULL;
+	if (gethostname(host, sizeof(host) - 1))
+		snprintf(host, sizeof(host), "this host");
+	host[sizeof(host) - 1] = 0;
+	mseg_event_time(now_real, at, sizeof(at));
+	fputs("# mseg learn", f);
+	for (i = 1; i < argc; i++) {
+		fputc(' ', f);
+		comment_word(f, argv[i]);
+	}
+	fputs("\n# Learned on ", f);
+	comment_word(f, host);
+	fprintf(f, " at %s from the flows mseg recorded ('mseg flows'", at);
+	if (o->since) {
+		fputs(" --since ", f);
+		comment_word(f, o->since);
+	}
+	fprintf(f, "):\n# sides named by the %zu segment%s of ", segs->ns, segs->ns == 1 ? "" : "s");
+	if (o->segments)
+		comment_word(f, o->segments);
+	else
+		fputs("the policy in force", f);
+	if (!o->widen4 && !o->widen6) {
+		fputs(", every other host exact.\n", f);
+	} else {
+		fputs(", other hosts exact but the sources of one service sharing", f);
+		if (o->widen4)
+			fprintf(f, " an IPv4 /%d", o->widen4);
+		if (o->widen6)
+			fprintf(f, "%s an IPv6 /%d", o->widen4 ? " or" : "", o->widen6);
+		fputs(" (--widen).\n", f);
+	}
+	if (fclose(f)) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+/* The rows, exact, as learn's flows: each side's segment, real times. */
+static struct ml_flow *learn_flows(const struct row *rows, size_t n, const struct segs *sg,
+				   long long boot_to_real)
+{
+	struct ml_flow *f = calloc(n ? n : 1, sizeof(*f));
+	size_t i;
+
+	if (!f) {
+		fprintf(stderr, "mseg: out of memory\n");
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+		struct ml_flow *w = &f[i];
+
+		memcpy(w->src, r->src, 16);
+		memcpy(w->dst, r->dst, 16);
+		w->family = mseg_addr_is_v4(r->src) ? 4 : 6;
+		w->src_seg = segment_of(sg, r->src, (__u8)w->family);
+		w->dst_seg = segment_of(sg, r->dst, (__u8)w->family);
+		w->proto = r->proto;
+		w->dport = r->dport;
+		w->allowed = r->verdict == MSEG_FLOW_ALLOWED;
+		w->verdict = r->verdict < MSEG_FLOW_VERDICT_MAX ? verdict_names[r->verdict] : "unknown";
+		w->rule_id = r->rule_id;
+		w->c.connections = r->connections;
+		w->c.packets = r->packets;
+		w->c.bytes = r->bytes;
+		w->c.first_ns = r->first_ns ? (__u64)((long long)r->first_ns + boot_to_real) : 0;
+		w->c.last_ns = (__u64)((long long)r->last_ns + boot_to_real);
+	}
+	return f;
+}
+
+/* -o FILE must be a file in a writable directory: said before anything is read. */
+static int learn_out_check(const char *path)
+{
+	char *copy = strdup(path);
+	struct stat st;
+	int rc = 0;
+
+	if (!copy) {
+		fprintf(stderr, "mseg: out of memory\n");
+		return 1;
+	}
+	if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "mseg: learn: cannot write %s: it is a directory\n", path);
+		rc = 1;
+	} else if (stat(dirname(copy), &st) || !S_ISDIR(st.st_mode) || access(copy, W_OK)) {
+		fprintf(stderr, "mseg: learn: cannot write into %s: not a writable directory\n", copy);
+		rc = 1;
+	}
+	free(copy);
+	return rc;
+}
+
+/* FILE whole or not at all: written beside it, then renamed over it. */
+static int learn_write(const char *path, const char *text, size_t len)
+{
+	char *copy = strdup(path), *tmp = malloc(strlen(path) + 32);
+	size_t off = 0;
+	int fd = -1, rc = 1;
+	bool made = false;
+
+	if (!copy || !tmp) {
+		fprintf(stderr, "mseg: out of memory\n");
+		goto out;
+	}
+	sprintf(tmp, "%s/.mseg-learn.XXXXXX", dirname(copy));
+	fd = mkstemp(tmp);
+	made = fd >= 0;
+	if (fd < 0 || fchmod(fd, 0644)) {
+		fprintf(stderr, "mseg: learn: cannot write %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	while (off < len) {
+		ssize_t w = write(fd, text + off, len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	if (off < len || fsync(fd) || close(fd) || (fd = -1, rename(tmp, path))) {
+		fprintf(stderr, "mseg: learn: cannot write %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc && made)
+		unlink(tmp);
+	free(tmp);
+	free(copy);
+	return rc;
+}
+
+static int learn_main(int argc, char **argv)
+{
+	struct learn_opts o = { 0 };
+	struct recs rs = { NULL, 0, 0 };
+	struct mr_policy active, file, none;
+	struct segs sg, exact;
+	struct ml_opts mo = { 0 };
+	struct ml_learned l = { 0 };
+	struct ml_flow *fl = NULL;
+	struct row *rows = NULL;
+	long long boot_to_real;
+	size_t n = 0;
+	__u64 now;
+	int rc;
+
+	rc = learn_args(argc, argv, &o);
+	if (rc)
+		return rc == 1 ? 0 : rc;
+	mr_policy_init(&file);
+	mr_policy_init(&none);
+	memset(&sg, 0, sizeof(sg));
+	memset(&exact, 0, sizeof(exact));
+	if (o.segments) {
+		rc = ml_segments_read(o.segments, &file);
+		if (rc) {
+			mr_policy_free(&file);
+			return rc;
+		}
+	}
+	if (o.out && learn_out_check(o.out)) {
+		mr_policy_free(&file);
+		return 1;
+	}
+	if (read_flows(&rs) || read_sessions(&rs) || read_policy(&active)) {
+		free(rs.r);
+		mr_policy_free(&file);
+		return 1;
+	}
+	rc = 1;
+	if (segs_build(&sg, o.segments ? &file : &active) || segs_build(&exact, &none))
+		goto out;
+	now = mseg_now_boot_ns();
+	boot_to_real = (long long)mseg_clock_ns(CLOCK_REALTIME) - (long long)now;
+	rows = make_rows(&rs, &exact, o.since_ns && now > o.since_ns ? now - o.since_ns : 0, &n);
+	if (!rows)
+		goto out;
+	fl = learn_flows(rows, n, &sg, boot_to_real);
+	mo.widen4 = o.widen4;
+	mo.widen6 = o.widen6;
+	mo.header = learn_header(&o, argc, argv, o.segments ? &file : &active,
+				 (long long)now + boot_to_real);
+	if (!fl || !mo.header)
+		goto out;
+	if (!ml_learn(o.segments ? &file : &active, &active, fl, n, &mo, &l))
+		goto out;
+	if (o.out) {
+		rc = learn_write(o.out, l.text, l.len);
+	} else {
+		rc = fwrite(l.text, 1, l.len, stdout) != l.len || fflush(stdout);
+		if (rc)
+			fprintf(stderr, "mseg: learn: cannot write the ruleset: %s\n", strerror(errno));
+	}
+out:
+	ml_learned_free(&l);
+	free((char *)mo.header);
+	free(fl);
+	free(rows);
+	free(rs.r);
+	segs_free(&sg);
+	segs_free(&exact);
+	mr_policy_free(&active);
+	mr_policy_free(&file);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = { .form = OUT_TEXT };
@@ -966,6 +1326,9 @@ int main(int argc, char **argv)
 	__u64 now;
 	int rc;
 
+	/* `mseg learn`: build/mseg-flows learn ARGS... */
+	if (argc > 1 && !strcmp(argv[1], "learn"))
+		return learn_main(argc - 1, argv + 1);
 	rc = parse_args(argc, argv, &o);
 	if (rc)
 		return rc == 1 ? 0 : rc;

@@ -125,6 +125,9 @@ complete_words() {
 	[ "$(complete_words mseg fl)" = "flows" ]
 	[ "$(complete_words mseg flows --)" = "--dot --help --json --since --staged-diff" ]
 	[ "$(complete_words mseg graph --s)" = "--since" ]
+	[ "$(complete_words mseg le)" = "learn" ]
+	[ "$(complete_words mseg learn --s)" = "--segments --since" ]
+	[ "$(complete_words mseg learn --w)" = "--widen" ]
 }
 
 @test "make install ships what an operator runs, not the test tools; make uninstall removes it all" {
@@ -145,6 +148,8 @@ complete_words() {
 	test -s "$d/usr/local/share/man/man8/mseg-flows.8"
 	test -s "$d/usr/local/share/man/man8/mseg-graph.8"
 	test -x "$lib/scripts/mseg-graph"
+	test -s "$d/usr/local/share/man/man8/mseg-learn.8"
+	test -x "$lib/scripts/mseg-learn"
 	test -s "$d/usr/local/share/bash-completion/completions/mseg"
 	test -s "$d/usr/local/lib/systemd/system/mseg-eventd.service"
 	# the installed command runs from the install tree
