@@ -676,13 +676,19 @@ __noinline int mseg_flow_count(struct __sk_buff *skb, int verdict)
 	 * a flow's later connections cost no second policy lookup.
 	 */
 	if (cfg->mode & MSEG_MODE_STAGED) {
-		if (slot->staged.gen != cfg->staged_gen ||
-		    (cfg->mode & MSEG_MODE_STAGED_SPORT)) {
+		/*
+		 * The generation is read before the judgment: one made while
+		 * `mseg apply --staged` rewrote the set is kept under the old
+		 * generation, which the rewrite's bump invalidates.
+		 */
+		__u32 gen = *(volatile const __u32 *)&cfg->staged_gen;
+
+		if (slot->staged.gen != gen || (cfg->mode & MSEG_MODE_STAGED_SPORT)) {
 			mseg_policy_decide((note & MSEG_FLOWN_REVERSED) ? &x->t : t,
 					   cfg, &x->sv, 1);
-			if (slot->staged.gen != cfg->staged_gen) {
+			if (slot->staged.gen != gen) {
 				__builtin_memset(&slot->staged, 0, sizeof(slot->staged));
-				slot->staged.gen = cfg->staged_gen;
+				slot->staged.gen = gen;
 			}
 			slot->staged.verdict = mseg_flow_verdict_of(x->sv.action);
 			slot->staged.rule_id = x->sv.rule_id;
