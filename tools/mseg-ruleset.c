@@ -1007,7 +1007,7 @@ static void print_line(void *ctx, __u32 index, const char *line)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mseg-ruleset check [--stats] [--allow-empty] [--lines] [--copy OUT] FILE\n"
+	fprintf(f, "usage: mseg-ruleset check [--stats] [--allow-empty] [--lines] [--parse-only] [--copy OUT] FILE\n"
 		   "       mseg-ruleset apply [--allow-empty] SET ACTIVE FILE | clear SET | save SET\n"
 		   "       mseg-ruleset copy FILE OUT\n"
 		   "       mseg-ruleset stage NEW ACTIVE FILE | promote NEW ACTIVE | unstage NEW ACTIVE\n"
@@ -1026,7 +1026,7 @@ static void usage(FILE *f)
  */
 static int cmd_check(int argc, char **argv)
 {
-	bool stats = false, allow_empty = false, lines = false;
+	bool stats = false, allow_empty = false, lines = false, parse_only = false;
 	const char *copy = NULL;
 	struct mr_policy p;
 	struct mr_compiled c;
@@ -1041,6 +1041,13 @@ static int cmd_check(int argc, char **argv)
 			allow_empty = true;
 		} else if (!strcmp(argv[i], "--lines")) {
 			lines = true;
+		} else if (!strcmp(argv[i], "--parse-only")) {
+			/*
+			 * apply's read before the lock: every statement is
+			 * checked, and the compile (capacity included) is left
+			 * to the apply itself, which does it before any write
+			 */
+			parse_only = true;
 		} else if (!strcmp(argv[i], "--copy") && i + 2 < argc) {
 			copy = argv[++i];
 		} else {
@@ -1054,10 +1061,17 @@ static int cmd_check(int argc, char **argv)
 	if (!mr_parse_input(&p, &in, NULL))
 		return 2;
 	refuse_empty(&p, allow_empty);
-	build(&p, NULL, &c, &t);
+	if (parse_only) {
+		mr_assign_ids(&p, NULL);
+		if (mr_failed() || !mr_policy_check(&p))
+			fail();
+	} else {
+		build(&p, NULL, &c, &t);
+	}
 	if (copy && !mr_input_write(&in, copy))
 		return 1;
-	check_summary(&p, &c, stats);
+	if (!parse_only)
+		check_summary(&p, &c, stats);
 	for (size_t k = 0; k < p.ncfg; k++) {
 		if (lines)
 			printf("config %s %s %ld\n", p.cfg[k].key, p.cfg[k].value, p.cfg[k].line);
