@@ -62,8 +62,6 @@ application() {
 	works web2 udp db 5353
 }
 
-stat_sum() { mseg stats --json | jq -r ".$1"; }
-
 @test "learn from the application, stage, zero disagreements, one for a stray connection, promote: it is denied, the application works" {
 	printf '%s\n' "default allow" | mseg apply -
 	application
@@ -77,15 +75,15 @@ stat_sum() { mseg stats --json | jq -r ".$1"; }
 
 	# the same traffic: the staged policy agrees with every new flow
 	local d0
-	d0=$(stat_sum staged_disagree)
+	d0=$(stat_get staged_disagree)
 	application
-	[ "$(stat_sum staged_disagree)" = "$d0" ]
+	[ "$(stat_get staged_disagree)" = "$d0" ]
 	[ "$(mseg staged diff --json)" = "[]" ]
 
 	# a stray connection: allowed today, denied by the learned policy (the
 	# policy in force has no segments: its sides are addresses)
 	works stray tcp db 5432
-	[ "$(stat_sum staged_disagree)" = $((d0 + 1)) ]
+	[ "$(stat_get staged_disagree)" = $((d0 + 1)) ]
 	run -0 mseg staged diff --json
 	[ "$(jq -c 'map([.src, .dst, .proto, .dport, .verdict, .staged_verdict, .disagreements])' <<<"$output")" = \
 		'[["10.78.9.2","10.78.3.2","tcp",5432,"allowed","denied",1]]' ] || { echo "$output" >&2; false; }
