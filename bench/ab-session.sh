@@ -2,8 +2,10 @@
 # Benchmark: the per-packet cost of a packet of an established session (the
 # path most packets take) in this tree's build against another revision's
 # build (default: main), side by side in one run: the two classifiers and
-# the floor program of bench/pkt.sh take turns on the same frame, RUNS
-# times, and each figure is a median. A change that adds work to the
+# a floor program of bench/pkt.sh take turns on the same frame, RUNS
+# times, and each figure is a median. The floor is ref_floor_hit (its lookup
+# finds the flow) for the session probe, ref_floor (its lookup misses) for
+# a new flow. A change that adds work to the
 # established path shows here as a ratio above 1.
 #
 # With --new-flow the probe is a new flow instead: one a rule denies (a deny
@@ -36,7 +38,9 @@ while [[ ${1:-} == --* ]]; do
   esac
   shift
 done
-readonly CASE STAGED
+FLOOR=ref_floor_hit
+[[ ${CASE} == new-flow ]] && FLOOR=ref_floor
+readonly CASE STAGED FLOOR
 readonly REF="${1:-main}"
 
 # shellcheck source=bench/lib.bash
@@ -100,7 +104,7 @@ main() {
   [[ ${CASE} == new-flow ]] && what="a new UDP flow a rule denies (every run a new flow)"
   ((STAGED)) && what+=", this tree with the same policy staged"
   ((STAGED == 2)) && what+=" and a rule naming a source port (no staged verdict kept)"
-  echo "ab-session: ${what}, this tree against ${REF} ($(git -C "${ROOT}" rev-parse --short "${REF}")), BPF_PROG_TEST_RUN repeat ${REPEAT}, median of ${RUNS} turns (this, ${REF}, floor)"
+  echo "ab-session: ${what}, this tree against ${REF} ($(git -C "${ROOT}" rev-parse --short "${REF}")), BPF_PROG_TEST_RUN repeat ${REPEAT}, median of ${RUNS} turns (this, ${REF}, ${FLOOR})"
   for fam in 4 6; do
     if [[ ${fam} == 4 ]]; then src=192.0.2.1 dst=198.51.100.1; else src=fd00:1::1 dst=fd00:2::1; fi
     if [[ ${CASE} == new-flow ]]; then dst=${dst%1}2; fi
@@ -116,11 +120,11 @@ main() {
       ra+="${x}"$'\n' rb+="${y}"$'\n'
       # each turn's own ratio: the machine's speed drifts between turns
       rt+="$(ratio "${x}" "${y}")"$'\n'
-      rf+="$(run_ns "pinned ${WORK}/bpffs/floor/ref_floor" "${WORK}/frame${fam}")"$'\n'
+      rf+="$(run_ns "pinned ${WORK}/bpffs/floor/${FLOOR}" "${WORK}/frame${fam}")"$'\n'
     done
     va=$(median <<<"${ra}") vb=$(median <<<"${rb}") vf=$(median <<<"${rf}")
-    printf 'ab-session: IPv%s  this %4d ns (x%s floor)  %s %4d ns (x%s floor)  floor %4d ns  this/%s x%s (median of the turns: x%s)\n' \
-      "${fam}" "${va}" "$(ratio "${va}" "${vf}")" "${REF}" "${vb}" "$(ratio "${vb}" "${vf}")" "${vf}" \
+    printf 'ab-session: IPv%s  this %4d ns (x%s %s)  %s %4d ns (x%s)  %s %4d ns  this/%s x%s (median of the turns: x%s)\n' \
+      "${fam}" "${va}" "$(ratio "${va}" "${vf}")" "${FLOOR}" "${REF}" "${vb}" "$(ratio "${vb}" "${vf}")" "${FLOOR}" "${vf}" \
       "${REF}" "$(ratio "${va}" "${vb}")" "$(median <<<"${rt}")"
   done
   echo "ab-session: command: bpftool -j prog run id PROG data_in FRAME repeat ${REPEAT} (.duration); frame: build/mseg-pkt --src S --dst D --proto udp --sport 40000 --dport 9 --payload 18"
