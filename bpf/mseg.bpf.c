@@ -188,12 +188,19 @@ static __always_inline bool mseg_dns_or_icmp(const struct mseg_tuple *t)
 	       (t->dport == 53 || t->sport == 53);
 }
 
-/* Count an accepted packet; the timeout was refreshed by mseg_session_touch(). */
+/*
+ * Count an accepted packet; the timeout was refreshed by mseg_session_touch().
+ * Plain adds, not atomic ones: a locked add on the session's cache line cost
+ * ~6 ns of an established packet (bench/RESULTS.md), and a count lost when
+ * two CPUs carry the same direction of one flow in the same instant is a
+ * statistic, never a verdict (nf_conntrack's acct counters are atomic; its
+ * verdicts do not read them either).
+ */
 static __always_inline void mseg_account(struct mseg_session *s, int dir,
 					 __u32 len)
 {
-	__sync_fetch_and_add(&s->packets[dir & 1], 1);
-	__sync_fetch_and_add(&s->bytes[dir & 1], len);
+	s->packets[dir & 1] += 1;
+	s->bytes[dir & 1] += len;
 	if (dir == mseg_answer_dir(s) && !(s->flags & MSEG_SESS_REPLIED))
 		s->flags |= MSEG_SESS_REPLIED;
 }
@@ -476,8 +483,8 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	}
 
 	if (trackable)
-		mseg_pressure_update(pr, cfg, st, now,
-				     state == MSEG_TCP_SYN_SENT, half_open);
+		mseg_pressure_update(pr, cfg, st, state == MSEG_TCP_SYN_SENT,
+				     half_open);
 	if (trackable && (how & MSEG_NEW_REVERSED)) {
 		/* mseg_pickup_decide() left the reverse's verdict */
 		v = &x->rv;
@@ -502,6 +509,12 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 				   v, 0);
 	if (!trackable)
 		return mseg_pass(st, v->action);
+	/*
+	 * Recount the table only for a flow that may open a session: a flood
+	 * of denied or untracked flows never pays for the kernel's element
+	 * count (~50 ns a packet), and the levels are what admission reads.
+	 */
+	mseg_pressure_recount(now);
 	admitted = mseg_dns_or_icmp(&p->t);
 	exact = mseg_exact_allows(v) &&
 		!(admitted && v->rule_id >= MSEG_FAILSAFE_ID0);
