@@ -10,6 +10,7 @@
 #define MSEG_EVENTS_H
 
 #include "mseg_abi.h"
+#include "mseg_clock.h"
 #include "mseg_maps.h"
 #include "mseg_parse.h"
 #include "mseg_timeout.h"
@@ -58,7 +59,8 @@ __noinline int mseg_event(const struct mseg_config *cfg,
 	struct mseg_event_limit *lim;
 	struct mseg_event *e;
 	__u32 zero = 0;
-	__u64 now = bpf_ktime_get_boot_ns();
+	/* the jiffy clock: reading the clocksource was ~9 % of a denied flow */
+	__u64 now = mseg_now();
 
 	lim = bpf_map_lookup_elem(&mseg_evlimit, &zero);
 	if (!lim || !cfg || !st || !mseg_event_allowed(lim, cfg, now))

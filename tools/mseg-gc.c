@@ -93,6 +93,9 @@ static int open_maps(int *fds)
 /*
  * Load the sweep program on the pinned maps: each map the object declares
  * is either one of those (reused) or left uncreated; nothing is pinned.
+ * mseg_clock is the exception: the events the sweep sends read the jiffy
+ * clock (mseg_clock.h), and a private copy of that per-CPU cache serves
+ * as well as the classifier's.
  */
 static struct mseg_gc_bpf *load_sweep(const int *fds)
 {
@@ -113,8 +116,12 @@ static struct mseg_gc_bpf *load_sweep(const int *fds)
 		for (i = 0; i < GC_NMAPS; i++)
 			if (!strcmp(name, gc_maps[i].name))
 				break;
-		err = i < GC_NMAPS ? bpf_map__reuse_fd(map, fds[i]) :
-				     bpf_map__set_autocreate(map, false);
+		if (i < GC_NMAPS)
+			err = bpf_map__reuse_fd(map, fds[i]);
+		else if (strcmp(name, "mseg_clock"))
+			err = bpf_map__set_autocreate(map, false);
+		else
+			err = 0;
 		if (err) {
 			fprintf(stderr, "mseg: gc program: map %s: %s\n", name,
 				strerror(-err));
