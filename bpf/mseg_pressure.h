@@ -204,16 +204,16 @@ static __always_inline void mseg_pressure_after_sweep(struct mseg_pressure *pr,
 }
 
 /*
- * Called for every packet that would open a session: recount the table,
- * move the levels, count the SYN, raise the flood flag at once when a
- * threshold is crossed mid-window (clearing waits for the tick). A spoofed
- * ACK picked up mid-stream opens a half-open session as a SYN does, so it
- * is checked against the half-open threshold too.
+ * Called for every packet that would open a session, before its verdict
+ * (mseg_new_flow() recounts the table after it, for allowed flows): count
+ * the SYN, raise the flood flag at once when a threshold is crossed
+ * mid-window (clearing waits for the tick). A spoofed ACK picked up
+ * mid-stream opens a half-open session as a SYN does, so it is checked
+ * against the half-open threshold too.
  */
 static __always_inline void mseg_pressure_update(struct mseg_pressure *pr,
 						 const struct mseg_config *cfg,
-						 struct mseg_stats *st,
-						 __u64 now, bool syn,
+						 struct mseg_stats *st, bool syn,
 						 bool half_open)
 {
 	__u64 syn_max = MSEG_CFG_OR(cfg, flood_syn_rate,
@@ -222,7 +222,6 @@ static __always_inline void mseg_pressure_update(struct mseg_pressure *pr,
 				     MSEG_DEF_FLOOD_HALF_OPEN);
 	__u64 half;
 
-	mseg_pressure_recount(now);
 	if (syn)
 		__sync_fetch_and_add(&pr->syn_count, 1);
 	if (!half_open)
