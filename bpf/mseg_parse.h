@@ -569,22 +569,17 @@ static __always_inline int mseg_parse_ipv6(struct __sk_buff *skb, __u32 off,
 }
 
 /*
- * Parse the frame at skb->data into p, with buf for headers outside the
- * linear part. Both live in the per-CPU scratch map (mseg_maps.h), not on
- * the stack: the verifier does not track values in map memory, so the many
- * shapes of frame read here do not multiply the classifier's paths, and the
- * classifier's frame stays small enough for the global functions it calls.
- * Only tagged frames read the metadata tag.
+ * Every frame's parse, header by header through mseg_hdr(); p was zeroed by
+ * mseg_parse(). Only tagged frames read the metadata tag.
  */
-static __always_inline int mseg_parse(struct __sk_buff *skb, struct mseg_pkt *p,
-				      union mseg_hdr_buf *buf)
+static __always_inline int mseg_parse_walk(struct __sk_buff *skb,
+					   struct mseg_pkt *p,
+					   union mseg_hdr_buf *buf)
 {
 	struct ethhdr *eth;
 	__u32 off = sizeof(*eth);
 	__be16 proto;
 
-	__builtin_memset(p, 0, sizeof(*p));
-	p->wscale = 0xff;
 	eth = mseg_hdr(skb, 0, sizeof(*eth), buf);
 	if (!eth)
 		return MSEG_PARSE_UNREAD;
@@ -621,6 +616,121 @@ static __always_inline int mseg_parse(struct __sk_buff *skb, struct mseg_pkt *p,
 	if (proto == bpf_htons(ETH_P_IPV6))
 		return mseg_parse_ipv6(skb, off, p, buf);
 	return MSEG_PARSE_NON_IP;
+}
+
+/*
+ * The shape of nearly every packet of an established flow: Ethernet with no
+ * tag in the frame, IPv4 without options and not a fragment or IPv6 without
+ * extension headers or a v4-mapped address, then UDP or a TCP segment
+ * without SYN, all in the linear part. Read in one pass at constant offsets
+ * with direct packet access, where mseg_parse_walk() goes header by header
+ * through mseg_hdr() (~18 ns of an established packet here). True when the
+ * frame has that shape and p then holds exactly what mseg_parse_walk()
+ * writes for it (tests/bats/parse_common.bats checks both on fuzzed
+ * frames); false, with p untouched, for every other frame.
+ */
+static __always_inline bool mseg_parse_common(struct __sk_buff *skb,
+					      struct mseg_pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = NULL;
+	struct iphdr *iph = NULL;
+	struct tcphdr *th = NULL;
+	struct udphdr *uh;
+	__u32 l4_len, doff = 0;
+	void *l4;
+	__u8 proto;
+
+	if ((void *)(eth + 1) > end)
+		return false;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		iph = (void *)(eth + 1);
+		if ((void *)(iph + 1) > end || *(__u8 *)iph != 0x45 ||
+		    (iph->frag_off & bpf_htons(0x3fff)))
+			return false;
+		l4_len = bpf_ntohs(iph->tot_len);
+		if (l4_len < sizeof(*iph) || sizeof(*eth) + l4_len > skb->len)
+			return false;
+		l4_len -= sizeof(*iph);
+		proto = iph->protocol;
+		l4 = iph + 1;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end || ip6->version != 6 ||
+		    mseg_v4_mapped(ip6->saddr.in6_u.u6_addr32) ||
+		    mseg_v4_mapped(ip6->daddr.in6_u.u6_addr32))
+			return false;
+		l4_len = bpf_ntohs(ip6->payload_len);
+		if (sizeof(*eth) + sizeof(*ip6) + l4_len > skb->len)
+			return false;
+		proto = ip6->nexthdr;
+		l4 = ip6 + 1;
+	} else {
+		return false;
+	}
+	if (proto == IPPROTO_TCP) {
+		th = l4;
+		if (l4_len < sizeof(*th) || (void *)(th + 1) > end)
+			return false;
+		doff = th->doff * 4;
+		if (doff < sizeof(*th) || doff > l4_len ||
+		    (((__u8 *)th)[13] & MSEG_TCP_SYN))
+			return false;
+	} else if (proto == IPPROTO_UDP) {
+		uh = l4;
+		if (l4_len < sizeof(*uh) || (void *)(uh + 1) > end)
+			return false;
+	} else {
+		return false;
+	}
+
+	if (iph) {
+		p->t.family = 4;
+		p->t.saddr[2] = bpf_htonl(0xffff);
+		p->t.saddr[3] = iph->saddr;
+		p->t.daddr[2] = bpf_htonl(0xffff);
+		p->t.daddr[3] = iph->daddr;
+		p->hop_limit = iph->ttl;
+		p->frag_id = bpf_ntohs(iph->id);
+	} else if (ip6) {
+		p->t.family = 6;
+		__builtin_memcpy(p->t.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(p->t.daddr, &ip6->daddr, 16);
+		p->hop_limit = ip6->hop_limit;
+	}
+	p->t.proto = proto;
+	p->l4_off = l4 - data;
+	p->l4_len = l4_len;
+	/* TCP and UDP carry their ports in the same first four bytes */
+	p->t.sport = bpf_ntohs(((__be16 *)l4)[0]);
+	p->t.dport = bpf_ntohs(((__be16 *)l4)[1]);
+	if (th) {
+		p->seq = bpf_ntohl(th->seq);
+		p->ack = bpf_ntohl(th->ack_seq);
+		p->win = bpf_ntohs(th->window);
+		p->tcp_flags = ((__u8 *)th)[13] & 0x1f;
+		p->payload_len = l4_len - doff;
+	}
+	return true;
+}
+
+/*
+ * Parse the frame at skb->data into p, with buf for headers outside the
+ * linear part. Both live in the per-CPU scratch map (mseg_maps.h), not on
+ * the stack: the verifier does not track values in map memory, so the many
+ * shapes of frame read here do not multiply the classifier's paths, and the
+ * classifier's frame stays small enough for the global functions it calls.
+ */
+static __always_inline int mseg_parse(struct __sk_buff *skb, struct mseg_pkt *p,
+				      union mseg_hdr_buf *buf)
+{
+	__builtin_memset(p, 0, sizeof(*p));
+	p->wscale = 0xff;
+	if (mseg_parse_common(skb, p))
+		return MSEG_PARSE_OK;
+	return mseg_parse_walk(skb, p, buf);
 }
 
 #endif /* MSEG_PARSE_H */
