@@ -463,15 +463,7 @@ void mr_zero_new_ids(struct mr_writer *w, const struct mr_policy *p, const struc
 	for (size_t i = 0; i < p->nr + (size_t)nfs; i++) {
 		const struct mr_rule *r = i < p->nr ? &p->r[i] : &fs[i - p->nr];
 		const struct mr_rule *o = old ? mr_rule_by_id(old, r->id) : NULL;
-		char a[1024], b[1024];
-		bool same = false;
-
-		if (o && o->kind == r->kind) {
-			mr_rule_match_key(r, a, sizeof(a));
-			mr_rule_match_key(o, b, sizeof(b));
-			same = !strcmp(a, b);
-		}
-		if (same)
+		if (o && mr_rule_same_match(r, o))
 			continue;
 		/* bpftool writes the one value it is given to every CPU */
 		if (w->f || ncpu < 1) {

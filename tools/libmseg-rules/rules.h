@@ -190,6 +190,8 @@ extern size_t mr_file_statements; /* statements mr_parse_file read */
 bool mr_policy_check(struct mr_policy *p); /* whole-policy validation */
 void mr_assign_ids(struct mr_policy *p, const struct mr_policy *old);
 void mr_rule_match_key(const struct mr_rule *r, char *buf, size_t len);
+/* Do a and b name the same match (mr_rule_match_key's text), whatever their action? */
+bool mr_rule_same_match(const struct mr_rule *a, const struct mr_rule *b);
 void mr_rule_text(const struct mr_rule *r, bool with_id, char *buf, size_t len);
 const char *mr_sel_text(const struct mr_sel *s, char *buf);
 const char *mr_rule_proto_text(const struct mr_rule *r, char *buf);
