@@ -910,7 +910,7 @@ static __always_inline int mseg_fast(struct __sk_buff *skb,
 SEC("tc")
 int mseg_classifier(struct __sk_buff *skb)
 {
-	bool trackable = true, ports = true;
+	bool trackable = true, ports = true, tick;
 	struct mseg_pressure *pr;
 	struct mseg_scratch *x;
 	struct mseg_config *cfg;
@@ -937,7 +937,7 @@ int mseg_classifier(struct __sk_buff *skb)
 	}
 	if (r == MSEG_PARSE_DROP)
 		return mseg_refuse(st, p->drop);
-	now = mseg_now();
+	now = mseg_now_moved(&tick);
 	if (r != MSEG_PARSE_OK) {
 		st->malformed++;
 		if (cfg->strict) {
@@ -960,7 +960,8 @@ int mseg_classifier(struct __sk_buff *skb)
 		return mseg_pass(st, MSEG_ACT_ALLOW);
 	}
 
-	mseg_pressure_tick(pr, cfg, st, now);
+	if (tick)
+		mseg_pressure_tick(pr, cfg, st, now);
 	if (p->icmp == MSEG_ICMPK_ERROR) {
 		r = mseg_icmp_related(skb, now);
 		if (r != MSEG_NOT_RELATED)

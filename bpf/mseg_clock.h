@@ -10,25 +10,41 @@
 #ifndef MSEG_CLOCK_H
 #define MSEG_CLOCK_H
 
+#include <stdbool.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
 #include "mseg_maps.h"
 
-static __always_inline __u64 mseg_now(void)
+/*
+ * mseg_now(), and in *moved whether this CPU's jiffy moved since its last
+ * packet: work that is due once a second (the pressure tick) need not look
+ * at every packet, only at the first of each jiffy.
+ */
+static __always_inline __u64 mseg_now_moved(bool *moved)
 {
 	struct mseg_clock *c;
 	__u64 j = bpf_jiffies64();
 	__u32 zero = 0;
 
 	c = bpf_map_lookup_elem(&mseg_clock, &zero);
+	*moved = true;
 	if (!c)
 		return bpf_ktime_get_boot_ns();
-	if (c->jiffies != j) {
-		c->jiffies = j;
-		c->ns = bpf_ktime_get_boot_ns();
+	if (c->jiffies == j) {
+		*moved = false;
+		return c->ns;
 	}
+	c->jiffies = j;
+	c->ns = bpf_ktime_get_boot_ns();
 	return c->ns;
+}
+
+static __always_inline __u64 mseg_now(void)
+{
+	bool moved;
+
+	return mseg_now_moved(&moved);
 }
 
 #endif /* MSEG_CLOCK_H */
