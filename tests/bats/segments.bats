@@ -215,6 +215,22 @@ segment_ports() {
 	[[ $(mseg save) == "$before" ]]
 }
 
+@test "deleting a segment's last prefix deletes the segment: refused while a rule names it, so what save prints always loads" {
+	mseg segment add lone 10.71.0.0/24 >/dev/null
+	mseg rule add --src lone --dst any --action deny --id 71 >/dev/null
+	run --separate-stderr mseg segment del lone 10.71.0.0/24
+	[ "$status" -ne 0 ]
+	[[ $stderr == "mseg: segment lone is used by rule 71: its last prefix cannot go"* ]]
+	[[ $(mseg segment list --json | jq -r '.[] | select(.name == "lone") | .prefixes | length') == 1 ]]
+	mseg save | mseg apply - >/dev/null
+	mseg rule del 71 >/dev/null
+	run mseg segment del lone 10.71.0.0/24
+	[ "$status" -eq 0 ]
+	[[ $output == *"its last prefix deleted, and the segment with it"* ]]
+	[[ -z $(mseg segment list --json | jq -r '.[] | select(.name == "lone") | .name') ]]
+	mseg save | mseg apply - >/dev/null
+}
+
 @test "apply --diff prints what would change and changes nothing" {
 	apply "default allow" "segment add web 10.80.0.0/24" \
 		"rule add --src web --dst any --proto tcp --dport 80 --action allow"

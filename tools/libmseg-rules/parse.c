@@ -905,6 +905,24 @@ static void rule_del(struct mr_policy *p, struct mr_rule *r, char *msg, size_t l
 	policy_touch(p);
 }
 
+/* Refuse (true) when rules name segment s, naming them; `why` prefixes the message. */
+static bool segment_in_use(const struct mr_policy *p, const struct mr_segment *s, const char *why)
+{
+	char ids[256] = "";
+	size_t o = 0;
+
+	for (size_t i = 0; i < p->nr && o + 12 < sizeof(ids); i++)
+		if ((p->r[i].src.kind == MR_SEL_SEG && !strcmp(p->r[i].src.name, s->name)) ||
+		    (p->r[i].dst.kind == MR_SEL_SEG && !strcmp(p->r[i].dst.name, s->name)))
+			o += (size_t)snprintf(ids + o, sizeof(ids) - o, "%s%u", o ? ", " : "",
+					      p->r[i].id);
+	if (!o)
+		return false;
+	mr_err("segment %s is used by rule%s %s: %sdelete or change %s first", s->name,
+	       strchr(ids, ',') ? "s" : "", ids, why, strchr(ids, ',') ? "them" : "it");
+	return true;
+}
+
 static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 			 char *msg, size_t len)
 {
@@ -961,18 +979,8 @@ static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 	if (!s)
 		return mr_err("no such segment: %s", argv[2]);
 	if (argc == 3) {
-		char ids[256] = "";
-		size_t o = 0;
-
-		for (size_t i = 0; i < p->nr && o + 12 < sizeof(ids); i++)
-			if ((p->r[i].src.kind == MR_SEL_SEG && !strcmp(p->r[i].src.name, s->name)) ||
-			    (p->r[i].dst.kind == MR_SEL_SEG && !strcmp(p->r[i].dst.name, s->name)))
-				o += (size_t)snprintf(ids + o, sizeof(ids) - o, "%s%u",
-						      o ? ", " : "", p->r[i].id);
-		if (o)
-			return mr_err("segment %s is used by rule%s %s: delete or change %s first",
-				      s->name, strchr(ids, ',') ? "s" : "", ids,
-				      strchr(ids, ',') ? "them" : "it");
+		if (segment_in_use(p, s, ""))
+			return;
 		free(s->p);
 		*s = p->s[--p->ns];
 		policy_touch(p);
@@ -991,6 +999,17 @@ static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 			return mr_err("segment %s has no prefix %s", s->name, argv[i]);
 		s->p[k] = s->p[--s->n];
 		p->pxstale = true;
+	}
+	if (!s->n) {
+		/* a segment without prefixes is no segment: its last one goes with it */
+		if (segment_in_use(p, s, "its last prefix cannot go (that deletes the segment); "))
+			return;
+		free(s->p);
+		*s = p->s[--p->ns];
+		policy_touch(p);
+		say(msg, len, "segment %s: its last prefix deleted, and the segment with it",
+		    argv[2]);
+		return;
 	}
 	say(msg, len, "segment %s: %d prefix%s deleted, %zu left", s->name, argc - 3,
 	    argc == 4 ? "" : "es", s->n);
@@ -1086,6 +1105,17 @@ bool mr_parse_file(struct mr_policy *p, const char *path, const char *prefix)
 	return ok;
 }
 
+/* Does the line's first word read "config"? (mr_split's blanks) */
+static bool config_line(const char *line, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	return len - i > 6 && !memcmp(line + i, "config", 6) &&
+	       (line[i + 6] == ' ' || line[i + 6] == '\t');
+}
+
 bool mr_parse_input(struct mr_policy *p, struct mr_input *in, const char *prefix)
 {
 	char *line, *argv[80], buf[MR_LINE_MAX + 1 + 64];
@@ -1106,6 +1136,8 @@ bool mr_parse_input(struct mr_policy *p, struct mr_input *in, const char *prefix
 			mr_err("a NUL byte");
 			break;
 		}
+		if (p->config_only && !config_line(line, len))
+			continue;
 		snprintf(buf, sizeof(buf), "%s%s%.*s", prefix ? prefix : "", prefix ? " " : "",
 			 (int)len, line);
 		argc = mr_split(buf, argv, 80);
