@@ -1007,7 +1007,7 @@ static void print_line(void *ctx, __u32 index, const char *line)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mseg-ruleset check [--stats] [--allow-empty] [--lines] [--parse-only] [--copy OUT] FILE\n"
+	fprintf(f, "usage: mseg-ruleset check [--stats] [--allow-empty] [--lines] [--config-only] [--copy OUT] FILE\n"
 		   "       mseg-ruleset apply [--allow-empty] SET ACTIVE FILE | clear SET | save SET\n"
 		   "       mseg-ruleset copy FILE OUT\n"
 		   "       mseg-ruleset stage NEW ACTIVE FILE | promote NEW ACTIVE | unstage NEW ACTIVE\n"
@@ -1026,7 +1026,7 @@ static void usage(FILE *f)
  */
 static int cmd_check(int argc, char **argv)
 {
-	bool stats = false, allow_empty = false, lines = false, parse_only = false;
+	bool stats = false, allow_empty = false, lines = false, config_only = false;
 	const char *copy = NULL;
 	struct mr_policy p;
 	struct mr_compiled c;
@@ -1041,13 +1041,15 @@ static int cmd_check(int argc, char **argv)
 			allow_empty = true;
 		} else if (!strcmp(argv[i], "--lines")) {
 			lines = true;
-		} else if (!strcmp(argv[i], "--parse-only")) {
+		} else if (!strcmp(argv[i], "--config-only")) {
 			/*
-			 * apply's read before the lock: every statement is
-			 * checked, and the compile (capacity included) is left
-			 * to the apply itself, which does it before any write
+			 * apply's read before the lock: the input copied and
+			 * its config lines checked (the bash side checks their
+			 * values before any write); the apply itself reads
+			 * every line, and refuses the input whole, before it
+			 * writes anything
 			 */
-			parse_only = true;
+			config_only = true;
 		} else if (!strcmp(argv[i], "--copy") && i + 2 < argc) {
 			copy = argv[++i];
 		} else {
@@ -1056,21 +1058,18 @@ static int cmd_check(int argc, char **argv)
 		}
 	}
 	mr_policy_init(&p);
+	p.config_only = config_only;
 	if (!mr_input_read(argv[argc - 1], &in))
 		return 1;
 	if (!mr_parse_input(&p, &in, NULL))
 		return 2;
-	refuse_empty(&p, allow_empty);
-	if (parse_only) {
-		mr_assign_ids(&p, NULL);
-		if (mr_failed() || !mr_policy_check(&p))
-			fail();
-	} else {
+	if (!config_only) {
+		refuse_empty(&p, allow_empty);
 		build(&p, NULL, &c, &t);
 	}
 	if (copy && !mr_input_write(&in, copy))
 		return 1;
-	if (!parse_only)
+	if (!config_only)
 		check_summary(&p, &c, stats);
 	for (size_t k = 0; k < p.ncfg; k++) {
 		if (lines)

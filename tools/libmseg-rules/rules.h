@@ -114,6 +114,7 @@ struct mr_policy {
 	size_t pxcap, pxn;
 	bool pxstale;
 	bool replace; /* a ruleset file: a later line replaces an earlier one whole */
+	bool config_only; /* read only the config lines (apply's check before the lock) */
 	bool stated_default; /* a ruleset file had a `default` line */
 	/* `config KEY VALUE` lines of a ruleset file: checked and written by the
 	 * caller (mseg's config command knows the keys), never stored as rules */
