@@ -13,14 +13,26 @@ struct mr_hash {
 	size_t stride, keylen;
 };
 
-static inline size_t mr_hash_bytes(const void *k, size_t n)
+/* FNV-1a, in steps: a key made of several fields hashes them one after another. */
+#define MR_HASH_SEED 1469598103934665603ULL
+
+static inline size_t mr_hash_step(size_t h, const void *k, size_t n)
 {
 	const unsigned char *p = k;
-	size_t h = 1469598103934665603ULL;
 
 	while (n--)
 		h = (h ^ *p++) * 1099511628211ULL;
+	return h;
+}
+
+static inline size_t mr_hash_end(size_t h)
+{
 	return h ^ (h >> 29);
+}
+
+static inline size_t mr_hash_bytes(const void *k, size_t n)
+{
+	return mr_hash_end(mr_hash_step(MR_HASH_SEED, k, n));
 }
 
 static inline void mr_hash_init(struct mr_hash *h, size_t n, const void *base,

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 
+#include "hash.h"
 #include "rules.h"
 
 static int sel_family(const struct mr_sel *s);
@@ -339,31 +340,14 @@ void mr_rule_text(const struct mr_rule *r, bool with_id, char *buf, size_t len)
 		 mr_action_names[r->action], r->audit ? " --audit" : "", prio, idb, com);
 }
 
-static size_t str_hash(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h ^ (h >> 29);
-}
-
-static size_t fnv(size_t h, const void *buf, size_t n)
-{
-	const unsigned char *b = buf;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ULL;
-	return h;
-}
-
 static size_t sel_hash(size_t h, const struct mr_sel *s)
 {
-	h = fnv(h, &s->kind, sizeof(s->kind));
+	h = mr_hash_step(h, &s->kind, sizeof(s->kind));
 	if (s->kind == MR_SEL_PFX)
-		return fnv(fnv(fnv(h, s->p.addr, 16), &s->p.len, 1), &s->p.family, 1);
+		return mr_hash_step(mr_hash_step(mr_hash_step(h, s->p.addr, 16), &s->p.len, 1),
+				    &s->p.family, 1);
 	if (s->kind == MR_SEL_SEG)
-		return fnv(h, s->name, strlen(s->name));
+		return mr_hash_step(h, s->name, strlen(s->name));
 	return h;
 }
 
@@ -393,17 +377,17 @@ static bool sel_same(const struct mr_sel *a, const struct mr_sel *b)
  */
 static size_t match_hash(const struct mr_rule *r)
 {
-	size_t h = 1469598103934665603ULL ^ (size_t)r->kind;
+	size_t h = mr_hash_step(MR_HASH_SEED, &r->kind, sizeof(r->kind));
 
 	if (r->kind == MR_CIDR)
-		return sel_hash(h, &r->dst);
+		return mr_hash_end(sel_hash(h, &r->dst));
+	h = mr_hash_step(h, &r->proto, sizeof(r->proto));
 	if (r->kind == MR_FAILSAFE)
-		return fnv(fnv(h, &r->proto, sizeof(r->proto)), &r->ports[0].lo, 2);
+		return mr_hash_end(mr_hash_step(h, &r->ports[0].lo, sizeof(r->ports[0].lo)));
 	h = sel_hash(sel_hash(h, &r->src), &r->dst);
-	h = fnv(h, &r->proto, sizeof(r->proto));
-	h = fnv(h, &r->sport, sizeof(r->sport));
-	h = fnv(h, r->ports, (size_t)r->nports * sizeof(r->ports[0]));
-	return h ^ (h >> 29);
+	h = mr_hash_step(h, &r->sport, sizeof(r->sport));
+	h = mr_hash_step(h, r->ports, (size_t)r->nports * sizeof(r->ports[0]));
+	return mr_hash_end(h);
 }
 
 bool mr_rule_same_match(const struct mr_rule *a, const struct mr_rule *b)
@@ -439,7 +423,7 @@ static void index_segments(struct mr_policy *p)
 	p->sidx = malloc(p->scap * sizeof(long));
 	memset(p->sidx, 0xff, p->scap * sizeof(long));
 	for (size_t i = 0; i < p->ns; i++) {
-		size_t h = str_hash(p->s[i].name) & (p->scap - 1);
+		size_t h = mr_hash_bytes(p->s[i].name, strlen(p->s[i].name)) & (p->scap - 1);
 
 		while (p->sidx[h] >= 0)
 			h = (h + 1) & (p->scap - 1);
@@ -457,7 +441,7 @@ static void segment_index_add(struct mr_policy *p, size_t n)
 		p->sstale = true;
 		return;
 	}
-	for (h = str_hash(p->s[n].name) & (p->scap - 1); p->sidx[h] >= 0;
+	for (h = mr_hash_bytes(p->s[n].name, strlen(p->s[n].name)) & (p->scap - 1); p->sidx[h] >= 0;
 	     h = (h + 1) & (p->scap - 1))
 		;
 	p->sidx[h] = (long)n;
@@ -537,7 +521,7 @@ struct mr_segment *mr_segment_find(const struct mr_policy *cp, const char *name)
 
 	if (!p->sidx || p->sstale)
 		index_segments(p);
-	for (h = str_hash(name) & (p->scap - 1); p->sidx[h] >= 0; h = (h + 1) & (p->scap - 1))
+	for (h = mr_hash_bytes(name, strlen(name)) & (p->scap - 1); p->sidx[h] >= 0; h = (h + 1) & (p->scap - 1))
 		if (!strcmp(p->s[p->sidx[h]].name, name))
 			return &p->s[p->sidx[h]];
 	return NULL;
@@ -923,6 +907,13 @@ static bool segment_in_use(const struct mr_policy *p, const struct mr_segment *s
 	return true;
 }
 
+static void segment_drop(struct mr_policy *p, struct mr_segment *s)
+{
+	free(s->p);
+	*s = p->s[--p->ns];
+	policy_touch(p);
+}
+
 static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 			 char *msg, size_t len)
 {
@@ -981,9 +972,7 @@ static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 	if (argc == 3) {
 		if (segment_in_use(p, s, ""))
 			return;
-		free(s->p);
-		*s = p->s[--p->ns];
-		policy_touch(p);
+		segment_drop(p, s);
 		say(msg, len, "segment %s deleted", argv[2]);
 		return;
 	}
@@ -1004,9 +993,7 @@ static void segment_stmt(struct mr_policy *p, int argc, char **argv, long line,
 		/* a segment without prefixes is no segment: its last one goes with it */
 		if (segment_in_use(p, s, "its last prefix cannot go (that deletes the segment); "))
 			return;
-		free(s->p);
-		*s = p->s[--p->ns];
-		policy_touch(p);
+		segment_drop(p, s);
 		say(msg, len, "segment %s: its last prefix deleted, and the segment with it",
 		    argv[2]);
 		return;
@@ -1105,17 +1092,6 @@ bool mr_parse_file(struct mr_policy *p, const char *path, const char *prefix)
 	return ok;
 }
 
-/* Does the line's first word read "config"? (mr_split's blanks) */
-static bool config_line(const char *line, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	return len - i > 6 && !memcmp(line + i, "config", 6) &&
-	       (line[i + 6] == ' ' || line[i + 6] == '\t');
-}
-
 bool mr_parse_input(struct mr_policy *p, struct mr_input *in, const char *prefix)
 {
 	char *line, *argv[80], buf[MR_LINE_MAX + 1 + 64];
@@ -1136,14 +1112,13 @@ bool mr_parse_input(struct mr_policy *p, struct mr_input *in, const char *prefix
 			mr_err("a NUL byte");
 			break;
 		}
-		if (p->config_only && !config_line(line, len))
-			continue;
 		snprintf(buf, sizeof(buf), "%s%s%.*s", prefix ? prefix : "", prefix ? " " : "",
 			 (int)len, line);
 		argc = mr_split(buf, argv, 80);
 		if (argc < 0)
 			break;
-		if (!argc || (prefix && argc == 2))
+		if (!argc || (prefix && argc == 2) ||
+		    (p->config_only && strcmp(argv[0], "config")))
 			continue;
 		if (!strcmp(argv[0], "default")) {
 			if (p->stated_default) {
