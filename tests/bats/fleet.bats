@@ -39,6 +39,12 @@ load helpers/fleet
 
 ANSIBLE_DIR=$MSEG_ROOT/deploy/ansible
 
+# This file's tests wait on Ansible, and a first rollout (apt-get install on
+# four hosts) took 175 s alone, 400-540 s beside the other suites on a CI
+# machine: tests/run's 600 s per test is too tight for them. bats reads the
+# bound after sourcing the file, so this one is the file's own.
+BATS_TEST_TIMEOUT=1500
+
 setup_file() {
 	require_build
 	need ansible-playbook command -v ansible-playbook
@@ -48,9 +54,10 @@ setup_file() {
 	export DEB
 	echo "# deb: $((SECONDS - t0)) s" >&3
 	# the hosts' lifetime bound covers the whole file: beside the other
-	# suites its rollouts took 419+127+110+73 s and the hosts' sshd, killed
-	# at 900 s, closed the last test's connections (teardown stops them all)
-	fleet_setup 4 2400
+	# suites its rollouts took 539+151+111+284 s and the hosts' sshd, killed
+	# at 900 s, once closed the last test's connections (teardown stops them
+	# all)
+	fleet_setup 4 3600
 	echo "# fleet: $((SECONDS - t0)) s" >&3
 	lab_policy
 }
@@ -126,16 +133,16 @@ lab_policy() {
 # $BATS_TEST_TMPDIR/ansible.log (and to stderr on failure).
 rollout() {
 	local rc=0 t0=$SECONDS
-	# A hang guard, not a time limit: a first rollout (apt-get install on
-	# four hosts) takes ~175 s alone and 360-400 s beside the other suites,
-	# so the bound sits just under the test's own (tests/run: 600 s).
+	# A hang guard, not a time limit: a first rollout takes ~175 s alone
+	# and up to 540 s beside the other suites, so the bound sits under the
+	# test's own (BATS_TEST_TIMEOUT above), leaving time for its checks.
 	# Every lab fleet has the same addresses: ssh's shared connections
 	# (ControlMaster, one socket per user@host:port in ~/.ansible/cp) would
 	# carry this run's commands to another run's fleet. One directory a run.
 	mkdir -p "$FLEET_DIR/cp"
 	ANSIBLE_CONFIG=$ANSIBLE_DIR/ansible.cfg ANSIBLE_NOCOLOR=1 \
 		ANSIBLE_SSH_CONTROL_PATH_DIR=$FLEET_DIR/cp \
-		timeout -k 10 560 ansible-playbook -i "$FLEET_INVENTORY" "$ANSIBLE_DIR/site.yml" "$@" \
+		timeout -k 10 1200 ansible-playbook -i "$FLEET_INVENTORY" "$ANSIBLE_DIR/site.yml" "$@" \
 		>"$BATS_TEST_TMPDIR/ansible.log" 2>&1 </dev/null || rc=$?
 	echo "# rollout: $((SECONDS - t0)) s" >&3
 	return "$rc"
@@ -229,7 +236,7 @@ pending_drift_is() {
 	jq -e 'length == 4 and (map(.labels.instance) | sort == ["h1","h2","h3","h4"])' \
 		"$FLEET_DIR/prometheus/targets.json"
 	# In the controller's namespace: fleet_teardown stops it with the rest.
-	ip netns exec "$FLEET_CTL" timeout -k 5 800 prometheus --config.file="$conf" \
+	ip netns exec "$FLEET_CTL" timeout -k 5 2400 prometheus --config.file="$conf" \
 		--storage.tsdb.path="$FLEET_DIR/prometheus/data" \
 		--web.listen-address="$FLEET_CTL_ADDR:9090" >"$FLEET_DIR/prometheus/log" 2>&1 3>&- &
 	wait_until 300 prom_is 'count(up{job="mseg-node"} == 1)' 4 || {
