@@ -43,6 +43,7 @@ ANSIBLE_DIR=$MSEG_ROOT/deploy/ansible
 # four hosts) took 175 s alone, 400-540 s beside the other suites on a CI
 # machine: tests/run's 600 s per test is too tight for them. bats reads the
 # bound after sourcing the file, so this one is the file's own.
+# shellcheck disable=SC2034 # read by bats-exec-test
 BATS_TEST_TIMEOUT=1500
 
 setup_file() {
