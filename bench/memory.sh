@@ -28,7 +28,7 @@ memlock() {
 # policy_bytes: memory of every map that grows with the policy.
 policy_bytes() {
   local m total=0
-  for m in mseg_ident mseg_rules mseg_source; do
+  for m in mseg_ident mseg_rules mseg_rules_hash mseg_source; do
     total=$((total + $(memlock "${m}")))
   done
   echo "${total}"
@@ -75,7 +75,7 @@ main() {
   "${ROOT}/scripts/mseg" apply "${WORK}/rules" >/dev/null
   full="$(policy_bytes)"
   per_rule=$(((full - empty) / RULES))
-  echo "memory: policy maps (mseg_ident, mseg_rules, mseg_source): ${empty} bytes empty, ${full} with ${RULES} rules over ${RULES} segments: ${per_rule} bytes per rule with its segment (both rule sets hold the policy)"
+  echo "memory: policy maps (mseg_ident, mseg_rules, mseg_rules_hash, mseg_source): ${empty} bytes empty, ${full} with ${RULES} rules over ${RULES} segments: ${per_rule} bytes per rule with its segment (both rule sets hold the policy)"
 
   obj="$(awk '$1 == "nf_conntrack" { print $4 }' /proc/slabinfo)"
   if [[ -z ${obj} ]]; then

@@ -187,6 +187,14 @@ struct mseg_ident_key {
 #define MSEG_IDF_SRC_ANY 0x4  /* key (this, any) exists */
 #define MSEG_IDF_DST_ANY 0x8  /* key (any, this) exists */
 #define MSEG_IDF_NO_ANY_ANY 0x10 /* key (any, any) does not exist (on every identity) */
+/*
+ * ... and every entry of key (this, any), (any, this) or (any, any) (on
+ * every identity) covers the whole key (one protocol, one port): all of
+ * them are in mseg_rules_hash, so the trie need not be walked after a miss.
+ */
+#define MSEG_IDF_SRC_ANY_WHOLE 0x20
+#define MSEG_IDF_DST_ANY_WHOLE 0x40
+#define MSEG_IDF_ANY_ANY_WHOLE 0x80
 
 struct mseg_ident_val {
 	__u32 id; /* 1.., unique within a set; 0 = no prefix (only `any` matches) */

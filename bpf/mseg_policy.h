@@ -32,14 +32,21 @@ static __always_inline __u64 mseg_ident_lookup(struct mseg_ident_key *k,
  */
 static __always_inline void mseg_rules_try(struct mseg_rule_key *k, __u32 src,
 					   __u32 dst, __u16 sport,
-					   struct mseg_verdict *v, __u64 *rank)
+					   struct mseg_verdict *v, __u64 *rank,
+					   bool whole_only)
 {
 	struct mseg_rule_val *r;
 	int i;
 
 	k->src_id = src;
 	k->dst_id = dst;
-	r = bpf_map_lookup_elem(&mseg_rules, k);
+	/*
+	 * A whole-key entry is the longest match; the trie only without one,
+	 * and only if the key has entries the hash does not hold.
+	 */
+	r = bpf_map_lookup_elem(&mseg_rules_hash, k);
+	if (!r && !whole_only)
+		r = bpf_map_lookup_elem(&mseg_rules, k);
 	if (!r)
 		return;
 #pragma unroll
@@ -132,6 +139,13 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 		todo |= 4;
 	if (!(((si | di) >> 32) & MSEG_IDF_NO_ANY_ANY))
 		todo |= 8;
+	/* keys whose entries are all in the hash: no trie walk after a miss */
+	if ((si >> 32) & MSEG_IDF_SRC_ANY_WHOLE)
+		todo |= 2 << 4;
+	if ((di >> 32) & MSEG_IDF_DST_ANY_WHOLE)
+		todo |= 4 << 4;
+	if (((si | di) >> 32) & MSEG_IDF_ANY_ANY_WHOLE)
+		todo |= 8 << 4;
 	di = (__u32)si | di << 32; /* src id, dst id */
 	__builtin_memset(&u, 0, sizeof(u));
 	k->prefixlen = MSEG_RULE_FULL_BITS;
@@ -140,13 +154,13 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 	k->dport[0] = t->dport >> 8;
 	k->dport[1] = t->dport & 0xff;
 	if (todo & 1)
-		mseg_rules_try(k, (__u32)di, di >> 32, t->sport, v, &rank);
+		mseg_rules_try(k, (__u32)di, di >> 32, t->sport, v, &rank, false);
 	if (todo & 2)
-		mseg_rules_try(k, (__u32)di, 0, t->sport, v, &rank);
+		mseg_rules_try(k, (__u32)di, 0, t->sport, v, &rank, todo & (2 << 4));
 	if (todo & 4)
-		mseg_rules_try(k, 0, di >> 32, t->sport, v, &rank);
+		mseg_rules_try(k, 0, di >> 32, t->sport, v, &rank, todo & (4 << 4));
 	if (todo & 8)
-		mseg_rules_try(k, 0, 0, t->sport, v, &rank);
+		mseg_rules_try(k, 0, 0, t->sport, v, &rank, todo & (8 << 4));
 	if (v->action == MSEG_ACT_DENY && (mode & MSEG_MODE_AUDIT))
 		v->action = MSEG_ACT_AUDIT;
 	return 0;

@@ -31,6 +31,8 @@ static void print_maps(void)
 	    MSEG_MAX_IDENTS);
 	MAP("mseg_rules", struct mseg_rule_key, struct mseg_rule_val,
 	    MSEG_MAX_RULE_ENTRIES);
+	MAP("mseg_rules_hash", struct mseg_rule_key, struct mseg_rule_val,
+	    MSEG_MAX_RULE_ENTRIES);
 	MAP("mseg_rule_hits", __u32, struct mseg_rule_hits, MSEG_MAX_RULE_IDS);
 	MAP("mseg_source", struct mseg_source_key, struct mseg_source_val,
 	    MSEG_MAX_SOURCE);

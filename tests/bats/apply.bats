@@ -91,7 +91,7 @@ R
 	# the old set was brought up to date: both sets hold the new policy,
 	# entry for entry (an edit then writes only what it changes)
 	local m
-	for m in mseg_source mseg_ident mseg_rules; do
+	for m in mseg_source mseg_ident mseg_rules mseg_rules_hash; do
 		map_dump $m | jq -e 'map(.formatted | .key.set as $s | [$s, (.key | del(.set)), .value])
 			| (map(select(.[0] == 0) | .[1:]) | sort) == (map(select(.[0] == 1) | .[1:]) | sort)
 			and length > 0' >/dev/null || fail_msg "$m: the two sets differ"

@@ -63,7 +63,7 @@ trie() {
 
 snapshot() {
   local map
-  for map in mseg_source mseg_ident mseg_rules mseg_config; do
+  for map in mseg_source mseg_ident mseg_rules mseg_rules_hash mseg_config; do
     [[ -e $PIN/$map ]] && bpftool map dump pinned "$PIN/$map"
   done
   ls -R "$TC_BPF_MNT"
@@ -250,9 +250,10 @@ set_hits() {
   [[ $status == 0 && $output == "cidr added: 10.20.0.0/16: deny" ]]
   [[ $(cfg policy_gen) == $((gen + 2)) ]]
   # prefixlen = 16 header bits + 96 mapped bits + 16; IPv4-mapped address
-  # flags: keys (src, any) and (any, dst) exist (the CIDR's two arms), and
-  # (any, any): the default failsafes' (docs/policy.md), no NO_ANY_ANY
-  [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":12}}]' ]]
+  # flags: keys (src, any) and (any, dst) exist (the CIDR's two arms, any
+  # protocol: not whole keys), and (any, any): the default failsafes'
+  # (docs/policy.md), no NO_ANY_ANY, each on one port: ANY_ANY_WHOLE (128)
+  [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":140}}]' ]]
   # the identity's number (a hash of the prefix) is what the two arms' keys
   # name; the six (any, any) keys are the default failsafes' ports
   local id

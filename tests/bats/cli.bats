@@ -71,7 +71,7 @@ active() {
 # snapshot: the maps every failing command must leave untouched.
 snapshot() {
   local map
-  for map in mseg_source mseg_ident mseg_rules mseg_config; do
+  for map in mseg_source mseg_ident mseg_rules mseg_rules_hash mseg_config; do
     [[ -e $PIN/$map ]] && bpftool map dump pinned "$PIN/$map"
   done
   ls -R "$TC_BPF_MNT"

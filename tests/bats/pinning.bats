@@ -126,6 +126,7 @@ handshake() {
 			action orig_is_hi rule_id"
 		[mseg_ident]="prefixlen set family addr id flags"
 		[mseg_rules]="prefixlen set src_id dst_id proto dport c rank rule_id sport action by"
+		[mseg_rules_hash]="prefixlen set src_id dst_id proto dport c rank rule_id sport action by"
 		[mseg_rule_hits]="packets flows audited"
 		[mseg_source]="set index line"
 		[mseg_frags]="src dst id proto family seen_ns sport dport"

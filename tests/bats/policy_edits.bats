@@ -31,11 +31,11 @@ teardown() {
 	policy_flush
 }
 
-# sets: the three policy maps' entries per rule set, the set byte left out,
+# sets: the policy maps' entries per rule set, the set byte left out,
 # sorted: {"0": [...], "1": [...]}.
 sets() {
 	local m
-	for m in mseg_source mseg_ident mseg_rules; do
+	for m in mseg_source mseg_ident mseg_rules mseg_rules_hash; do
 		map_dump "$m" | jq -c --arg m "$m" 'map(.formatted | [.key.set, $m, (.key | del(.set)), .value])'
 	done | jq -s -c 'add | group_by(.[0]) | map({key: (.[0][0] | tostring), value: (map(.[1:]) | sort)})
 		| from_entries | {"0": (.["0"] // []), "1": (.["1"] // [])}'

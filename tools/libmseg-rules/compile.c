@@ -490,7 +490,7 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 	size_t pacap = 0;
 	__u32 *tmp = NULL;
 	const struct mr_rule *worst_r = NULL, *fs;
-	bool ok = false;
+	bool ok = false, any_any_whole = false;
 	int nfs;
 
 	memset(c, 0, sizeof(*c));
@@ -547,7 +547,8 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 	c->expansion = ntrip;
 	qsort(t, ntrip, sizeof(*t), cmp_trip);
 	for (size_t i = 0; i < ntrip;) {
-		size_t j = i, n = 0;
+		size_t j = i, n = 0, first;
+		bool whole;
 		__u32 s = t[i].s, d = t[i].d;
 		int fam = s ? x.id[s].k.family : d ? x.id[d].k.family : 0;
 
@@ -565,15 +566,21 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 			if (proto != MR_PROTO_ICMP)
 				pa[n++] = (struct parm){ proto, { t[k].rank, r } };
 		}
+		first = c->nre;
 		if (!compile_key(&x, s, d, pa, n))
 			goto out;
+		whole = true;
+		for (size_t e = first; e < c->nre; e++)
+			whole = whole && c->re[e].k.prefixlen == MSEG_RULE_FULL_BITS;
 		if (s && d) {
 			x.id[s].flags |= MSEG_IDF_SRC_PAIR;
 			x.id[d].flags |= MSEG_IDF_DST_PAIR;
 		} else if (s) {
-			x.id[s].flags |= MSEG_IDF_SRC_ANY;
+			x.id[s].flags |= MSEG_IDF_SRC_ANY | (whole ? MSEG_IDF_SRC_ANY_WHOLE : 0);
 		} else if (d) {
-			x.id[d].flags |= MSEG_IDF_DST_ANY;
+			x.id[d].flags |= MSEG_IDF_DST_ANY | (whole ? MSEG_IDF_DST_ANY_WHOLE : 0);
+		} else {
+			any_any_whole = whole;
 		}
 		i = j;
 	}
@@ -589,6 +596,8 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 			any_any = !t[i].s && !t[i].d;
 		for (size_t i = 1; !any_any && i < x.nid; i++)
 			x.id[i].flags |= MSEG_IDF_NO_ANY_ANY;
+		for (size_t i = 1; any_any && any_any_whole && i < x.nid; i++)
+			x.id[i].flags |= MSEG_IDF_ANY_ANY_WHOLE;
 	}
 	c->id = calloc(x.nid, sizeof(*c->id));
 	for (size_t i = 1; i < x.nid; i++) {

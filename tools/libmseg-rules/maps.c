@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * The policy in the pinned maps: mseg_source holds each rule set's
- * statements, mseg_ident and mseg_rules their compiled form, mseg_rule_hits
+ * statements, mseg_ident and mseg_rules their compiled form (mseg_rules_hash
+ * again holds the rule entries whose prefix is the whole key), mseg_rule_hits
  * the per-CPU counters by rule id.
  *
  * Between commands both sets hold the policy in force: the active one, and
@@ -14,6 +15,7 @@
  * compiler, a hand edit) is emptied and written whole.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,14 +33,16 @@ int mr_open_maps(struct mr_maps *m)
 				 sizeof(struct mseg_ident_val), NULL);
 	m->rules = mseg_open_map("mseg_rules", sizeof(struct mseg_rule_key),
 				 sizeof(struct mseg_rule_val), NULL);
+	m->rules_hash = mseg_open_map("mseg_rules_hash", sizeof(struct mseg_rule_key),
+				      sizeof(struct mseg_rule_val), NULL);
 	m->hits = mseg_open_map("mseg_rule_hits", sizeof(__u32),
 				sizeof(struct mseg_rule_hits), NULL);
 	m->source = mseg_open_map("mseg_source", sizeof(struct mseg_source_key),
 				  sizeof(struct mseg_source_val), NULL);
 	m->config = mseg_open_map("mseg_config", sizeof(__u32),
 				  sizeof(struct mseg_config), NULL);
-	return m->ident < 0 || m->rules < 0 || m->hits < 0 || m->source < 0 ||
-			       m->config < 0 ?
+	return m->ident < 0 || m->rules < 0 || m->rules_hash < 0 || m->hits < 0 ||
+			       m->source < 0 || m->config < 0 ?
 		       -1 :
 		       0;
 }
@@ -229,7 +233,7 @@ void *mr_keys_of_set(int fd, size_t ksz, size_t set_off, __u8 set, size_t *n)
 
 /* --- writing: through libbpf, or as a bpftool batch script --- */
 
-enum { W_IDENT, W_RULES, W_SOURCE, W_HITS };
+enum { W_IDENT, W_RULES, W_RULES_HASH, W_SOURCE, W_HITS };
 
 static const struct {
 	const char *name;
@@ -239,6 +243,8 @@ static const struct {
 		      offsetof(struct mseg_ident_key, set) },
 	[W_RULES] = { "mseg_rules", sizeof(struct mseg_rule_key), sizeof(struct mseg_rule_val),
 		      offsetof(struct mseg_rule_key, set) },
+	[W_RULES_HASH] = { "mseg_rules_hash", sizeof(struct mseg_rule_key),
+			   sizeof(struct mseg_rule_val), offsetof(struct mseg_rule_key, set) },
 	[W_SOURCE] = { "mseg_source", sizeof(struct mseg_source_key),
 		       sizeof(struct mseg_source_val), offsetof(struct mseg_source_key, set) },
 	[W_HITS] = { "mseg_rule_hits", sizeof(__u32), sizeof(struct mseg_rule_hits), 0 },
@@ -246,8 +252,18 @@ static const struct {
 
 static int wmap_fd(const struct mr_maps *m, int map)
 {
-	return map == W_IDENT ? m->ident : map == W_RULES ? m->rules : map == W_SOURCE ? m->source :
-											 m->hits;
+	switch (map) {
+	case W_IDENT:
+		return m->ident;
+	case W_RULES:
+		return m->rules;
+	case W_RULES_HASH:
+		return m->rules_hash;
+	case W_SOURCE:
+		return m->source;
+	default:
+		return m->hits;
+	}
 }
 
 static void hex(FILE *f, const void *p, size_t n)
@@ -313,10 +329,11 @@ static void w_line(struct mr_writer *w, __u8 set, __u32 index, const char *text)
 	w_op(w, W_SOURCE, set, &k, &v);
 }
 
-/* Delete every entry of set `set` in the three policy maps, seal included. */
+/* Delete every entry of set `set` in the policy maps, seal included. */
 static void w_clear(struct mr_writer *w, __u8 set)
 {
-	static const int maps[] = { W_SOURCE, W_RULES, W_IDENT }; /* the seal goes first */
+	/* the seal goes first */
+	static const int maps[] = { W_SOURCE, W_RULES_HASH, W_RULES, W_IDENT };
 
 	for (size_t m = 0; m < sizeof(maps) / sizeof(maps[0]); m++) {
 		size_t n;
@@ -359,6 +376,18 @@ static void w_delta(struct mr_writer *w, int map, __u8 set, const void *base, si
 	}
 	mr_hash_free(&hb);
 	mr_hash_free(&ht);
+}
+
+/* The entries of c whose prefix is the whole key (mseg_rules_hash's). */
+static struct mr_rule_ent *whole_keys(const struct mr_compiled *c, size_t *n)
+{
+	struct mr_rule_ent *e = malloc((c->nre ? c->nre : 1) * sizeof(*e));
+
+	*n = 0;
+	for (size_t i = 0; e && i < c->nre; i++)
+		if (c->re[i].k.prefixlen == MSEG_RULE_FULL_BITS)
+			e[(*n)++] = c->re[i];
+	return e;
 }
 
 /* Statements: both lists are sorted by index. */
@@ -410,6 +439,22 @@ int mr_sync_set(struct mr_writer *w, __u8 set, const struct mr_set *cur,
 	}
 	w_delta(w, W_RULES, set, base->re, base->nre, c->re, c->nre, sizeof(*c->re),
 		offsetof(struct mr_rule_ent, v));
+	{
+		size_t nb, nt;
+		struct mr_rule_ent *b = whole_keys(base, &nb), *t = whole_keys(c, &nt);
+
+		if (!b || !t) {
+			if (!w->err) {
+				w->err = -ENOMEM;
+				w->what = wmap[W_RULES_HASH].name;
+			}
+		} else {
+			w_delta(w, W_RULES_HASH, set, b, nb, t, nt, sizeof(*t),
+				offsetof(struct mr_rule_ent, v));
+		}
+		free(b);
+		free(t);
+	}
 	w_delta(w, W_IDENT, set, base->id, base->nid, c->id, c->nid, sizeof(*c->id),
 		offsetof(struct mr_ident_ent, v));
 	if (base == &none)

@@ -6,7 +6,7 @@
 #include "rules.h"
 
 struct mr_maps {
-	int ident, rules, hits, source, config;
+	int ident, rules, rules_hash, hits, source, config;
 };
 
 /* One mseg_source entry. */

@@ -25,7 +25,7 @@
  * what a policy compiles to must bump it, so a set sealed by an older
  * compiler is rewritten whole rather than patched.
  */
-#define MR_COMPILER_VERSION 2
+#define MR_COMPILER_VERSION 3
 
 /*
  * Failsafes (docs/policy.md, "failsafes"): flows that pass whatever the
