@@ -207,7 +207,9 @@ struct mseg_ident_val {
  * both ids in full. A rule for any protocol covers no more (prefixlen
  * MSEG_RULE_IDS_BITS), one for a protocol covers proto too, and a port
  * range is stored as the port prefixes that make it up. User space splits
- * overlapping ranges, so the entry found is the winner of its key.
+ * overlapping ranges, so the entry found is the winner of its key. The
+ * entries that cover the whole key (one port) are in mseg_rules_hash, not
+ * in the trie (bpf/mseg_maps.h).
  */
 struct mseg_rule_key {
 	__u32 prefixlen;

@@ -54,10 +54,12 @@ struct {
 } mseg_rules SEC(".maps");
 
 /*
- * The entries of mseg_rules whose prefix is the whole key (a rule on one
- * destination port), again, in a hash: the data path asks it first, and a
- * hit is what the trie's longest match would be, without the walk (the
- * trie of a 100,000-rule policy was two fifths of a new flow's time).
+ * The compiled rule entries whose prefix is the whole key (one protocol,
+ * one destination port), in a hash instead of the trie: the data path asks
+ * it first, and a hit is what the trie's longest match would be, without
+ * the walk (the trie of a 100,000-rule policy was two fifths of a new
+ * flow's time); a miss cannot end on a whole-key entry, so the trie holds
+ * only the shorter ones.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -255,12 +255,18 @@ set_hits() {
   # (docs/policy.md), no NO_ANY_ANY, each on one port: ANY_ANY_WHOLE (128)
   [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":140}}]' ]]
   # the identity's number (a hash of the prefix) is what the two arms' keys
-  # name; the six (any, any) keys are the default failsafes' ports
-  local id
+  # name, in the trie (any protocol); the six (any, any) keys are the
+  # default failsafes' ports, one each: in the hash (bpf/mseg_maps.h)
+  local id m want
   id=$(trie | jq '.[0].value.id')
-  bpftool -j map dump pinned "$PIN/mseg_rules" |
-    jq -e --argjson s "$(cfg active_set)" --argjson id "$id" \
-      'map(.formatted.key | select(.set == $s) | [.src_id, .dst_id]) | sort == [[0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, $id], [$id, 0]]'
+  for m in mseg_rules mseg_rules_hash; do
+    # shellcheck disable=SC2016 # jq's $id
+    want='[[0, $id], [$id, 0]]'
+    [[ $m == mseg_rules_hash ]] && want='[[0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0]]'
+    bpftool -j map dump pinned "$PIN/$m" |
+      jq -e --argjson s "$(cfg active_set)" --argjson id "$id" \
+        "map(.formatted.key | select(.set == \$s) | [.src_id, .dst_id]) | sort == $want"
+  done
   run --separate-stderr c list --json
   [[ $status == 0 ]]
   [[ $(jq -c . <<<"$output") == '[{"id":1,"cidr":"10.20.0.0/16","family":4,"action":"deny","priority":100,"audit":false,"would_deny":0,"hits":0,"packets":0,"comment":""}]' ]]

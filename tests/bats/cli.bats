@@ -68,6 +68,10 @@ active() {
     jq --argjson s "$(cfg active_set)" 'map(select(.formatted.key.set == $s))'
 }
 
+# active_rules: the active set's compiled rule entries: the trie's and the
+# hash's (the entries on one port, bpf/mseg_maps.h).
+active_rules() { { active mseg_rules && active mseg_rules_hash; } | jq -s add; }
+
 # snapshot: the maps every failing command must leave untouched.
 snapshot() {
   local map
@@ -335,7 +339,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   # rule one entry of their key on tcp/443 with the rule's id and action
   # (beside the failsafes' entries, between any and any: ids 0 and 0).
   active mseg_ident | jq -e 'map(.formatted.key.addr[12:16]) | sort == [[10,1,2,3],[10,4,5,6]]'
-  active mseg_rules | jq -e 'map(select(.formatted.key.src_id != 0)) | length == 1 and
+  active_rules | jq -e 'map(select(.formatted.key.src_id != 0)) | length == 1 and
     (.[0].formatted | .key.proto == 6 and .key.dport == [1,187] and .key.prefixlen == 120
       and .value.c[0].rule_id == 1 and .value.c[0].action == 1)'
   run m rule list
@@ -355,7 +359,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
   [[ $(jq -c 'map(select(.src == "fe80::1")) | .[0] | [.proto, .sport, .dport, .action]' <<<"$output") == \
     '["udp",546,547,"allow"]' ]]
   # ICMP is ICMPv6 (58) for IPv6 addresses.
-  active mseg_rules | jq -e 'map(.formatted | select(.value.c[0].rule_id == 1) | .key.proto) == [58]'
+  active_rules | jq -e 'map(.formatted | select(.value.c[0].rule_id == 1) | .key.proto) == [58]'
   r del --src 2001:db8::1 --dst 2001:db8::2 --proto icmp
   r del --src fe80::1 --dst fe80::2 --proto udp --sport 546 --dport 547
   [[ $(r list --json) == "[]" ]]

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * The policy in the pinned maps: mseg_source holds each rule set's
- * statements, mseg_ident and mseg_rules their compiled form (mseg_rules_hash
- * again holds the rule entries whose prefix is the whole key), mseg_rule_hits
- * the per-CPU counters by rule id.
+ * statements, mseg_ident, mseg_rules and mseg_rules_hash their compiled form
+ * (the hash holds the rule entries whose prefix is the whole key, the trie
+ * the others), mseg_rule_hits the per-CPU counters by rule id.
  *
  * Between commands both sets hold the policy in force: the active one, and
  * the inactive one as its copy. A change writes into the inactive set only
@@ -378,16 +378,48 @@ static void w_delta(struct mr_writer *w, int map, __u8 set, const void *base, si
 	mr_hash_free(&ht);
 }
 
-/* The entries of c whose prefix is the whole key (mseg_rules_hash's). */
-static struct mr_rule_ent *whole_keys(const struct mr_compiled *c, size_t *n)
+/*
+ * The entries of c whose prefix is the whole key (whole true: the hash's)
+ * or shorter (the trie's).
+ */
+static struct mr_rule_ent *rule_keys(const struct mr_compiled *c, bool whole, size_t *n)
 {
 	struct mr_rule_ent *e = malloc((c->nre ? c->nre : 1) * sizeof(*e));
 
 	*n = 0;
 	for (size_t i = 0; e && i < c->nre; i++)
-		if (c->re[i].k.prefixlen == MSEG_RULE_FULL_BITS)
+		if ((c->re[i].k.prefixlen == MSEG_RULE_FULL_BITS) == whole)
 			e[(*n)++] = c->re[i];
 	return e;
+}
+
+/*
+ * The rule entries: those that cover the whole key into mseg_rules_hash,
+ * the others into the trie. A lookup that misses the hash cannot end on a
+ * whole-key entry, so the trie need not hold them (bpf/mseg_maps.h).
+ */
+static void w_rules_delta(struct mr_writer *w, __u8 set, const struct mr_compiled *base,
+			  const struct mr_compiled *c)
+{
+	static const int maps[] = { W_RULES_HASH, W_RULES };
+
+	for (int m = 0; m < 2; m++) {
+		size_t nb, nt;
+		struct mr_rule_ent *b = rule_keys(base, m == 0, &nb);
+		struct mr_rule_ent *t = rule_keys(c, m == 0, &nt);
+
+		if (!b || !t) {
+			if (!w->err) {
+				w->err = -ENOMEM;
+				w->what = wmap[maps[m]].name;
+			}
+		} else {
+			w_delta(w, maps[m], set, b, nb, t, nt, sizeof(*t),
+				offsetof(struct mr_rule_ent, v));
+		}
+		free(b);
+		free(t);
+	}
 }
 
 /* Statements: both lists are sorted by index. */
@@ -437,24 +469,7 @@ int mr_sync_set(struct mr_writer *w, __u8 set, const struct mr_set *cur,
 		w_clear(w, set);
 		base = &none;
 	}
-	w_delta(w, W_RULES, set, base->re, base->nre, c->re, c->nre, sizeof(*c->re),
-		offsetof(struct mr_rule_ent, v));
-	{
-		size_t nb, nt;
-		struct mr_rule_ent *b = whole_keys(base, &nb), *t = whole_keys(c, &nt);
-
-		if (!b || !t) {
-			if (!w->err) {
-				w->err = -ENOMEM;
-				w->what = wmap[W_RULES_HASH].name;
-			}
-		} else {
-			w_delta(w, W_RULES_HASH, set, b, nb, t, nt, sizeof(*t),
-				offsetof(struct mr_rule_ent, v));
-		}
-		free(b);
-		free(t);
-	}
+	w_rules_delta(w, set, base, c);
 	w_delta(w, W_IDENT, set, base->id, base->nid, c->id, c->nid, sizeof(*c->id),
 		offsetof(struct mr_ident_ent, v));
 	if (base == &none)
