@@ -195,6 +195,14 @@ struct mseg_ident_key {
 #define MSEG_IDF_SRC_ANY_WHOLE 0x20
 #define MSEG_IDF_DST_ANY_WHOLE 0x40
 #define MSEG_IDF_ANY_ANY_WHOLE 0x80
+/*
+ * ... or the key has one entry, for any protocol (prefixlen
+ * MSEG_RULE_IDS_BITS, proto and port 0: a CIDR rule's arm), and it is in
+ * mseg_rules_hash under that key: one lookup, no trie.
+ */
+#define MSEG_IDF_SRC_ANY_IDS 0x100
+#define MSEG_IDF_DST_ANY_IDS 0x200
+#define MSEG_IDF_ANY_ANY_IDS 0x400
 
 struct mseg_ident_val {
 	__u32 id; /* 1.., unique within a set; 0 = no prefix (only `any` matches) */

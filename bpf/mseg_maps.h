@@ -59,7 +59,9 @@ struct {
  * it first, and a hit is what the trie's longest match would be, without
  * the walk (the trie of a 100,000-rule policy was two fifths of a new
  * flow's time); a miss cannot end on a whole-key entry, so the trie holds
- * only the shorter ones.
+ * only the shorter ones. A key with one side any whose only entry is for
+ * any protocol (a CIDR rule's arm) has that entry here too, under its own
+ * key (MSEG_IDF_*_IDS).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

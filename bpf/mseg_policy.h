@@ -30,23 +30,42 @@ static __always_inline __u64 mseg_ident_lookup(struct mseg_ident_key *k,
  * One key of the rule trie: the first candidate whose source port fits,
  * if it beats what *v holds (lower rank, then lower rule id).
  */
+/* How a key's entries are stored (MSEG_IDF_*_WHOLE, MSEG_IDF_*_IDS). */
+enum { MSEG_TRY_BOTH, MSEG_TRY_WHOLE, MSEG_TRY_IDS };
+
 static __always_inline void mseg_rules_try(struct mseg_rule_key *k, __u32 src,
 					   __u32 dst, __u16 sport,
 					   struct mseg_verdict *v, __u64 *rank,
-					   bool whole_only)
+					   int how)
 {
 	struct mseg_rule_val *r;
+	__u8 proto;
+	__u16 dport;
 	int i;
 
 	k->src_id = src;
 	k->dst_id = dst;
-	/*
-	 * A whole-key entry is the longest match; the trie only without one,
-	 * and only if the key has entries the hash does not hold.
-	 */
-	r = bpf_map_lookup_elem(&mseg_rules_hash, k);
-	if (!r && !whole_only)
-		r = bpf_map_lookup_elem(&mseg_rules, k);
+	if (how == MSEG_TRY_IDS) {
+		/* the key's one entry, for any protocol: its own key */
+		proto = k->proto;
+		__builtin_memcpy(&dport, k->dport, 2);
+		k->prefixlen = MSEG_RULE_IDS_BITS;
+		k->proto = 0;
+		__builtin_memset(k->dport, 0, 2);
+		r = bpf_map_lookup_elem(&mseg_rules_hash, k);
+		k->prefixlen = MSEG_RULE_FULL_BITS;
+		k->proto = proto;
+		__builtin_memcpy(k->dport, &dport, 2);
+	} else {
+		/*
+		 * A whole-key entry is the longest match; the trie only
+		 * without one, and only if the key has entries the hash does
+		 * not hold.
+		 */
+		r = bpf_map_lookup_elem(&mseg_rules_hash, k);
+		if (!r && how != MSEG_TRY_WHOLE)
+			r = bpf_map_lookup_elem(&mseg_rules, k);
+	}
 	if (!r)
 		return;
 #pragma unroll
@@ -66,6 +85,14 @@ static __always_inline void mseg_rules_try(struct mseg_rule_key *k, __u32 src,
 		}
 		return;
 	}
+}
+
+/* mseg_policy_decide's todo bits for key `bit` (2, 4, 8): how to ask it. */
+static __always_inline int mseg_try_how(__u32 todo, __u32 bit)
+{
+	if (todo & (bit << 8))
+		return MSEG_TRY_IDS;
+	return todo & (bit << 4) ? MSEG_TRY_WHOLE : MSEG_TRY_BOTH;
 }
 
 /*
@@ -139,13 +166,22 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 		todo |= 4;
 	if (!(((si | di) >> 32) & MSEG_IDF_NO_ANY_ANY))
 		todo |= 8;
-	/* keys whose entries are all in the hash: no trie walk after a miss */
+	/*
+	 * keys whose entries are all in the hash (no trie walk after a miss),
+	 * or whose one entry is there for any protocol
+	 */
 	if ((si >> 32) & MSEG_IDF_SRC_ANY_WHOLE)
 		todo |= 2 << 4;
 	if ((di >> 32) & MSEG_IDF_DST_ANY_WHOLE)
 		todo |= 4 << 4;
 	if (((si | di) >> 32) & MSEG_IDF_ANY_ANY_WHOLE)
 		todo |= 8 << 4;
+	if ((si >> 32) & MSEG_IDF_SRC_ANY_IDS)
+		todo |= 2 << 8;
+	if ((di >> 32) & MSEG_IDF_DST_ANY_IDS)
+		todo |= 4 << 8;
+	if (((si | di) >> 32) & MSEG_IDF_ANY_ANY_IDS)
+		todo |= 8 << 8;
 	di = (__u32)si | di << 32; /* src id, dst id */
 	__builtin_memset(&u, 0, sizeof(u));
 	k->prefixlen = MSEG_RULE_FULL_BITS;
@@ -154,13 +190,13 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 	k->dport[0] = t->dport >> 8;
 	k->dport[1] = t->dport & 0xff;
 	if (todo & 1)
-		mseg_rules_try(k, (__u32)di, di >> 32, t->sport, v, &rank, false);
+		mseg_rules_try(k, (__u32)di, di >> 32, t->sport, v, &rank, MSEG_TRY_BOTH);
 	if (todo & 2)
-		mseg_rules_try(k, (__u32)di, 0, t->sport, v, &rank, todo & (2 << 4));
+		mseg_rules_try(k, (__u32)di, 0, t->sport, v, &rank, mseg_try_how(todo, 2));
 	if (todo & 4)
-		mseg_rules_try(k, 0, di >> 32, t->sport, v, &rank, todo & (4 << 4));
+		mseg_rules_try(k, 0, di >> 32, t->sport, v, &rank, mseg_try_how(todo, 4));
 	if (todo & 8)
-		mseg_rules_try(k, 0, 0, t->sport, v, &rank, todo & (8 << 4));
+		mseg_rules_try(k, 0, 0, t->sport, v, &rank, mseg_try_how(todo, 8));
 	if (v->action == MSEG_ACT_DENY && (mode & MSEG_MODE_AUDIT))
 		v->action = MSEG_ACT_AUDIT;
 	return 0;

@@ -250,23 +250,21 @@ set_hits() {
   [[ $status == 0 && $output == "cidr added: 10.20.0.0/16: deny" ]]
   [[ $(cfg policy_gen) == $((gen + 2)) ]]
   # prefixlen = 16 header bits + 96 mapped bits + 16; IPv4-mapped address
-  # flags: keys (src, any) and (any, dst) exist (the CIDR's two arms, any
-  # protocol: not whole keys), and (any, any): the default failsafes'
-  # (docs/policy.md), no NO_ANY_ANY, each on one port: ANY_ANY_WHOLE (128)
-  [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":140}}]' ]]
+  # flags: keys (src, any) and (any, dst) exist (the CIDR's two arms), each
+  # one entry for any protocol (SRC_ANY_IDS 256, DST_ANY_IDS 512), and
+  # (any, any): the default failsafes' (docs/policy.md), no NO_ANY_ANY,
+  # each on one port (ANY_ANY_WHOLE 128)
+  [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":908}}]' ]]
   # the identity's number (a hash of the prefix) is what the two arms' keys
-  # name, in the trie (any protocol); the six (any, any) keys are the
-  # default failsafes' ports, one each: in the hash (bpf/mseg_maps.h)
-  local id m want
+  # name; the six (any, any) keys are the default failsafes' ports, one
+  # each: all of them in the hash, none in the trie (bpf/mseg_maps.h)
+  local id
   id=$(trie | jq '.[0].value.id')
-  for m in mseg_rules mseg_rules_hash; do
-    # shellcheck disable=SC2016 # jq's $id
-    want='[[0, $id], [$id, 0]]'
-    [[ $m == mseg_rules_hash ]] && want='[[0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0]]'
-    bpftool -j map dump pinned "$PIN/$m" |
-      jq -e --argjson s "$(cfg active_set)" --argjson id "$id" \
-        "map(.formatted.key | select(.set == \$s) | [.src_id, .dst_id]) | sort == $want"
-  done
+  bpftool -j map dump pinned "$PIN/mseg_rules_hash" |
+    jq -e --argjson s "$(cfg active_set)" --argjson id "$id" \
+      'map(.formatted.key | select(.set == $s) | [.src_id, .dst_id]) | sort == [[0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, $id], [$id, 0]]'
+  bpftool -j map dump pinned "$PIN/mseg_rules" |
+    jq -e --argjson s "$(cfg active_set)" 'map(select(.formatted.key.set == $s)) == []'
   run --separate-stderr c list --json
   [[ $status == 0 ]]
   [[ $(jq -c . <<<"$output") == '[{"id":1,"cidr":"10.20.0.0/16","family":4,"action":"deny","priority":100,"audit":false,"would_deny":0,"hits":0,"packets":0,"comment":""}]' ]]

@@ -96,10 +96,12 @@ handshake() {
 @test "bpftool map dump pinned shows BTF field names for every mseg map" {
 	plain_attach mp0
 	PROG_ID=$(prog_id mp0 "$NS")
-	# Put an entry in each map: a session, a first fragment, a rule, a CIDR.
+	# Put an entry in each map: a session, a first fragment, rules (one on a
+	# port: the rule hash; one on a range: the trie), a CIDR.
 	handshake 40100
 	assert_eq "first fragment" 0 "$(verdict --src 10.50.0.1 --dst 10.50.0.2 --proto udp --mf --ip-id 77 --payload 64)"
 	mseg_rule add --src 10.50.0.1 --dst 10.50.0.9 --proto tcp --dport 22 --action deny >/dev/null
+	mseg_rule add --src 10.50.0.1 --dst 10.50.0.9 --proto udp --dport 8000-8100 --action deny >/dev/null
 	"$MSEG_SCRIPTS/mseg-cidr" add 10.51.0.0/16 --action deny >/dev/null
 
 	# a flow of ended sessions, as mseg gc writes them (zero: the names count)

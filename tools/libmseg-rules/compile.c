@@ -309,6 +309,7 @@ static void emit(struct ctx *x, __u32 s, __u32 d, int proto, int plen,
 		e->k.dport[0] = port >> 8;
 		e->k.dport[1] = port & 0xff;
 	}
+	e->hashed = e->k.prefixlen == MSEG_RULE_FULL_BITS;
 	for (int i = 0; i < nc; i++) {
 		e->v.c[i].rank = c[i].rank;
 		e->v.c[i].rule_id = c[i].r->id;
@@ -490,7 +491,7 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 	size_t pacap = 0;
 	__u32 *tmp = NULL;
 	const struct mr_rule *worst_r = NULL, *fs;
-	bool ok = false, any_any_whole = false;
+	bool ok = false, any_any_whole = false, any_any_ids = false;
 	int nfs;
 
 	memset(c, 0, sizeof(*c));
@@ -548,7 +549,7 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 	qsort(t, ntrip, sizeof(*t), cmp_trip);
 	for (size_t i = 0; i < ntrip;) {
 		size_t j = i, n = 0, first;
-		bool whole;
+		bool whole, ids;
 		__u32 s = t[i].s, d = t[i].d;
 		int fam = s ? x.id[s].k.family : d ? x.id[d].k.family : 0;
 
@@ -572,15 +573,23 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 		whole = true;
 		for (size_t e = first; e < c->nre; e++)
 			whole = whole && c->re[e].k.prefixlen == MSEG_RULE_FULL_BITS;
+		/* one entry for any protocol (a CIDR rule's arm): the hash too */
+		ids = (!s || !d) && c->nre == first + 1 &&
+		      c->re[first].k.prefixlen == MSEG_RULE_IDS_BITS;
+		if (ids)
+			c->re[first].hashed = true;
 		if (s && d) {
 			x.id[s].flags |= MSEG_IDF_SRC_PAIR;
 			x.id[d].flags |= MSEG_IDF_DST_PAIR;
 		} else if (s) {
-			x.id[s].flags |= MSEG_IDF_SRC_ANY | (whole ? MSEG_IDF_SRC_ANY_WHOLE : 0);
+			x.id[s].flags |= MSEG_IDF_SRC_ANY | (whole ? MSEG_IDF_SRC_ANY_WHOLE : 0) |
+					 (ids ? MSEG_IDF_SRC_ANY_IDS : 0);
 		} else if (d) {
-			x.id[d].flags |= MSEG_IDF_DST_ANY | (whole ? MSEG_IDF_DST_ANY_WHOLE : 0);
+			x.id[d].flags |= MSEG_IDF_DST_ANY | (whole ? MSEG_IDF_DST_ANY_WHOLE : 0) |
+					 (ids ? MSEG_IDF_DST_ANY_IDS : 0);
 		} else {
 			any_any_whole = whole;
+			any_any_ids = ids;
 		}
 		i = j;
 	}
@@ -598,6 +607,8 @@ bool mr_compile(const struct mr_policy *p, __u8 set, struct mr_compiled *c)
 			x.id[i].flags |= MSEG_IDF_NO_ANY_ANY;
 		for (size_t i = 1; any_any && any_any_whole && i < x.nid; i++)
 			x.id[i].flags |= MSEG_IDF_ANY_ANY_WHOLE;
+		for (size_t i = 1; any_any && any_any_ids && i < x.nid; i++)
+			x.id[i].flags |= MSEG_IDF_ANY_ANY_IDS;
 	}
 	c->id = calloc(x.nid, sizeof(*c->id));
 	for (size_t i = 1; i < x.nid; i++) {

@@ -378,25 +378,22 @@ static void w_delta(struct mr_writer *w, int map, __u8 set, const void *base, si
 	mr_hash_free(&ht);
 }
 
-/*
- * The entries of c whose prefix is the whole key (whole true: the hash's)
- * or shorter (the trie's).
- */
-static struct mr_rule_ent *rule_keys(const struct mr_compiled *c, bool whole, size_t *n)
+/* The entries of c the hash holds (hashed true), or the trie. */
+static struct mr_rule_ent *rule_keys(const struct mr_compiled *c, bool hashed, size_t *n)
 {
 	struct mr_rule_ent *e = malloc((c->nre ? c->nre : 1) * sizeof(*e));
 
 	*n = 0;
 	for (size_t i = 0; e && i < c->nre; i++)
-		if ((c->re[i].k.prefixlen == MSEG_RULE_FULL_BITS) == whole)
+		if (c->re[i].hashed == hashed)
 			e[(*n)++] = c->re[i];
 	return e;
 }
 
 /*
- * The rule entries: those that cover the whole key into mseg_rules_hash,
- * the others into the trie. A lookup that misses the hash cannot end on a
- * whole-key entry, so the trie need not hold them (bpf/mseg_maps.h).
+ * The rule entries: those the compiler marked (whole keys, and the single
+ * any-protocol entry of a key with one side any) into mseg_rules_hash, the
+ * others into the trie (bpf/mseg_maps.h).
  */
 static void w_rules_delta(struct mr_writer *w, __u8 set, const struct mr_compiled *base,
 			  const struct mr_compiled *c)

@@ -219,6 +219,7 @@ struct mr_ident_ent {
 struct mr_rule_ent {
 	struct mseg_rule_key k;
 	struct mseg_rule_val v;
+	bool hashed; /* in mseg_rules_hash, not the trie (bpf/mseg_maps.h) */
 };
 struct mr_compiled {
 	struct mr_ident_ent *id;
