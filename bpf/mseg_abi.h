@@ -198,11 +198,13 @@ struct mseg_ident_key {
 /*
  * ... or the key has one entry, for any protocol (prefixlen
  * MSEG_RULE_IDS_BITS, proto and port 0: a CIDR rule's arm), and it is in
- * mseg_rules_hash under that key: one lookup, no trie.
+ * mseg_rules_hash under that key: one lookup, no trie. The _WHOLE and _IDS
+ * bits are those of mseg_policy_decide's keys (2, 4, 8) shifted by 4 and
+ * by 8, so the flags are its bits as they are (mseg_policy.h).
  */
-#define MSEG_IDF_SRC_ANY_IDS 0x100
-#define MSEG_IDF_DST_ANY_IDS 0x200
-#define MSEG_IDF_ANY_ANY_IDS 0x400
+#define MSEG_IDF_SRC_ANY_IDS 0x200
+#define MSEG_IDF_DST_ANY_IDS 0x400
+#define MSEG_IDF_ANY_ANY_IDS 0x800
 
 struct mseg_ident_val {
 	__u32 id; /* 1.., unique within a set; 0 = no prefix (only `any` matches) */

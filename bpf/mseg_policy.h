@@ -26,13 +26,14 @@ static __always_inline __u64 mseg_ident_lookup(struct mseg_ident_key *k,
 	return iv ? iv->id | (__u64)iv->flags << 32 : 0;
 }
 
-/*
- * One key of the rule trie: the first candidate whose source port fits,
- * if it beats what *v holds (lower rank, then lower rule id).
- */
 /* How a key's entries are stored (MSEG_IDF_*_WHOLE, MSEG_IDF_*_IDS). */
 enum { MSEG_TRY_BOTH, MSEG_TRY_WHOLE, MSEG_TRY_IDS };
 
+/*
+ * One key of the compiled rules (the hash, then the trie as `how` says):
+ * the first candidate whose source port fits, if it beats what *v holds
+ * (lower rank, then lower rule id).
+ */
 static __always_inline void mseg_rules_try(struct mseg_rule_key *k, __u32 src,
 					   __u32 dst, __u16 sport,
 					   struct mseg_verdict *v, __u64 *rank,
@@ -86,6 +87,11 @@ static __always_inline void mseg_rules_try(struct mseg_rule_key *k, __u32 src,
 		return;
 	}
 }
+
+_Static_assert(MSEG_IDF_SRC_ANY_WHOLE == 2 << 4 && MSEG_IDF_DST_ANY_WHOLE == 4 << 4 &&
+		       MSEG_IDF_ANY_ANY_WHOLE == 8 << 4 && MSEG_IDF_SRC_ANY_IDS == 2 << 8 &&
+		       MSEG_IDF_DST_ANY_IDS == 4 << 8 && MSEG_IDF_ANY_ANY_IDS == 8 << 8,
+	       "the _WHOLE and _IDS flags are mseg_try_how's bits");
 
 /* mseg_policy_decide's todo bits for key `bit` (2, 4, 8): how to ask it. */
 static __always_inline int mseg_try_how(__u32 todo, __u32 bit)
@@ -168,20 +174,12 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 		todo |= 8;
 	/*
 	 * keys whose entries are all in the hash (no trie walk after a miss),
-	 * or whose one entry is there for any protocol
+	 * or whose one entry is there for any protocol: the flags are the
+	 * bits mseg_try_how reads
 	 */
-	if ((si >> 32) & MSEG_IDF_SRC_ANY_WHOLE)
-		todo |= 2 << 4;
-	if ((di >> 32) & MSEG_IDF_DST_ANY_WHOLE)
-		todo |= 4 << 4;
-	if (((si | di) >> 32) & MSEG_IDF_ANY_ANY_WHOLE)
-		todo |= 8 << 4;
-	if ((si >> 32) & MSEG_IDF_SRC_ANY_IDS)
-		todo |= 2 << 8;
-	if ((di >> 32) & MSEG_IDF_DST_ANY_IDS)
-		todo |= 4 << 8;
-	if (((si | di) >> 32) & MSEG_IDF_ANY_ANY_IDS)
-		todo |= 8 << 8;
+	todo |= ((si >> 32) & (MSEG_IDF_SRC_ANY_WHOLE | MSEG_IDF_SRC_ANY_IDS)) |
+		((di >> 32) & (MSEG_IDF_DST_ANY_WHOLE | MSEG_IDF_DST_ANY_IDS)) |
+		(((si | di) >> 32) & (MSEG_IDF_ANY_ANY_WHOLE | MSEG_IDF_ANY_ANY_IDS));
 	di = (__u32)si | di << 32; /* src id, dst id */
 	__builtin_memset(&u, 0, sizeof(u));
 	k->prefixlen = MSEG_RULE_FULL_BITS;

@@ -251,10 +251,10 @@ set_hits() {
   [[ $(cfg policy_gen) == $((gen + 2)) ]]
   # prefixlen = 16 header bits + 96 mapped bits + 16; IPv4-mapped address
   # flags: keys (src, any) and (any, dst) exist (the CIDR's two arms), each
-  # one entry for any protocol (SRC_ANY_IDS 256, DST_ANY_IDS 512), and
+  # one entry for any protocol (SRC_ANY_IDS 512, DST_ANY_IDS 1024), and
   # (any, any): the default failsafes' (docs/policy.md), no NO_ANY_ANY,
   # each on one port (ANY_ANY_WHOLE 128)
-  [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":908}}]' ]]
+  [[ $(trie | jq -c 'map(.value.id |= (. > 0))') == '[{"key":{"prefixlen":128,"family":4,"addr":[0,0,0,0,0,0,0,0,0,0,255,255,10,20,0,0],"pad":[0,0]},"value":{"id":true,"flags":1676}}]' ]]
   # the identity's number (a hash of the prefix) is what the two arms' keys
   # name; the six (any, any) keys are the default failsafes' ports, one
   # each: all of them in the hash, none in the trie (bpf/mseg_maps.h)
