@@ -811,23 +811,25 @@ __noinline int mseg_fragment(__u64 now)
 }
 
 /*
- * Find the packet's session and track it: a tc verdict, or, when the
- * packet is one of a new flow, MSEG_REPLACE_VERDICT (replace the entry
- * judged on *old_last) or MSEG_NEW_VERDICT (there is none it may replace).
+ * Track the packet on its session `s`, which mseg_fast() found under the
+ * scratch map's key and left here (s, the key and x->sender_hi): a tc
+ * verdict, or, when the packet is one of a new flow, MSEG_REPLACE_VERDICT
+ * (replace the entry judged on *old_last) or MSEG_NEW_VERDICT (there is
+ * none it may replace). Passing the entry on, rather than asking the table
+ * again, saves a short connection's handshake and teardown packets, which
+ * all come here, a second hash lookup each.
  * A global function: the verifier checks it once, rather than once for every path
  * through the parser (the classifier had grown to within 5 % of the
  * verifier's million-instruction limit); the call costs a few ns.
  */
 __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
-			      __u64 now, __u64 *old_last)
+			      struct mseg_session *s, __u64 now, __u64 *old_last)
 {
 	struct mseg_pressure *pr = mseg_pressure_get();
 	struct mseg_session_key *key;
 	struct mseg_scratch *x;
 	struct mseg_config *cfg;
-	struct mseg_session *s;
 	struct mseg_stats *st;
-	bool sender_hi;
 	__u32 zero = 0;
 	__u64 last;
 	int dir;
@@ -835,21 +837,17 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
 	st = bpf_map_lookup_elem(&mseg_stats, &zero);
 	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
-	if (!skb || !p || !old_last || !cfg || !st || !pr || !x)
+	if (!skb || !p || !s || !old_last || !cfg || !st || !pr || !x)
 		return TC_ACT_OK;
 
 	key = &x->key;
-	sender_hi = mseg_session_key(&p->t, key);
-	s = bpf_map_lookup_elem(&mseg_sessions, key);
-	if (!s)
-		return MSEG_NEW_VERDICT;
 	last = *(volatile __u64 *)&s->last_seen_ns;
 	*old_last = last;
 	if (last == MSEG_SESSION_DYING)
 		return MSEG_NEW_VERDICT;
 	if (mseg_session_expired_at(cfg, key, s, last, now, mseg_pressured(pr)))
 		return MSEG_REPLACE_VERDICT;
-	dir = sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
+	dir = x->sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
 	return mseg_existing(skb, p, cfg, st, pr, key, s, last, dir, now);
 }
 
@@ -861,13 +859,15 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
  * and mseg_tcp.h, none of their rare cases. Everything else (a state
  * change, a first answer, a side not seen yet, a SYN, anything the tracker
  * does not simply accept, an idle or a dying session) goes there:
- * MSEG_SLOW_VERDICT, nothing written. No entry at all: MSEG_NEW_VERDICT,
- * so a new flow does not pay for the same key and lookup twice.
+ * MSEG_SLOW_VERDICT, nothing written but the entry found in *sp. No entry
+ * at all: MSEG_NEW_VERDICT, so a new flow does not pay for the same key and
+ * lookup twice.
  */
 static __always_inline int mseg_fast(struct __sk_buff *skb,
 				     struct mseg_scratch *x,
 				     const struct mseg_config *cfg,
-				     struct mseg_stats *st, __u64 now)
+				     struct mseg_stats *st, __u64 now,
+				     struct mseg_session **sp)
 {
 	const struct mseg_pkt *p = &x->pkt;
 	struct mseg_tcp_peer *snd, *rcv;
@@ -878,7 +878,9 @@ static __always_inline int mseg_fast(struct __sk_buff *skb,
 	__u64 last;
 
 	sender_hi = mseg_session_key(&p->t, &x->key);
+	x->sender_hi = sender_hi;
 	s = bpf_map_lookup_elem(&mseg_sessions, &x->key);
+	*sp = s;
 	if (!s)
 		return MSEG_NEW_VERDICT;
 	last = *(volatile __u64 *)&s->last_seen_ns;
@@ -911,7 +913,6 @@ SEC("tc")
 int mseg_classifier(struct __sk_buff *skb)
 {
 	bool trackable = true, ports = true, tick;
-	struct mseg_pressure *pr;
 	struct mseg_scratch *x;
 	struct mseg_config *cfg;
 	struct mseg_stats *st;
@@ -922,10 +923,9 @@ int mseg_classifier(struct __sk_buff *skb)
 
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
 	st = bpf_map_lookup_elem(&mseg_stats, &zero);
-	pr = mseg_pressure_get();
 	/* the packet lives in the scratch map, off the stack (mseg_maps.h) */
 	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
-	if (!cfg || !st || !pr || !x)
+	if (!cfg || !st || !x)
 		return TC_ACT_OK;
 	st->total++;
 	p = &x->pkt;
@@ -937,7 +937,7 @@ int mseg_classifier(struct __sk_buff *skb)
 	}
 	if (r == MSEG_PARSE_DROP)
 		return mseg_refuse(st, p->drop);
-	now = mseg_now_moved(&tick);
+	now = mseg_clock_read(&x->clock, &tick);
 	if (r != MSEG_PARSE_OK) {
 		st->malformed++;
 		if (cfg->strict) {
@@ -960,8 +960,12 @@ int mseg_classifier(struct __sk_buff *skb)
 		return mseg_pass(st, MSEG_ACT_ALLOW);
 	}
 
-	if (tick)
-		mseg_pressure_tick(pr, cfg, st, now);
+	if (tick) {
+		struct mseg_pressure *pr = mseg_pressure_get();
+
+		if (pr)
+			mseg_pressure_tick(pr, cfg, st, now);
+	}
 	if (p->icmp == MSEG_ICMPK_ERROR) {
 		r = mseg_icmp_related(skb, now);
 		if (r != MSEG_NOT_RELATED)
@@ -977,9 +981,11 @@ int mseg_classifier(struct __sk_buff *skb)
 		trackable = false;
 
 	if (ports) {
-		r = mseg_fast(skb, x, cfg, st, now);
+		struct mseg_session *s = NULL;
+
+		r = mseg_fast(skb, x, cfg, st, now, &s);
 		if (r == MSEG_SLOW_VERDICT)
-			r = mseg_conntrack(skb, p, now, &old_last);
+			r = mseg_conntrack(skb, p, s, now, &old_last);
 		if (r != MSEG_REPLACE_VERDICT && r != MSEG_NEW_VERDICT)
 			return r;
 		if (r == MSEG_REPLACE_VERDICT)

@@ -17,34 +17,34 @@
 #include "mseg_maps.h"
 
 /*
- * mseg_now(), and in *moved whether this CPU's jiffy moved since its last
- * packet: work that is due once a second (the pressure tick) need not look
- * at every packet, only at the first of each jiffy.
+ * mseg_now() from this CPU's cache `c`, and in *moved whether this CPU's
+ * jiffy moved since its last packet: work that is due once a second (the
+ * pressure tick) need not look at every packet, only at the first of each
+ * jiffy. The classifier passes the cache in the scratch map it has already
+ * looked up.
  */
-static __always_inline __u64 mseg_now_moved(bool *moved)
+static __always_inline __u64 mseg_clock_read(struct mseg_clock *c, bool *moved)
 {
-	struct mseg_clock *c;
 	__u64 j = bpf_jiffies64();
-	__u32 zero = 0;
 
-	c = bpf_map_lookup_elem(&mseg_clock, &zero);
-	*moved = true;
-	if (!c)
-		return bpf_ktime_get_boot_ns();
-	if (c->jiffies == j) {
-		*moved = false;
-		return c->ns;
+	*moved = c->jiffies != j;
+	if (*moved) {
+		c->jiffies = j;
+		c->ns = bpf_ktime_get_boot_ns();
 	}
-	c->jiffies = j;
-	c->ns = bpf_ktime_get_boot_ns();
 	return c->ns;
 }
 
 static __always_inline __u64 mseg_now(void)
 {
+	struct mseg_scratch *x;
+	__u32 zero = 0;
 	bool moved;
 
-	return mseg_now_moved(&moved);
+	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
+	if (!x)
+		return bpf_ktime_get_boot_ns();
+	return mseg_clock_read(&x->clock, &moved);
 }
 
 #endif /* MSEG_CLOCK_H */

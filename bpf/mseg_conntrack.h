@@ -11,19 +11,22 @@
 #include "mseg_parse.h"
 #include "mseg_timeout.h"
 
-/* Order two endpoints: address as a big-endian 128-bit number, then port. */
-static __always_inline bool mseg_endpoint_less(const __u32 *a, __u16 ap,
-					       const __u32 *b, __u16 bp)
+/*
+ * Order two endpoints: address as a big-endian 128-bit number, then port.
+ * In two 64-bit halves: the tuple is 8-byte aligned (mseg_parse.h), and an
+ * IPv4 address's first half (0, ::ffff) is the same on both sides.
+ */
+static __always_inline bool mseg_endpoint_less(const __u64 *a, __u16 ap,
+					       const __u64 *b, __u16 bp)
 {
-	int i;
+	__u64 x = __builtin_bswap64(a[0]), y = __builtin_bswap64(b[0]);
 
-#pragma unroll
-	for (i = 0; i < 4; i++) {
-		__u32 x = bpf_ntohl(a[i]), y = bpf_ntohl(b[i]);
-
-		if (x != y)
-			return x < y;
-	}
+	if (x != y)
+		return x < y;
+	x = __builtin_bswap64(a[1]);
+	y = __builtin_bswap64(b[1]);
+	if (x != y)
+		return x < y;
 	return ap < bp;
 }
 
@@ -31,8 +34,8 @@ static __always_inline bool mseg_endpoint_less(const __u32 *a, __u16 ap,
 static __always_inline bool mseg_session_key(const struct mseg_tuple *t,
 					     struct mseg_session_key *k)
 {
-	bool sender_hi = !mseg_endpoint_less(t->saddr, t->sport, t->daddr,
-					     t->dport);
+	bool sender_hi = !mseg_endpoint_less((const __u64 *)t->saddr, t->sport,
+					     (const __u64 *)t->daddr, t->dport);
 
 	if (sender_hi) {
 		__builtin_memcpy(k->addr_lo, t->daddr, 16);

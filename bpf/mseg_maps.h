@@ -185,20 +185,14 @@ struct {
 } mseg_evlimit SEC(".maps");
 
 /*
- * mseg_clock.h's per-CPU cache of the clock. Not pinned and not part of
- * the ABI: each loaded program has its own, and losing it costs one read.
+ * mseg_clock.h's per-CPU cache of the clock, in the scratch map (one lookup
+ * fewer per packet). Not part of the ABI: each loaded program has its own
+ * scratch map, and losing it costs one read of the clocksource.
  */
 struct mseg_clock {
 	__u64 jiffies;
 	__u64 ns;
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct mseg_clock);
-} mseg_clock SEC(".maps");
 
 /* An early-drop candidate found in a ring, not yet claimed (mseg_evict.h). */
 struct mseg_victim {
@@ -219,9 +213,10 @@ struct mseg_victim {
  * records the TCP tracker judges a segment on, the session mseg_new_flow()
  * builds before storing it, the early-drop candidates of both rings, the
  * flow of a session judged again or dropped early, and the key of the flow
- * a new-flow decision counts in (mseg_flow_count()). A tc program runs to
- * its end on one CPU (softirq, or with BHs off on egress), so one entry per
- * CPU is never shared. Not pinned, not part of the ABI.
+ * a new-flow decision counts in (mseg_flow_count()), and the clock's cache
+ * (mseg_clock.h). A tc program runs to its end on one CPU (softirq, or with
+ * BHs off on egress), so one entry per CPU is never shared. Not pinned, not
+ * part of the ABI.
  */
 struct mseg_scratch {
 	struct mseg_pkt pkt;
@@ -241,6 +236,7 @@ struct mseg_scratch {
 	__u8 flow_note;               /* MSEG_FLOWN_*: what mseg_new_flow() decided */
 	__u64 flow_now;               /* ... and when */
 	struct mseg_flow_key fkey;    /* the flow mseg_flow_count() counts */
+	struct mseg_clock clock;      /* mseg_clock.h */
 };
 
 struct {

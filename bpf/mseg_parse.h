@@ -129,7 +129,7 @@ struct mseg_tuple {
 	__u8 proto;
 	__u8 family; /* 4 or 6 */
 	__u8 pad[2];
-};
+} __attribute__((aligned(8))); /* addresses compared and copied 8 bytes at a time */
 
 struct mseg_pkt {
 	struct mseg_tuple t;

@@ -166,7 +166,7 @@ static __always_inline bool mseg_pressure_roll(struct mseg_pressure *pr,
  * Once a second, on any packet: close the SYN window and recount the table,
  * so the levels fall after mseg-gc reclaims entries even when no new flow
  * arrives. The classifier calls it on the first packet of each jiffy on
- * each CPU (mseg_now_moved()), one compare; whichever CPU wins the swap
+ * each CPU (mseg_clock_read()), one compare; whichever CPU wins the swap
  * does the rest.
  */
 static __always_inline void mseg_pressure_tick(struct mseg_pressure *pr,

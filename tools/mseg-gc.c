@@ -93,9 +93,9 @@ static int open_maps(int *fds)
 /*
  * Load the sweep program on the pinned maps: each map the object declares
  * is either one of those (reused) or left uncreated; nothing is pinned.
- * mseg_clock is the exception: the events the sweep sends read the jiffy
- * clock (mseg_clock.h), and a private copy of that per-CPU cache serves
- * as well as the classifier's.
+ * mseg_scratch is the exception: the events the sweep sends read the jiffy
+ * clock (mseg_clock.h) cached there, and a private copy of that per-CPU
+ * map serves as well as the classifier's.
  */
 static struct mseg_gc_bpf *load_sweep(const int *fds)
 {
@@ -118,7 +118,7 @@ static struct mseg_gc_bpf *load_sweep(const int *fds)
 				break;
 		if (i < GC_NMAPS)
 			err = bpf_map__reuse_fd(map, fds[i]);
-		else if (strcmp(name, "mseg_clock"))
+		else if (strcmp(name, "mseg_scratch"))
 			err = bpf_map__set_autocreate(map, false);
 		else
 			err = 0;
