@@ -35,7 +35,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly DURATION="${MSEG_BENCH_CONNRATE_SECONDS:-2}"
-readonly ROUNDS="${MSEG_BENCH_CONNRATE_ROUNDS:-7}"
+readonly ROUNDS="${MSEG_BENCH_CONNRATE_ROUNDS:-9}"
 readonly CONNS="${MSEG_BENCH_CONNRATE_CONNS:-32}"
 readonly THREADS="${MSEG_BENCH_CONNRATE_THREADS:-2}"
 readonly RULES="${MSEG_BENCH_RULES:-100000}"
