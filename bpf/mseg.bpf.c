@@ -811,24 +811,25 @@ __noinline int mseg_fragment(__u64 now)
 }
 
 /*
- * Track the packet on its session `s`, which mseg_fast() found under the
- * scratch map's key and left here (s, the key and x->sender_hi): a tc
- * verdict, or, when the packet is one of a new flow, MSEG_REPLACE_VERDICT
- * (replace the entry judged on *old_last) or MSEG_NEW_VERDICT (there is
- * none it may replace). Passing the entry on, rather than asking the table
- * again, saves a short connection's handshake and teardown packets, which
- * all come here, a second hash lookup each.
+ * Find the packet's session and track it: a tc verdict, or, when the
+ * packet is one of a new flow, MSEG_REPLACE_VERDICT (replace the entry
+ * judged on *old_last) or MSEG_NEW_VERDICT (there is none it may replace).
+ * It asks the table again rather than take the entry mseg_fast() found:
+ * an entry deleted meanwhile (mseg gc, an early drop on another CPU) may
+ * already hold another session, as a hash map reuses freed elements at
+ * once; a fresh lookup finds the key's entry as it is now.
  * A global function: the verifier checks it once, rather than once for every path
  * through the parser (the classifier had grown to within 5 % of the
  * verifier's million-instruction limit); the call costs a few ns.
  */
 __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
-			      struct mseg_session *s, __u64 now, __u64 *old_last)
+			      __u64 now, __u64 *old_last)
 {
 	struct mseg_pressure *pr = mseg_pressure_get();
 	struct mseg_session_key *key;
 	struct mseg_scratch *x;
 	struct mseg_config *cfg;
+	struct mseg_session *s;
 	struct mseg_stats *st;
 	__u32 zero = 0;
 	__u64 last;
@@ -837,10 +838,14 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
 	st = bpf_map_lookup_elem(&mseg_stats, &zero);
 	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
-	if (!skb || !p || !s || !old_last || !cfg || !st || !pr || !x)
+	if (!skb || !p || !old_last || !cfg || !st || !pr || !x)
 		return TC_ACT_OK;
 
+	/* mseg_fast() built the key and x->sender_hi */
 	key = &x->key;
+	s = bpf_map_lookup_elem(&mseg_sessions, key);
+	if (!s)
+		return MSEG_NEW_VERDICT;
 	last = *(volatile __u64 *)&s->last_seen_ns;
 	*old_last = last;
 	if (last == MSEG_SESSION_DYING)
@@ -859,15 +864,14 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
  * and mseg_tcp.h, none of their rare cases. Everything else (a state
  * change, a first answer, a side not seen yet, a SYN, anything the tracker
  * does not simply accept, an idle or a dying session) goes there:
- * MSEG_SLOW_VERDICT, nothing written but the entry found in *sp. No entry
- * at all: MSEG_NEW_VERDICT, so a new flow does not pay for the same key and
- * lookup twice.
+ * MSEG_SLOW_VERDICT, nothing written but the key and x->sender_hi. No
+ * entry at all: MSEG_NEW_VERDICT, so a new flow does not pay for the same
+ * key and lookup twice.
  */
 static __always_inline int mseg_fast(struct __sk_buff *skb,
 				     struct mseg_scratch *x,
 				     const struct mseg_config *cfg,
-				     struct mseg_stats *st, __u64 now,
-				     struct mseg_session **sp)
+				     struct mseg_stats *st, __u64 now)
 {
 	const struct mseg_pkt *p = &x->pkt;
 	struct mseg_tcp_peer *snd, *rcv;
@@ -880,7 +884,6 @@ static __always_inline int mseg_fast(struct __sk_buff *skb,
 	sender_hi = mseg_session_key(&p->t, &x->key);
 	x->sender_hi = sender_hi;
 	s = bpf_map_lookup_elem(&mseg_sessions, &x->key);
-	*sp = s;
 	if (!s)
 		return MSEG_NEW_VERDICT;
 	last = *(volatile __u64 *)&s->last_seen_ns;
@@ -981,11 +984,9 @@ int mseg_classifier(struct __sk_buff *skb)
 		trackable = false;
 
 	if (ports) {
-		struct mseg_session *s = NULL;
-
-		r = mseg_fast(skb, x, cfg, st, now, &s);
+		r = mseg_fast(skb, x, cfg, st, now);
 		if (r == MSEG_SLOW_VERDICT)
-			r = mseg_conntrack(skb, p, s, now, &old_last);
+			r = mseg_conntrack(skb, p, now, &old_last);
 		if (r != MSEG_REPLACE_VERDICT && r != MSEG_NEW_VERDICT)
 			return r;
 		if (r == MSEG_REPLACE_VERDICT)
