@@ -29,7 +29,10 @@
 # rounds, and mseg-100k / nft-100k.
 # wrk's latency runs from the request's first byte to the response's last,
 # on a connection it just opened: the handshake (the SYN is the packet that
-# pays for the policy) is before it and counts in conn/s only.
+# pays for the policy) is before it and counts in conn/s only. So each turn
+# also runs build/mseg-connect for CONNECT_S seconds (CONNS connects in
+# flight, each closed once its handshake is done): the p99 of the connect
+# latency, connect() to writable, per filter and its ratio to "none".
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +41,7 @@ readonly DURATION="${MSEG_BENCH_CONNRATE_SECONDS:-2}"
 readonly ROUNDS="${MSEG_BENCH_CONNRATE_ROUNDS:-9}"
 readonly CONNS="${MSEG_BENCH_CONNRATE_CONNS:-32}"
 readonly THREADS="${MSEG_BENCH_CONNRATE_THREADS:-2}"
+readonly CONNECT_S="${MSEG_BENCH_CONNRATE_CONNECT_SECONDS:-1}"
 readonly RULES="${MSEG_BENCH_RULES:-100000}"
 readonly C4=10.97.1.2 R4C=10.97.1.1 R4S=10.97.2.1 S4=10.97.2.2
 readonly C6=fd97:1::2 R6C=fd97:1::1 R6S=fd97:2::1 S6=fd97:2::2
@@ -60,7 +64,8 @@ PIDS=()
 # "CONN_PER_S P99_US ERRORS REQUESTS CPU_US_PER_CONN" per round, one a line, by
 # FILTER/FAMILY; sessions or conntrack entries counted at the end of the
 # turns, by FILTER
-declare -A RES=() TRACKED=()
+# "CONN_PER_S P50_US P99_US ERRORS" of mseg-connect per round, by FILTER/FAMILY
+declare -A RES=() TRACKED=() CONNECT=()
 
 cleanup() {
   local p ns m
@@ -190,6 +195,14 @@ wrk_run() {
     }' "${WORK}/wrk.out"
 }
 
+# connect_run FAMILY: one mseg-connect run from C, on CPU 0 as wrk.
+connect_run() {
+  local addr=${S4}
+  [[ $1 == 6 ]] && addr=${S6}
+  ip netns exec "${NSC}" taskset -c 0 timeout -k 5 $((CONNECT_S + 30)) \
+    "${ROOT}/build/mseg-connect" --addr "${addr}" --port 80 --conns "${CONNS}" --seconds "${CONNECT_S}"
+}
+
 # mseg_in NAME CMD...: run an mseg command against the pins of NAME.
 mseg_in() {
   local name=$1
@@ -274,12 +287,20 @@ policies() {
     "${BIG}" "$(grep -c ' : ' "${WORK}/${BIG}.nft")" "$(awk -v a="${t0}" -v b="${t1}" 'BEGIN { print b - a }')"
 }
 
-# column N KEY: field N of every round of RES[KEY], one a line.
-column() { awk -v n="$1" 'NF { print $n }' <<<"${RES[$2]}"; }
+# column N KEY [TABLE]: field N of every round of RES[KEY] (or CONNECT[KEY]
+# with TABLE=connect), one a line.
+column() {
+  if [[ ${3:-} == connect ]]; then
+    awk -v n="$1" 'NF { print $n }' <<<"${CONNECT[$2]}"
+  else
+    awk -v n="$1" 'NF { print $n }' <<<"${RES[$2]}"
+  fi
+}
 
-# per_round N A B: the median over the rounds of A's field N / B's field N.
+# per_round N A B [TABLE]: the median over the rounds of A's field N / B's
+# field N.
 per_round() {
-  paste <(column "$1" "$2") <(column "$1" "$3") | awk '{ print $1 / $2 }' | median
+  paste <(column "$1" "$2" "${4:-}") <(column "$1" "$3" "${4:-}") | awk '{ print ($2 > 0 ? $1 / $2 : 0) }' | median
 }
 
 # quartiles N A B: the first and third quartiles of the same ratios, "Q1-Q3".
@@ -296,15 +317,17 @@ report() {
       p99=$(column 2 "${f}/${fam}" | median)
       err=$(column 3 "${f}/${fam}" | awk '{ s += $1 } END { print s + 0 }')
       cpu=$(column 5 "${f}/${fam}" | median)
-      printf 'connrate: IPv%s %-10s %6d conn/s (x%.2f, %s)  p99 %6.2f ms (x%.2f)  cpu %5.1f us/conn (x%.2f)  errors %d  rounds: %s\n' \
+      printf 'connrate: IPv%s %-10s %6d conn/s (x%.2f, %s)  p99 %6.2f ms (x%.2f)  connect p99 %6.2f ms (x%.2f)  cpu %5.1f us/conn (x%.2f)  errors %d  rounds: %s\n' \
         "${fam}" "${f}" "${rate}" "$(per_round 1 "${f}/${fam}" "none/${fam}")" "$(quartiles 1 "${f}/${fam}" "none/${fam}")" \
         "$(awk -v v="${p99}" 'BEGIN { print v / 1000 }')" "$(per_round 2 "${f}/${fam}" "none/${fam}")" \
+        "$(column 3 "${f}/${fam}" connect | median | awk '{ print $1 / 1000 }')" \
+        "$(per_round 3 "${f}/${fam}" "none/${fam}" connect)" \
         "${cpu}" "$(per_round 5 "${f}/${fam}" "none/${fam}")" \
-        "${err}" "$(column 1 "${f}/${fam}" | paste -sd' ')"
+        "$((err + $(column 4 "${f}/${fam}" connect | awk '{ s += $1 } END { print s + 0 }')))" "$(column 1 "${f}/${fam}" | paste -sd' ')"
     done
-    printf 'connrate: IPv%s mseg-%s / nft-%s: conn/s x%.2f (%s), p99 x%.2f, cpu/conn x%.2f\n' "${fam}" "${BIG}" "${BIG}" \
+    printf 'connrate: IPv%s mseg-%s / nft-%s: conn/s x%.2f (%s), p99 x%.2f, connect p99 x%.2f, cpu/conn x%.2f\n' "${fam}" "${BIG}" "${BIG}" \
       "$(per_round 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(quartiles 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(per_round 2 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" \
-      "$(per_round 5 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")"
+      "$(per_round 3 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}" connect)" "$(per_round 5 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")"
   done
   for f in "${FILTERS[@]}"; do
     printf 'connrate: %s: %d connections (wrk, both families, every round), %d entries left in its table after its turns\n' \
@@ -312,6 +335,7 @@ report() {
     [[ ${f} == none ]] && echo "connrate: (none's table: conntrack's in R, which must stay off outside nft's turns)"
   done
   echo "connrate: ratios: the median over the rounds of each round's figure / the same round's \"none\" (or nft-${BIG}); beside the conn/s ratio, the quartiles of the rounds' ratios"
+  echo "connrate: connect p99: build/mseg-connect's, ${CONNECT_S} s per turn and family, ${CONNS} connects in flight, each closed once writable (errors: wrk's and its failed connects)"
   echo "connrate: cpu: wrk's and nginx's CPU time per connection, the router's softirq work included (see wrk_run); what conn/s would be on idle CPUs goes as its inverse"
 }
 
@@ -339,6 +363,7 @@ main() {
       filter_on "${f}"
       for fam in 4 6; do
         RES[${f}/${fam}]+="$(wrk_run "${fam}" "${DURATION}")"$'\n'
+        CONNECT[${f}/${fam}]+="$(connect_run "${fam}")"$'\n'
       done
       filter_off "${f}"
     done
