@@ -26,11 +26,13 @@ import sys
 import time
 
 
-def serve(addr, port, seconds):
+def accepted(addr, port, seconds, backlog):
+    """Yield each connection accepted on ADDR:PORT until SECONDS are up,
+    and the time they are up."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, port))
-    s.listen(512)
+    s.listen(backlog)
     s.settimeout(1.0)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -38,6 +40,11 @@ def serve(addr, port, seconds):
             c, _ = s.accept()
         except socket.timeout:
             continue
+        yield c, end
+
+
+def serve(addr, port, seconds):
+    for c, _ in accepted(addr, port, seconds, 512):
         c.settimeout(2.0)
         try:
             if c.recv(1):
@@ -74,17 +81,7 @@ def window(addr, port, seconds):
 
 
 def sink(addr, port, seconds):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port))
-    s.listen(16)
-    s.settimeout(1.0)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            c, _ = s.accept()
-        except socket.timeout:
-            continue
+    for c, end in accepted(addr, port, seconds, 16):
         c.settimeout(max(1.0, end - time.monotonic()))
         n = 0
         try:

@@ -831,6 +831,7 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
 	struct mseg_config *cfg;
 	struct mseg_session *s;
 	struct mseg_stats *st;
+	bool sender_hi;
 	__u32 zero = 0;
 	__u64 last;
 	int dir;
@@ -841,8 +842,8 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
 	if (!skb || !p || !old_last || !cfg || !st || !pr || !x)
 		return TC_ACT_OK;
 
-	/* mseg_fast() built the key and x->sender_hi */
 	key = &x->key;
+	sender_hi = mseg_session_key(&p->t, key);
 	s = bpf_map_lookup_elem(&mseg_sessions, key);
 	if (!s)
 		return MSEG_NEW_VERDICT;
@@ -852,7 +853,7 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
 		return MSEG_NEW_VERDICT;
 	if (mseg_session_expired_at(cfg, key, s, last, now, mseg_pressured(pr)))
 		return MSEG_REPLACE_VERDICT;
-	dir = x->sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
+	dir = sender_hi == s->orig_is_hi ? MSEG_DIR_ORIG : MSEG_DIR_REPLY;
 	return mseg_existing(skb, p, cfg, st, pr, key, s, last, dir, now);
 }
 
@@ -864,9 +865,8 @@ __noinline int mseg_conntrack(struct __sk_buff *skb, const struct mseg_pkt *p,
  * and mseg_tcp.h, none of their rare cases. Everything else (a state
  * change, a first answer, a side not seen yet, a SYN, anything the tracker
  * does not simply accept, an idle or a dying session) goes there:
- * MSEG_SLOW_VERDICT, nothing written but the key and x->sender_hi. No
- * entry at all: MSEG_NEW_VERDICT, so a new flow does not pay for the same
- * key and lookup twice.
+ * MSEG_SLOW_VERDICT, nothing written. No entry at all: MSEG_NEW_VERDICT,
+ * so a new flow does not pay for the same key and lookup twice.
  */
 static __always_inline int mseg_fast(struct __sk_buff *skb,
 				     struct mseg_scratch *x,
@@ -882,7 +882,6 @@ static __always_inline int mseg_fast(struct __sk_buff *skb,
 	__u64 last;
 
 	sender_hi = mseg_session_key(&p->t, &x->key);
-	x->sender_hi = sender_hi;
 	s = bpf_map_lookup_elem(&mseg_sessions, &x->key);
 	if (!s)
 		return MSEG_NEW_VERDICT;
