@@ -30,26 +30,47 @@ static __always_inline bool mseg_endpoint_less(const __u64 *a, __u16 ap,
 	return ap < bp;
 }
 
+/*
+ * The key's last 8 bytes (ports, protocol, family, zero pad) as one value,
+ * stored at once: the map's hash reads the key in 32-bit words, and a word
+ * spanning two narrower stores still in flight is a failed store forward
+ * (mseg_parse.h, mseg_tuple_v4()).
+ */
+static __always_inline __u64 mseg_key_tail(__u16 port_lo, __u16 port_hi,
+					   __u8 proto, __u8 family)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return port_lo | (__u64)port_hi << 16 | (__u64)proto << 32 |
+	       (__u64)family << 40;
+#else
+	return (__u64)port_lo << 48 | (__u64)port_hi << 32 |
+	       (__u64)proto << 24 | (__u64)family << 16;
+#endif
+}
+
+_Static_assert(__builtin_offsetof(struct mseg_session_key, port_lo) == 32 &&
+		       __builtin_offsetof(struct mseg_session_key, port_hi) == 34 &&
+		       __builtin_offsetof(struct mseg_session_key, proto) == 36 &&
+		       __builtin_offsetof(struct mseg_session_key, family) == 37,
+	       "mseg_key_tail() layout");
+
 /* Build the key; returns true when the packet's sender is the "hi" end. */
 static __always_inline bool mseg_session_key(const struct mseg_tuple *t,
 					     struct mseg_session_key *k)
 {
 	bool sender_hi = !mseg_endpoint_less((const __u64 *)t->saddr, t->sport,
 					     (const __u64 *)t->daddr, t->dport);
+	__u64 *tail = (__u64 *)&k->port_lo;
 
 	if (sender_hi) {
 		__builtin_memcpy(k->addr_lo, t->daddr, 16);
 		__builtin_memcpy(k->addr_hi, t->saddr, 16);
-		k->port_lo = t->dport;
-		k->port_hi = t->sport;
+		*tail = mseg_key_tail(t->dport, t->sport, t->proto, t->family);
 	} else {
 		__builtin_memcpy(k->addr_lo, t->saddr, 16);
 		__builtin_memcpy(k->addr_hi, t->daddr, 16);
-		k->port_lo = t->sport;
-		k->port_hi = t->dport;
+		*tail = mseg_key_tail(t->sport, t->dport, t->proto, t->family);
 	}
-	k->proto = t->proto;
-	k->family = t->family;
 	return sender_hi;
 }
 
