@@ -21,9 +21,13 @@
  * connections to make room for a SYN flood. Here a full table refuses the
  * new entry and the data path decides what the refused flow may do, and
  * which half-open or unanswered entry it may drop early (mseg_evict.h).
- * Not preallocated: an entry deleted by mseg-gc or an early drop is freed
- * after an RCU grace period, so a program still holding its value pointer
- * never writes into another session's entry.
+ * Not preallocated: the table takes memory as sessions come, not its whole
+ * capacity on every host from the start. Either way the kernel may hand a
+ * deleted element to the next insert at once (its allocator is type-stable,
+ * not RCU-deferred), so a program may hold a value pointer into what has
+ * become another session: the slow path looks an entry up again rather than
+ * keep one across its checks, and what the fast path's window can reach is
+ * said in docs/DESIGN.md (garbage collection).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
