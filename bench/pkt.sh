@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: mseg's per-packet cost through BPF_PROG_TEST_RUN (`bpftool prog
-# run ... repeat N`, the average ns per run, median of RUNS) against two
+# run ... repeat N`, the average ns per run, median of RUNS turns on one
+# CPU; each ratio is the median of the turns' own ratios) against two
 # reference classifiers built here from bench/bpf/mseg-ref.bpf.c: an empty
 # program (return TC_ACT_OK) and two "floors" that parse Ethernet, IPv4/IPv6
 # and the ports and do one hash lookup of the 5-tuple: ref_floor's lookup
@@ -19,10 +20,14 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
-readonly REPEAT="${MSEG_BENCH_REPEAT:-1000000}"
+readonly REPEAT="${MSEG_BENCH_REPEAT:-500000}"
 readonly BIG="${MSEG_BENCH_RULES:-100000}"
 readonly SMALL=10
-readonly RUNS="${MSEG_BENCH_RUNS:-5}"
+readonly RUNS="${MSEG_BENCH_RUNS:-9}"
+# the last CPU: every run on the same one, so per-CPU state and caches are
+# the same for mseg and its floor
+CPU=$(($(nproc) - 1))
+readonly CPU
 
 # shellcheck source=bench/lib.bash
 source "${ROOT}/bench/lib.bash"
@@ -31,19 +36,22 @@ source "${ROOT}/bench/lib.bash"
 # "id N" or "pinned PATH".
 run_ns() {
   # shellcheck disable=SC2086 # WHAT is two words on purpose
-  bpftool -j prog run ${1} data_in "${2}" repeat "${REPEAT}" | jq -e .duration
+  taskset -c "${CPU}" bpftool -j prog run ${1} data_in "${2}" repeat "${REPEAT}" | jq -e .duration
 }
 
-# run_pair WHAT FRAME [FLOOR]: RUNS runs of WHAT, each beside a run of the
-# floor (default ref_floor) on the same frame (the VM's speed drifts by 30 %
-# within a minute); prints "MEDIAN FLOOR_MEDIAN".
+# run_pair WHAT FRAME [FLOOR]: RUNS turns of a run of WHAT beside a run of
+# the floor (default ref_floor) on the same frame; prints "MEDIAN
+# FLOOR_MEDIAN RATIO", RATIO the median of the turns' own ratios: the VM's
+# speed drifts by up to 40 % between turns, and a turn's two runs, a
+# fraction of a second apart, share one speed.
 run_pair() {
-  local i a="" f="" floor="${3:-ref_floor}"
+  local i x y a="" f="" r="" floor="${3:-ref_floor}"
   for ((i = 0; i < RUNS; i++)); do
-    a+="$(run_ns "$1" "$2")"$'\n'
-    f+="$(run_ns "pinned ${WORK}/bpffs/ref/${floor}" "$2")"$'\n'
+    x=$(run_ns "$1" "$2")
+    y=$(run_ns "pinned ${WORK}/bpffs/ref/${floor}" "$2")
+    a+="${x}"$'\n' f+="${y}"$'\n' r+="$(ratio "${x}" "${y}")"$'\n'
   done
-  echo "$(median <<<"${a}") $(median <<<"${f}")"
+  echo "$(median <<<"${a}") $(median <<<"${f}") $(median <<<"${r}")"
 }
 
 # ruleset FAMILY N: the probes' rules, then fillers up to N exact rules and
@@ -87,9 +95,9 @@ bench_family() {
   for case in session exact cidr default; do
     frame "${src}" "${dst[${case}]}" "${WORK}/${fam}.${case}"
   done
-  local empty floor hit
-  read -r empty floor < <(run_pair "pinned ${WORK}/bpffs/ref/ref_empty" "${WORK}/${fam}.session")
-  read -r hit floor < <(run_pair "pinned ${WORK}/bpffs/ref/ref_floor_hit" "${WORK}/${fam}.session")
+  local empty floor hit r
+  read -r empty floor r < <(run_pair "pinned ${WORK}/bpffs/ref/ref_empty" "${WORK}/${fam}.session")
+  read -r hit floor r < <(run_pair "pinned ${WORK}/bpffs/ref/ref_floor_hit" "${WORK}/${fam}.session")
   printf 'pkt: IPv%s  reference   empty %4d ns   floor %4d ns (parse + one 5-tuple hash lookup that misses)   floor_hit %4d ns (that hits)\n' \
     "${fam}" "${empty}" "${floor}" "${hit}"
   for n in "${SMALL}" "${BIG}"; do
@@ -101,11 +109,11 @@ bench_family() {
     bpftool prog run id "${PROG}" data_in "${WORK}/${fam}.session" repeat 1 >/dev/null
     local line v
     line=$(printf 'pkt: IPv%s  %6d rules + %6d prefixes:' "${fam}" "${n}" "${n}")
-    read -r v floor < <(run_pair "id ${PROG}" "${WORK}/${fam}.session" ref_floor_hit)
-    line+=$(printf '  session %4d ns (x%s floor_hit)' "${v}" "$(ratio "${v}" "${floor}")")
+    read -r v floor r < <(run_pair "id ${PROG}" "${WORK}/${fam}.session" ref_floor_hit)
+    line+=$(printf '  session %4d ns (x%s floor_hit)' "${v}" "${r}")
     for case in exact cidr default; do
-      read -r v floor < <(run_pair "id ${PROG}" "${WORK}/${fam}.${case}")
-      line+=$(printf '  %s %4d ns (x%s floor)' "${case}" "${v}" "$(ratio "${v}" "${floor}")")
+      read -r v floor r < <(run_pair "id ${PROG}" "${WORK}/${fam}.${case}")
+      line+=$(printf '  %s %4d ns (x%s floor)' "${case}" "${v}" "${r}")
     done
     echo "${line}"
     printf 'pkt: IPv%s  (mseg apply of that ruleset: %.2f s)\n' "${fam}" \
@@ -129,7 +137,7 @@ main() {
   ip netns exec "${NS}" "${ROOT}/scripts/mseg" attach b0 --ingress >/dev/null
   PROG="$(ip netns exec "${NS}" tc -j filter show dev b0 ingress |
     jq -r '[.[] | .options.prog.id // empty] | first')"
-  echo "pkt: per-packet cost through BPF_PROG_TEST_RUN (repeat ${REPEAT}, median of ${RUNS} runs, each beside a run of its floor whose median it is compared with: the session case beside ref_floor_hit, the others beside ref_floor), UDP probes with 18 bytes of payload"
+  echo "pkt: per-packet cost through BPF_PROG_TEST_RUN (repeat ${REPEAT}, median of ${RUNS} turns on CPU ${CPU}, each a run beside a run of its floor; the ratio is the median of the turns' own ratios: the session case's to ref_floor_hit, the others' to ref_floor), UDP probes with 18 bytes of payload"
   bench_family 4 192.0.2.1 198.51.100.1 198.51.100.2 203.0.113.7 198.18.0.9
   bench_family 6 fd00:1::1 fd00:2::1 fd00:2::2 fd00:3::7 fd00:4::9
   local sessions
