@@ -20,10 +20,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
-readonly REPEAT="${MSEG_BENCH_REPEAT:-500000}"
+readonly REPEAT="${MSEG_BENCH_REPEAT:-300000}"
 readonly BIG="${MSEG_BENCH_RULES:-100000}"
 readonly SMALL=10
-readonly RUNS="${MSEG_BENCH_RUNS:-9}"
+readonly RUNS="${MSEG_BENCH_RUNS:-15}"
 # the last CPU: every run on the same one, so per-CPU state and caches are
 # the same for mseg and its floor
 CPU=$(($(nproc) - 1))
