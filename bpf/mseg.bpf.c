@@ -303,18 +303,22 @@ static __always_inline int mseg_existing_tcp(const struct mseg_pkt *p,
 
 /*
  * The rules moved since the session was judged: judge it again (a decision
- * its rule counts as a flow). Returns false when they have not.
+ * its rule counts as a flow). *action is the verdict for this packet: the
+ * session's, or the one just taken. Returns false when the rules have not
+ * moved, or when the new verdict was not written (below).
  */
 static __always_inline bool mseg_rejudge(const struct mseg_config *cfg,
 					 struct mseg_stats *st,
 					 const struct mseg_session_key *key,
-					 struct mseg_session *s)
+					 struct mseg_session *s, __u8 *action)
 {
+	__u32 gen = *(volatile __u32 *)&s->policy_gen;
 	struct mseg_scratch *x;
 	struct mseg_verdict v;
 	__u32 zero = 0;
 
-	if (s->policy_gen == cfg->policy_gen)
+	*action = s->action;
+	if (gen == cfg->policy_gen)
 		return false;
 	/* the tuple off the stack: the scratch map's */
 	x = bpf_map_lookup_elem(&mseg_scratch, &zero);
@@ -333,6 +337,19 @@ static __always_inline bool mseg_rejudge(const struct mseg_config *cfg,
 		else
 			mseg_tuple_reverse(&x->t);
 	}
+	*action = v.action;
+	/*
+	 * If the element was deleted and reused while the policy was asked
+	 * (docs/DESIGN.md, garbage collection), the session in it now was
+	 * judged under the current generation: a verdict taken for another
+	 * flow must not become its own. Looking again just before the writes
+	 * narrows that window from the policy's lookups to these few
+	 * instructions; the generation is still written last, so no packet
+	 * sees it current beside the old verdict. This packet gets the verdict
+	 * taken for it either way.
+	 */
+	if (*(volatile __u32 *)&s->policy_gen != gen)
+		return false;
 	mseg_rule_count_flow(&v, st);
 	if (v.action != s->action)
 		mseg_verdict_event(cfg, st, &x->t, &v, MSEG_EVF_REJUDGED);
@@ -359,11 +376,11 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 					 struct mseg_session *s, __u64 last,
 					 int dir, __u64 now)
 {
-	__u8 state = s->state, flags = s->flags;
+	__u8 state = s->state, flags = s->flags, action;
 
-	if (!mseg_rejudge(cfg, st, key, s))
+	if (!mseg_rejudge(cfg, st, key, s, &action))
 		mseg_rule_count(&s->rule_id);
-	if (s->action == MSEG_ACT_DENY) {
+	if (action == MSEG_ACT_DENY) {
 		st->session_hit++;
 		st->denied++;
 		return TC_ACT_SHOT;
@@ -378,7 +395,7 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 		if (r == TC_ACT_SHOT)
 			return mseg_drop(st);
 		if (r == MSEG_UNTRACKED_VERDICT)
-			return mseg_pass(st, s->action);
+			return mseg_pass(st, action);
 	} else if (!mseg_session_touch(s, last, now)) {
 		return MSEG_NEW_VERDICT;
 	} else {
@@ -391,7 +408,7 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 		mseg_half_open_moved(pr,
 				     mseg_half_open_of(key->proto, state, flags),
 				     mseg_session_half_open(key, s));
-	return mseg_pass(st, s->action);
+	return mseg_pass(st, action);
 }
 
 /*
@@ -757,6 +774,7 @@ __noinline int mseg_icmp_related(struct __sk_buff *skb, __u64 now)
 	struct mseg_quoted *q;
 	struct mseg_stats *st;
 	__u32 zero = 0;
+	__u8 action;
 
 	cfg = bpf_map_lookup_elem(&mseg_config, &zero);
 	st = bpf_map_lookup_elem(&mseg_stats, &zero);
@@ -780,11 +798,11 @@ __noinline int mseg_icmp_related(struct __sk_buff *skb, __u64 now)
 	s = bpf_map_lookup_elem(&mseg_sessions, key);
 	if (!s || mseg_session_expired(cfg, key, s, now, mseg_pressured(pr)))
 		return MSEG_NOT_RELATED;
-	mseg_rejudge(cfg, st, key, s);
-	if (s->action == MSEG_ACT_DENY)
+	mseg_rejudge(cfg, st, key, s, &action);
+	if (action == MSEG_ACT_DENY)
 		return MSEG_NOT_RELATED;
 	st->related++;
-	return mseg_pass(st, s->action);
+	return mseg_pass(st, action);
 }
 
 /*
