@@ -344,9 +344,9 @@ static __always_inline bool mseg_rejudge(const struct mseg_config *cfg,
 	 * judged under the current generation: a verdict taken for another
 	 * flow must not become its own. Looking again just before the writes
 	 * narrows that window from the policy's lookups to these few
-	 * instructions; the generation is still written last, so no packet
-	 * sees it current beside the old verdict. This packet gets the verdict
-	 * taken for it either way.
+	 * instructions. The generation is still written last (x86 keeps the
+	 * order of stores, so another CPU never sees it current beside the old
+	 * verdict). This packet gets the verdict taken for it either way.
 	 */
 	if (*(volatile __u32 *)&s->policy_gen != gen)
 		return false;
