@@ -290,12 +290,13 @@ policies() {
 # column N KEY [TABLE]: field N of every round of RES[KEY] (or CONNECT[KEY]
 # with TABLE=connect), one a line.
 column() {
-  if [[ ${3:-} == connect ]]; then
-    awk -v n="$1" 'NF { print $n }' <<<"${CONNECT[$2]}"
-  else
-    awk -v n="$1" 'NF { print $n }' <<<"${RES[$2]}"
-  fi
+  local rows=${RES[$2]:-}
+  [[ ${3:-} == connect ]] && rows=${CONNECT[$2]:-}
+  awk -v n="$1" 'NF { print $n }' <<<"${rows}"
 }
+
+# total: the sum of the numbers on stdin, one a line.
+total() { awk '{ s += $1 } END { print s + 0 }'; }
 
 # per_round N A B [TABLE]: the median over the rounds of A's field N / B's
 # field N.
@@ -315,7 +316,8 @@ report() {
     for f in "${FILTERS[@]}"; do
       rate=$(column 1 "${f}/${fam}" | median)
       p99=$(column 2 "${f}/${fam}" | median)
-      err=$(column 3 "${f}/${fam}" | awk '{ s += $1 } END { print s + 0 }')
+      # wrk's errors and mseg-connect's failed connects
+      err=$(($(column 3 "${f}/${fam}" | total) + $(column 4 "${f}/${fam}" connect | total)))
       cpu=$(column 5 "${f}/${fam}" | median)
       printf 'connrate: IPv%s %-10s %6d conn/s (x%.2f, %s)  p99 %6.2f ms (x%.2f)  connect p99 %6.2f ms (x%.2f)  cpu %5.1f us/conn (x%.2f)  errors %d  rounds: %s\n' \
         "${fam}" "${f}" "${rate}" "$(per_round 1 "${f}/${fam}" "none/${fam}")" "$(quartiles 1 "${f}/${fam}" "none/${fam}")" \
@@ -323,7 +325,7 @@ report() {
         "$(column 3 "${f}/${fam}" connect | median | awk '{ print $1 / 1000 }')" \
         "$(per_round 3 "${f}/${fam}" "none/${fam}" connect)" \
         "${cpu}" "$(per_round 5 "${f}/${fam}" "none/${fam}")" \
-        "$((err + $(column 4 "${f}/${fam}" connect | awk '{ s += $1 } END { print s + 0 }')))" "$(column 1 "${f}/${fam}" | paste -sd' ')"
+        "${err}" "$(column 1 "${f}/${fam}" | paste -sd' ')"
     done
     printf 'connrate: IPv%s mseg-%s / nft-%s: conn/s x%.2f (%s), p99 x%.2f, connect p99 x%.2f, cpu/conn x%.2f\n' "${fam}" "${BIG}" "${BIG}" \
       "$(per_round 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(quartiles 1 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" "$(per_round 2 "mseg-${BIG}/${fam}" "nft-${BIG}/${fam}")" \

@@ -218,14 +218,14 @@ main() {
         "${kind}" "${f}" "$(awk -v n="${base[${f}]}" -v t="${WINDOW_S}" 'BEGIN { print n / t }')" \
         "$(awk -v n="${ok[${f}]}" -v t="${WINDOW_S}" 'BEGIN { print n / t }')" \
         "${failed[${f}]}" "${pps[${f}]}" "${tput0[${f}]}" "${tput[${f}]}" \
-        "$(ratio "${tput[${f}]}" "$((tput0[${f}] > 0 ? tput0[${f}] : 1))")" "${fill[${f}]}"
+        "$(ratio "${tput[${f}]}" "${tput0[${f}]}")" "${fill[${f}]}"
     done
     for f in nft nftsyn; do
       printf 'flood: %-4s flood  mseg / %-6s during the flood: conn/s %s (without: %s)   pps %s   flow %s\n' "${kind}" "${f}" \
-        "$(ratio "${ok[mseg]}" "$((ok[${f}] > 0 ? ok[${f}] : 1))")" \
-        "$(ratio "${base[mseg]}" "$((base[${f}] > 0 ? base[${f}] : 1))")" \
-        "$(ratio "${pps[mseg]}" "$((pps[${f}] > 0 ? pps[${f}] : 1))")" \
-        "$(ratio "${tput[mseg]}" "$((tput[${f}] > 0 ? tput[${f}] : 1))")"
+        "$(ratio "${ok[mseg]}" "${ok[${f}]}")" \
+        "$(ratio "${base[mseg]}" "${base[${f}]}")" \
+        "$(ratio "${pps[mseg]}" "${pps[${f}]}")" \
+        "$(ratio "${tput[mseg]}" "${tput[${f}]}")"
     done
   done
   echo "flood: commands: ip netns exec A hping3 -q {-A|-S} --rand-source -p 5555 --flood S (under timeout ${FLOOD_S}); ip netns exec C bench/connrate.py window S 5555 ${WINDOW_S}; ip netns exec C bench/connrate.py bulk S 5201 IDLE ${WINDOW_S} (sink: connrate.py sink); packets from A: ip -s -j link show ra (rx.packets); mseg: attach + rule C->S:5555 allow + gc --interval 1; nft: forward chain 'ct state new counter', policy accept; nftsyn: the same after 'tcp dport 5555 ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm; ct state invalid drop', SYNs to 5555 notrack in prerouting (raw), nf_conntrack_tcp_loose=0"

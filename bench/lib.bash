@@ -12,8 +12,9 @@ NS=""
 # as a here-string of "$(...)"$'\n' pieces ends with, do not count).
 median() { sort -g | awk 'NF { v[++n] = $1 } END { print v[int((n + 1) / 2)] }'; }
 
-# ratio A B: A / B, two decimals.
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# ratio A B: A / B, two decimals; a B of 0 (nothing measured, e.g. no
+# connection completed) counts as 1, rather than stop the benchmark.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : a }'; }
 
 bench_cleanup() {
   [[ -n "${NS}" ]] && ip netns del "${NS}" 2>/dev/null

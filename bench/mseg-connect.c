@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mseg_util.h"
+
 #define CONNECT_MAX_INFLIGHT 1024
 #define CONNECT_TIMEOUT_NS 1000000000LL /* a connect not done in 1 s failed */
 
@@ -55,14 +57,6 @@ static void die(const char *what)
 	exit(1);
 }
 
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static void parse_addr(struct run *r, const char *addr, int port)
 {
 	struct sockaddr_in *in4 = (struct sockaddr_in *)&r->to;
@@ -91,7 +85,7 @@ static void start(struct run *r, struct slot *s)
 	s->fd = socket(r->to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd < 0)
 		die("socket");
-	s->start_ns = now_ns();
+	s->start_ns = (long long)mseg_clock_ns(CLOCK_MONOTONIC);
 	if (connect(s->fd, (struct sockaddr *)&r->to, r->to_len) && errno != EINPROGRESS) {
 		r->errors++;
 		close(s->fd);
@@ -195,7 +189,7 @@ int main(int argc, char **argv)
 	if (r.ep < 0)
 		die("epoll_create1");
 
-	t0 = now_ns();
+	t0 = (long long)mseg_clock_ns(CLOCK_MONOTONIC);
 	end = t0 + (long long)(seconds * 1e9);
 	for (i = 0; i < conns; i++)
 		start(&r, &slots[i]);
@@ -204,7 +198,7 @@ int main(int argc, char **argv)
 
 		if (n < 0 && errno != EINTR)
 			die("epoll_wait");
-		t = now_ns();
+		t = (long long)mseg_clock_ns(CLOCK_MONOTONIC);
 		for (i = 0; i < n; i++) {
 			struct slot *s = evs[i].data.ptr;
 
