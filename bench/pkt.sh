@@ -12,6 +12,9 @@
 # mseg cases, IPv4 and IPv6, with 10 and with 100,000 exact rules and
 # 100,000 prefixes loaded by `mseg apply`:
 #   session  a flow with a live session (allowed by an exact rule)
+#   session, accounting off
+#            the same with `mseg config set accounting off`: no per-packet
+#            counts, as nf_conntrack without nf_conntrack_acct (its default)
 #   exact    a new flow denied by an exact rule (a deny creates no session,
 #            so every run is a new flow)
 #   cidr     a new flow denied by a CIDR rule
@@ -111,6 +114,10 @@ bench_family() {
     line=$(printf 'pkt: IPv%s  %6d rules + %6d prefixes:' "${fam}" "${n}" "${n}")
     read -r v floor r < <(run_pair "id ${PROG}" "${WORK}/${fam}.session" ref_floor_hit)
     line+=$(printf '  session %4d ns (x%s floor_hit)' "${v}" "${r}")
+    "${ROOT}/scripts/mseg" config set accounting off
+    read -r v floor r < <(run_pair "id ${PROG}" "${WORK}/${fam}.session" ref_floor_hit)
+    "${ROOT}/scripts/mseg" config set accounting on
+    line+=$(printf '  (accounting off %4d ns, x%s)' "${v}" "${r}")
     for case in exact cidr default; do
       read -r v floor r < <(run_pair "id ${PROG}" "${WORK}/${fam}.${case}")
       line+=$(printf '  %s %4d ns (x%s floor)' "${case}" "${v}" "${r}")

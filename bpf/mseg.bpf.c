@@ -89,10 +89,11 @@ static __always_inline int mseg_drop(struct mseg_stats *st)
 }
 
 /* Count a new flow's decision, under its origin and its rule. */
-static __always_inline void mseg_count_decision(struct mseg_stats *st,
+static __always_inline void mseg_count_decision(const struct mseg_config *cfg,
+						struct mseg_stats *st,
 						const struct mseg_verdict *v)
 {
-	mseg_rule_count_flow(v, st);
+	mseg_rule_count_flow(cfg, v, st);
 	if (v->by == MSEG_BY_EXACT)
 		st->policy_hit++;
 	else if (v->by == MSEG_BY_CIDR)
@@ -107,7 +108,7 @@ static __always_inline void mseg_judge_new(const struct mseg_tuple *t,
 					   struct mseg_verdict *v)
 {
 	mseg_policy_decide(t, cfg, v, 0);
-	mseg_count_decision(st, v);
+	mseg_count_decision(cfg, st, v);
 }
 
 static __always_inline void mseg_tuple_reverse(struct mseg_tuple *t)
@@ -196,11 +197,20 @@ static __always_inline bool mseg_dns_or_icmp(const struct mseg_tuple *t)
  * statistic, never a verdict (nf_conntrack's acct counters are atomic; its
  * verdicts do not read them either).
  */
-static __always_inline void mseg_account(struct mseg_session *s, int dir,
-					 __u32 len)
+static __always_inline void mseg_session_count(struct mseg_session *s,
+					       int dir, __u32 len)
 {
 	s->packets[dir & 1] += 1;
 	s->bytes[dir & 1] += len;
+}
+
+/* ... with accounting on; and mark the session answered by its first answer. */
+static __always_inline void mseg_account(const struct mseg_config *cfg,
+					 struct mseg_session *s, int dir,
+					 __u32 len)
+{
+	if (mseg_accounting(cfg))
+		mseg_session_count(s, dir, len);
 	if (dir == mseg_answer_dir(s) && !(s->flags & MSEG_SESS_REPLIED))
 		s->flags |= MSEG_SESS_REPLIED;
 }
@@ -350,7 +360,7 @@ static __always_inline bool mseg_rejudge(const struct mseg_config *cfg,
 	 */
 	if (*(volatile __u32 *)&s->policy_gen != gen)
 		return false;
-	mseg_rule_count_flow(&v, st);
+	mseg_rule_count_flow(cfg, &v, st);
 	if (v.action != s->action)
 		mseg_verdict_event(cfg, st, &x->t, &v, MSEG_EVF_REJUDGED);
 	s->action = v.action;
@@ -378,7 +388,7 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 {
 	__u8 state = s->state, flags = s->flags, action;
 
-	if (!mseg_rejudge(cfg, st, key, s, &action))
+	if (!mseg_rejudge(cfg, st, key, s, &action) && mseg_accounting(cfg))
 		mseg_rule_count(&s->rule_id);
 	if (action == MSEG_ACT_DENY) {
 		st->session_hit++;
@@ -401,7 +411,7 @@ static __always_inline int mseg_existing(struct __sk_buff *skb,
 	} else {
 		st->session_hit++;
 	}
-	mseg_account(s, dir, skb->len);
+	mseg_account(cfg, s, dir, skb->len);
 	/* a session stops (or starts) being half-open only by a state change
 	 * or its first answer */
 	if (s->state != state || s->flags != flags)
@@ -505,7 +515,7 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 	if (trackable && (how & MSEG_NEW_REVERSED)) {
 		/* mseg_pickup_decide() left the reverse's verdict */
 		v = &x->rv;
-		mseg_count_decision(st, v);
+		mseg_count_decision(cfg, st, v);
 		x->flow_note = MSEG_FLOWN_DECIDED | MSEG_FLOWN_REVERSED;
 	} else {
 		/* judged into the scratch map: the frame is at the stack bound */
@@ -569,13 +579,11 @@ __noinline int mseg_new_flow(struct __sk_buff *skb, const struct mseg_pkt *p,
 		ns->flags |= MSEG_SESS_FIRST_REPLY;
 		if (p->t.proto == IPPROTO_TCP)
 			mseg_tcp_open(ns, MSEG_DIR_REPLY, p, state);
-		ns->packets[MSEG_DIR_REPLY] = 1;
-		ns->bytes[MSEG_DIR_REPLY] = skb->len;
+		mseg_account(cfg, ns, MSEG_DIR_REPLY, skb->len);
 	} else {
 		if (p->t.proto == IPPROTO_TCP)
 			mseg_tcp_open(ns, MSEG_DIR_ORIG, p, state);
-		ns->packets[MSEG_DIR_ORIG] = 1;
-		ns->bytes[MSEG_DIR_ORIG] = skb->len;
+		mseg_account(cfg, ns, MSEG_DIR_ORIG, skb->len);
 	}
 
 	if (how & MSEG_NEW_REPLACE)
@@ -924,8 +932,11 @@ static __always_inline int mseg_fast(struct __sk_buff *skb,
 		return MSEG_SLOW_VERDICT;
 	}
 	st->session_hit++;
-	mseg_rule_count(&s->rule_id);
-	mseg_account(s, dir, skb->len);
+	/* mseg_account() without its first-answer check: that one is slow */
+	if (mseg_accounting(cfg)) {
+		mseg_rule_count(&s->rule_id);
+		mseg_session_count(s, dir, skb->len);
+	}
 	return mseg_pass(st, s->action);
 }
 

@@ -460,6 +460,13 @@ struct mseg_config {
 #define MSEG_MODE_STAGED 0x2	  /* the other set holds a staged policy */
 #define MSEG_MODE_STAGED_DENY 0x4 /* ... whose default is deny */
 #define MSEG_MODE_STAGED_SPORT 0x8 /* ... and a rule of it names a source port */
+/*
+ * Accounting off (`mseg config set accounting off`): no per-packet counts,
+ * neither a session's packets and bytes nor a rule's packets, as
+ * nf_conntrack without nf_conntrack_acct (its default). They cost an
+ * established packet ~7 % here (bench/RESULTS.md); verdicts never read them.
+ */
+#define MSEG_MODE_NO_ACCT 0x10
 #define MSEG_MODE_STAGED_BITS \
 	(MSEG_MODE_STAGED | MSEG_MODE_STAGED_DENY | MSEG_MODE_STAGED_SPORT)
 

@@ -200,6 +200,12 @@ __noinline int mseg_policy_decide(const struct mseg_tuple *t,
 	return 0;
 }
 
+/* Per-packet counts are kept (MSEG_MODE_NO_ACCT clear). */
+static __always_inline bool mseg_accounting(const struct mseg_config *cfg)
+{
+	return !(cfg->mode & MSEG_MODE_NO_ACCT);
+}
+
 /*
  * Count a packet of a decided session under its rule. The id is passed
  * where it already lies (the verdict, the session), so no key is copied
@@ -214,7 +220,8 @@ static __always_inline void mseg_rule_count(const __u32 *rule_id)
 }
 
 /* Count a decision (a new flow, a re-judged session) under its rule. */
-static __always_inline void mseg_rule_count_flow(const struct mseg_verdict *v,
+static __always_inline void mseg_rule_count_flow(const struct mseg_config *cfg,
+						 const struct mseg_verdict *v,
 						 struct mseg_stats *st)
 {
 	struct mseg_rule_hits *h = bpf_map_lookup_elem(&mseg_rule_hits, &v->rule_id);
@@ -223,7 +230,8 @@ static __always_inline void mseg_rule_count_flow(const struct mseg_verdict *v,
 		st->audit_denied++;
 	if (!h)
 		return;
-	h->packets++;
+	if (mseg_accounting(cfg))
+		h->packets++;
 	h->flows++;
 	if (v->action == MSEG_ACT_AUDIT)
 		h->audited++;

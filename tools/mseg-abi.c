@@ -105,6 +105,7 @@ int main(int argc, char **argv)
 	printf("const mode_audit %d\n", MSEG_MODE_AUDIT);
 	printf("const mode_staged %d\n", MSEG_MODE_STAGED);
 	printf("const mode_staged_deny %d\n", MSEG_MODE_STAGED_DENY);
+	printf("const mode_no_acct %d\n", MSEG_MODE_NO_ACCT);
 	print_maps();
 	print_fields();
 	return 0;

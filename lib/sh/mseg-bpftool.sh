@@ -169,10 +169,11 @@ mseg_config_get() {
 # Read-modify-write mseg_config in one map update. Call under mseg_lock:
 # only user space writes this map, so the lock makes the edit atomic.
 # Arguments:
-#   [--bump-gen] then FIELD VALUE pairs (field names without "config.").
+#   [--bump-gen] then FIELD VALUE pairs (field names without "config.";
+#   mode sets the audit bit of config.mode, mode.acct its no-accounting bit)
 #######################################
 mseg_config_edit() {
-  local bump=0 gen key cur
+  local bump=0 gen key cur mask
   local -a cfg
   if [[ ${1:-} == --bump-gen ]]; then
     bump=1
@@ -180,12 +181,14 @@ mseg_config_edit() {
   fi
   mseg_config_read cfg
   while (($# >= 2)); do
-    if [[ $1 == mode ]]; then
-      # only the audit bit: the staged bits are mseg apply --staged's; a
+    if [[ $1 == mode || $1 == mode.acct ]]; then
+      # only the named bit: the staged bits are mseg apply --staged's; a
       # change of mode changes verdicts, so sessions are judged again
+      mask=$MSEG_MODE_AUDIT
+      [[ $1 == mode.acct ]] && mask=$MSEG_MODE_NO_ACCT
       cur=$(mseg_buf_get_uint cfg config.mode) || exit
-      set -- mode $(((cur & ~MSEG_MODE_AUDIT) | ($2 & MSEG_MODE_AUDIT))) "${@:3}"
-      (((cur & MSEG_MODE_AUDIT) == ($2 & MSEG_MODE_AUDIT))) || bump=1
+      [[ $1 == mode ]] && (((cur & mask) != ($2 & mask))) && bump=1
+      set -- mode $(((cur & ~mask) | ($2 & mask))) "${@:3}"
     fi
     mseg_buf_set_uint cfg "config.$1" "$2"
     shift 2

@@ -7,9 +7,12 @@
 # percentage), num (any value the field holds), count (a number of sessions
 # the table can exceed: below its capacity), mode (enforce or audit: bit
 # MSEG_MODE_AUDIT of mseg_config.mode, whose other bits say whether a
-# staged policy is loaded). 0 restores the default.
+# staged policy is loaded), acct (on or off: bit MSEG_MODE_NO_ACCT of
+# mseg_config.mode, set when off; its field is mode.acct, which
+# mseg_config_edit knows). 0 restores the default.
 readonly -a MSEG_CONFIG_KEYS=(
   mode:mode:mode
+  accounting:mode.acct:acct
   strict:strict:bool
   timeout_syn_sent:to_syn_sent:num
   timeout_syn_recv:to_syn_recv:num
@@ -44,7 +47,11 @@ built-in default). set writes one key; VALUE 0 restores the default.
 mode is enforce (the default) or audit: in audit mode a deny that would
 apply passes, counted (mseg_audit_denied_total, and per rule in 'mseg rule
 list') and logged as a would-deny naming the rule (docs/policy.md); open
-sessions are judged again when it changes. strict takes on|off|1|0; *_pct are percentages of the session table
+sessions are judged again when it changes. accounting is on (the default)
+or off: off keeps no per-packet counts (a session's packets and bytes, a
+rule's packets; a rule's flows and the global counters stay), as
+nf_conntrack without nf_conntrack_acct, for a faster established path.
+strict takes on|off|1|0; *_pct are percentages of the session table
 (0..100) that must rise: warn_pct < crit_pct < degrade_pct (set them in the
 order that keeps it so); timeout_* are seconds (timeout_unconfirmed: a TCP
 session picked up mid-stream that the other side has not answered yet);
@@ -88,9 +95,13 @@ _mseg_config_json() {
   args+=(--arg default_action "${MSEG_ACTION_NAMES[v]:-$v}")
   for entry in "${MSEG_CONFIG_KEYS[@]}"; do
     IFS=: read -r key field kind <<<"$entry"
-    v=$(mseg_buf_get_uint cfg "config.$field") || exit
+    v=$(mseg_buf_get_uint cfg "config.${field%.*}") || exit
     if [[ $kind == mode ]]; then
       args+=(--arg "$key" "$(_mseg_mode_name "$v")")
+      continue
+    fi
+    if [[ $kind == acct ]]; then
+      args+=(--argjson "$key" "$( ((v & MSEG_MODE_NO_ACCT)) && echo false || echo true)")
       continue
     fi
     def=${MSEG_DEFAULT[$field]:-0}
@@ -163,6 +174,13 @@ mseg_config_resolve() {
         enforce | 0) value=0 ;;
         audit) value=$MSEG_MODE_AUDIT ;;
         *) MSEG_CFG_ERROR="invalid value for $key: '$value' (expected enforce or audit)" ;;
+      esac
+      ;;
+    acct)
+      case $value in
+        on | 0) value=0 ;;
+        off) value=$MSEG_MODE_NO_ACCT ;;
+        *) MSEG_CFG_ERROR="invalid value for $key: '$value' (expected on or off)" ;;
       esac
       ;;
     bool)
@@ -247,11 +265,13 @@ mseg_config_lines() {
   mseg_config_read cfg
   for entry in "${MSEG_CONFIG_KEYS[@]}"; do
     IFS=: read -r key field kind <<<"$entry"
-    v=$(mseg_buf_get_uint cfg "config.$field") || exit
+    v=$(mseg_buf_get_uint cfg "config.${field%.*}") || exit
     [[ $kind == mode ]] && v=$((v & MSEG_MODE_AUDIT))
+    [[ $kind == acct ]] && v=$((v & MSEG_MODE_NO_ACCT))
     ((v != 0)) || continue
     [[ $kind == bool ]] && v=on
     [[ $kind == mode ]] && v=audit
+    [[ $kind == acct ]] && v=off
     printf 'config %s %s\n' "$key" "$v"
   done
 }

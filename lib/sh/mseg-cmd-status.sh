@@ -47,7 +47,8 @@ _mseg_status_json() {
     --argjson gen "$gen" --argjson strict "$strict" --argjson set "$set" \
     --argjson attached "$attached" --argjson confirm "$confirm" \
     --arg mode "$( ((mode & MSEG_MODE_AUDIT)) && echo audit || echo enforce)" \
-    --argjson staged "$( ((mode & MSEG_MODE_STAGED)) && echo true || echo false)" '{
+    --argjson staged "$( ((mode & MSEG_MODE_STAGED)) && echo true || echo false)" \
+    --argjson acct "$( ((mode & MSEG_MODE_NO_ACCT)) && echo false || echo true)" '{
       pin_dir: $pin_dir,
       abi_version: $abi,
       build_abi_version: $build_abi,
@@ -62,6 +63,7 @@ _mseg_status_json() {
       strict: ($strict != 0),
       mode: $mode,
       staged: $staged,
+      accounting: $acct,
       active_set: $set,
       attached: $attached,
       confirm: $confirm
@@ -103,6 +105,7 @@ mseg_cmd_status() {
     "strict:          \(if .strict then "on" else "off" end)",
     "mode:            \(.mode)\(if .mode == "audit" then " (denies pass as would-deny)" else "" end)",
     "staged policy:   \(if .staged then "loaded (mseg staged)" else "none" end)",
+    "accounting:      \(if .accounting then "on" else "off (no packet and byte counts)" end)",
     "attached:        \(if .attached == [] then "none in this netns"
                         else .attached | map("\(.dev) (\(dirs))") | join(", ") end)",
     "confirm:         \($confirm)"

@@ -23,6 +23,7 @@ declare -gA MSEG_FIELD_OFF=() MSEG_FIELD_SIZE=() MSEG_DEFAULT=() MSEG_CONST=()
 MSEG_MODE_AUDIT=""
 MSEG_MODE_STAGED=""
 MSEG_MODE_STAGED_DENY=""
+MSEG_MODE_NO_ACCT=""
 
 # enum mseg_action and enum mseg_tcp_state of bpf/mseg_abi.h. mseg-abi does
 # not print enums; tests/bats/cli.bats checks these against the header.
@@ -62,6 +63,7 @@ mseg_abi_load() {
   MSEG_MODE_AUDIT=${MSEG_CONST[mode_audit]}
   MSEG_MODE_STAGED=${MSEG_CONST[mode_staged]}
   MSEG_MODE_STAGED_DENY=${MSEG_CONST[mode_staged_deny]}
+  MSEG_MODE_NO_ACCT=${MSEG_CONST[mode_no_acct]}
 }
 
 #######################################

@@ -282,6 +282,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
     case $key in
       strict) m config set strict on ;;
       mode) m config set mode audit ;;
+      accounting) m config set accounting off ;;
       *_pct) m config set "$key" $((40 + i)) ;;
       *) m config set "$key" $((1000 + i)) ;;
     esac
@@ -291,17 +292,24 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
     i=$((i + 1))
     field=$key
     [[ $key == timeout_* ]] && field=to_${key#timeout_}
+    # two bits of one field: audit (1) and no accounting (16)
+    [[ $key == accounting ]] && field=mode
     v=$(cfg "$field")
     case $key in
       strict) [[ $v == 1 ]] ;;
-      mode) [[ $v == 1 ]] ;;
+      mode | accounting) [[ $v == 17 ]] ;;
       *_pct) [[ $v == $((40 + i)) ]] ;;
       *) [[ $v == $((1000 + i)) ]] ;;
     esac || { echo "$key -> $field holds $v" >&2; return 1; }
   done
   [[ $(m config show --json | jq .strict) == true ]]
   [[ $(m config show --json | jq -r .mode) == audit ]]
+  [[ $(m config show --json | jq .accounting) == false ]]
+  # each key sets its own bit only
   m config set mode enforce
+  [[ $(cfg mode) == 16 ]]
+  m config set accounting on
+  [[ $(cfg mode) == 0 && $(m config show --json | jq .accounting) == true ]]
   m config set strict off
   m config set timeout_udp 0
   [[ $(cfg strict) == 0 ]]
@@ -311,6 +319,7 @@ abi() { "$ABI_BIN" | awk -v k="$*" 'index($0, k " ") == 1 { print $NF }'; }
 @test "config errors: unknown key, bad values, nothing written" {
   fails 2 "unknown config key: 'nope'" m config set nope 1
   fails 2 "invalid value for strict" m config set strict maybe
+  fails 2 "invalid value for accounting" m config set accounting 1
   fails 2 "invalid value for timeout_udp" m config set timeout_udp abc
   fails 2 "invalid value for timeout_udp" m config set timeout_udp -5
   fails 2 "invalid value for timeout_udp" m config set timeout_udp 4294967296
@@ -664,7 +673,8 @@ for i in range(20):
   local fields keys
   fields=$("$ABI_BIN" | awk '$1 == "field" && $2 ~ /^config\./ { sub("config.", "", $2); print $2 }' |
     grep -vxE 'abi_version|policy_gen|default_action|active_set|staged_gen' | sort)
-  keys=$(m config show --json | jq -r 'keys[] | select(. != "default_action")
+  # accounting is a bit of mode, as the audit mode is
+  keys=$(m config show --json | jq -r 'keys[] | select(. != "default_action" and . != "accounting")
     | if startswith("timeout_") then "to_" + ltrimstr("timeout_") else . end' | sort)
   diff <(echo "$fields") <(echo "$keys")
 }

@@ -32,6 +32,9 @@ teardown() {
 	if [[ -e $BATS_TEST_TMPDIR/default-changed ]]; then
 		mseg default allow >/dev/null
 	fi
+	if [[ -e $BATS_TEST_TMPDIR/accounting-changed ]]; then
+		mseg config set accounting on
+	fi
 }
 
 # use FAMILY: S and D become this test's source and destination.
@@ -309,6 +312,55 @@ log_action() {
 
 @test "IPv4: the log action passes the flow and counts it" { log_action 4; }
 @test "IPv6: the log action passes the flow and counts it" { log_action 6; }
+
+# --- accounting -------------------------------------------------------------------
+
+# counts SPORT: "PACKETS BYTES CONFIRMED RULE_PACKETS RULE_HITS": the UDP
+# session S:SPORT -> D:5400 (packets and bytes of both directions, whether
+# answered), and its rule's packets and flows.
+counts() {
+	local sess rule
+	sess=$(sessions_json | jq -r --arg s "$S" --argjson p "$1" \
+		'select(.src == $s and .sport == $p and .dport == 5400) | "\(.packets) \(.bytes) \(.confirmed)"')
+	rule=$(rules_raw | jq -r --arg s "$S" 'select(.src == $s and .dport == 5400) | "\(.packets) \(.hits)"')
+	echo "$sess $rule"
+}
+
+accounting() {
+	use "$1"
+	rule allow --proto udp --dport 5400
+	local i delta sp sb sc rp rh bytes
+	for i in 1 2 3; do expect $PASS "accounted packet $i" udp 41000 5400; done
+	read -r sp sb sc rp rh <<<"$(counts 41000)"
+	assert_eq "accounting on: session packets, answered, rule packets, flows" \
+		"3 false 3 1" "$sp $sc $rp $rh"
+	bytes=$sb
+	((bytes > 0))
+
+	touch "$BATS_TEST_TMPDIR/accounting-changed"
+	mseg config set accounting off
+	stats_save
+	for i in 1 2 3 4; do expect $PASS "unaccounted packet $i" udp 41000 5400; done
+	# the answer (the slow path) still confirms the session, uncounted
+	assert_eq "answer" $PASS "$(verdict --src "$D" --dst "$S" --proto udp --sport 5400 --dport 41000 --payload 8)"
+	expect $PASS "a new flow" udp 41001 5400
+	delta=$(stats_delta_json)
+	assert_eq "allowed ($delta)" 6 "$(jq '.allowed // 0' <<<"$delta")"
+	assert_eq "session_hit ($delta)" 5 "$(jq '.session_hit // 0' <<<"$delta")"
+	read -r sp sb sc rp rh <<<"$(counts 41000)"
+	# the decision of the new flow counts, no packet does
+	assert_eq "accounting off" "3 $bytes true 3 2" "$sp $sb $sc $rp $rh"
+	read -r sp sb sc rp rh <<<"$(counts 41001)"
+	assert_eq "accounting off: a new session" "0 0 false" "$sp $sb $sc"
+
+	mseg config set accounting on
+	expect $PASS "accounted again" udp 41000 5400
+	read -r sp sb sc rp rh <<<"$(counts 41000)"
+	assert_eq "accounting on again" "4 4" "$sp $rp"
+}
+
+@test "IPv4: accounting off keeps no packet counts, and changes no verdict" { accounting 4; }
+@test "IPv6: accounting off keeps no packet counts, and changes no verdict" { accounting 6; }
 
 # --- ICMPv6 neighbour discovery ---------------------------------------------------------
 

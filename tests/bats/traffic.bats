@@ -33,6 +33,9 @@ teardown() {
 	if [[ -e $BATS_TEST_TMPDIR/default-changed ]]; then
 		mseg default allow >/dev/null
 	fi
+	if [[ -e $BATS_TEST_TMPDIR/accounting-changed ]]; then
+		mseg config set accounting on
+	fi
 	return 0
 }
 
@@ -177,6 +180,38 @@ cut_live() {
 
 @test "IPv4: a deny added while a TCP connection is open stops that connection" { cut_live 4; }
 @test "IPv6: a deny added while a TCP connection is open stops that connection" { cut_live 6; }
+
+# --- accounting off ---------------------------------------------------------------
+
+# conn_packets SPORT: packets (both directions) of the session C:SPORT -> S:5003.
+conn_packets() {
+	sessions_json | jq -r --arg c "$C" --arg s "$S" --argjson p "$1" \
+		'select(.proto == "tcp" and .src == $c and .sport == $p and .dst == $s and .dport == 5003) | .packets'
+}
+
+acct_live() {
+	use "$1"
+	local name=acct$1 before after
+	lab_conn_open "$name" "$S" 5003
+	[[ $(lab_conn_send "$name") == ok ]] || fail_msg "exchange with accounting on"
+	before=$(conn_packets "$LAB_CONN_SPORT")
+	((before > 0)) || fail_msg "no packets counted with accounting on: '$before'"
+	touch "$BATS_TEST_TMPDIR/accounting-changed"
+	mseg config set accounting off
+	stats_save
+	[[ $(lab_conn_send "$name") == ok ]] || fail_msg "first exchange with accounting off"
+	[[ $(lab_conn_send "$name") == ok ]] || fail_msg "second exchange with accounting off"
+	assert_session tcp "$C" "$LAB_CONN_SPORT" "$S" 5003 ESTABLISHED
+	assert_eq "packets counted with accounting off" "$before" "$(conn_packets "$LAB_CONN_SPORT")"
+	(($(stat_delta session_hit) >= 4)) || fail_msg "session_hit: $(stat_delta session_hit)"
+	mseg config set accounting on
+	[[ $(lab_conn_send "$name") == ok ]] || fail_msg "exchange with accounting on again"
+	after=$(conn_packets "$LAB_CONN_SPORT")
+	((after > before)) || fail_msg "accounting on again: $after packets, $before before"
+}
+
+@test "IPv4: with accounting off a live TCP connection goes on, its packets uncounted" { acct_live 4; }
+@test "IPv6: with accounting off a live TCP connection goes on, its packets uncounted" { acct_live 6; }
 
 # --- default deny with one allowed flow ------------------------------------------------
 
