@@ -464,7 +464,7 @@ struct mseg_config {
  * Accounting off (`mseg config set accounting off`): no per-packet counts,
  * neither a session's packets and bytes nor a rule's packets, as
  * nf_conntrack without nf_conntrack_acct (its default). They cost an
- * established packet ~7 % here (bench/RESULTS.md); verdicts never read them.
+ * established packet ~8 % here (bench/RESULTS.md); verdicts never read them.
  */
 #define MSEG_MODE_NO_ACCT 0x10
 #define MSEG_MODE_STAGED_BITS \
