@@ -320,8 +320,7 @@ log_action() {
 # answered), and its rule's packets and flows.
 counts() {
 	local sess rule
-	sess=$(sessions_json | jq -r --arg s "$S" --argjson p "$1" \
-		'select(.src == $s and .sport == $p and .dport == 5400) | "\(.packets) \(.bytes) \(.confirmed)"')
+	sess=$(sessions_json | jq -r "select($(session_cond udp "$S" "$1" "$D" 5400)) | \"\\(.packets) \\(.bytes) \\(.confirmed)\"")
 	rule=$(rules_raw | jq -r --arg s "$S" 'select(.src == $s and .dport == 5400) | "\(.packets) \(.hits)"')
 	echo "$sess $rule"
 }

@@ -185,8 +185,7 @@ cut_live() {
 
 # conn_packets SPORT: packets (both directions) of the session C:SPORT -> S:5003.
 conn_packets() {
-	sessions_json | jq -r --arg c "$C" --arg s "$S" --argjson p "$1" \
-		'select(.proto == "tcp" and .src == $c and .sport == $p and .dst == $s and .dport == 5003) | .packets'
+	sessions_json | jq -r "select($(session_cond tcp "$C" "$1" "$S" 5003)) | .packets"
 }
 
 acct_live() {
